@@ -1,0 +1,5 @@
+"""`python -m postbackd`."""
+
+from postbackd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The subcommands of `postbackd`, one module each (see `postbackd.cli`)."""

@@ -1,0 +1,151 @@
+"""The public surface a postbackd plugin imports — this module and nothing else.
+
+A delivery plugin registers a class with ``postbackd_register_deliveries``; the daemon builds
+one instance per name with the ``[deliveries.NAME]`` table (or ``{}``) and calls
+``validate_options`` for every trigger that names it, ``deliver`` for each attempt, and
+``close`` at shutdown. A source plugin registers a class with ``postbackd_register_sources``;
+it is built from its ``[sources.NAME]`` table and runs between ``start(submit)`` and ``stop()``.
+
+A class whose ``__init__`` accepts a ``context`` keyword also receives a `PluginContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+from postbackd import __version__
+from postbackd.events import Event, EventRejected
+
+if TYPE_CHECKING:
+    from postbackd.config_model import Config
+
+API_VERSION = 1
+PROJECT = "postbackd"
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class OutcomeKind(StrEnum):
+    OK = "ok"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One postback as a delivery plugin sees it: the payload fixed at routing time."""
+
+    id: str
+    event_id: str
+    event_type: str
+    customer: str
+    trigger: str
+    attempt: int
+    format: str
+    content_type: str
+    subject: str | None
+    body: bytes
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to. Build it with `ok`, `retry` or `fail`.
+
+    ``request`` and ``response`` are for the request log (secrets already masked):
+    ``request`` = {"method", "url", "headers", ...}; ``response`` = {"status", "headers",
+    "body", ...}. ``status`` is the protocol's code (HTTP status, SMTP reply code).
+    """
+
+    kind: OutcomeKind
+    error: str | None = None
+    detail: str | None = None
+    retry_after: float | None = None
+    status: int | None = None
+    request: Mapping[str, Any] | None = field(default=None, compare=False)
+    response: Mapping[str, Any] | None = field(default=None, compare=False)
+    breaker: bool = True  # whether a failure counts against the destination's circuit breaker
+
+    @classmethod
+    def ok(cls, detail: str | None = None, **extra: Any) -> Outcome:
+        """The attempt succeeded: the delivery is done."""
+        return cls(OutcomeKind.OK, detail=detail, **extra)
+
+    @classmethod
+    def retry(cls, error: str, after: float | None = None, **extra: Any) -> Outcome:
+        """A temporary failure: try again at the next step of the schedule (or after `after`)."""
+        return cls(OutcomeKind.RETRY, error=error, retry_after=after, **extra)
+
+    @classmethod
+    def fail(cls, error: str, **extra: Any) -> Outcome:
+        """A permanent failure: the delivery is dead at once, no more attempts."""
+        return cls(OutcomeKind.FAIL, error=error, **extra)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.kind is OutcomeKind.OK
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What `submit` answers once an event is durable: new, or a duplicate of a known id."""
+
+    event_id: str
+    duplicate: bool = False
+    deliveries: int = 0
+
+
+Submit = Callable[[Event], Awaitable[SubmitResult]]
+"""`await submit(event)` returns once the event and its deliveries are committed to disk.
+
+It raises `EventRejected` for an invalid event (do not retry it) and `SpoolUnavailable` when
+it cannot store now (retry later; do not acknowledge upstream).
+"""
+
+
+class SpoolUnavailable(RuntimeError):
+    """The event could not be stored now (disk full, spool unwritable, shutting down)."""
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What the daemon offers a plugin: the current configuration (it changes on reload)."""
+
+    config: Callable[[], Config]
+    version: str = __version__
+
+
+class DeliveryPlugin(Protocol):
+    def validate_options(self, options: Mapping[str, Any]) -> list[str]: ...
+
+    async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+class SourcePlugin(Protocol):
+    async def start(self, submit: Submit) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+__all__ = [
+    "API_VERSION",
+    "Delivery",
+    "DeliveryPlugin",
+    "Event",
+    "EventRejected",
+    "Outcome",
+    "OutcomeKind",
+    "PluginContext",
+    "SourcePlugin",
+    "SpoolUnavailable",
+    "Submit",
+    "SubmitResult",
+    "hookimpl",
+]
