@@ -11,7 +11,7 @@ A class whose ``__init__`` accepts a ``context`` keyword also receives a `Plugin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -114,9 +114,15 @@ class SpoolUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class PluginContext:
-    """What the daemon offers a plugin: the current configuration (it changes on reload)."""
+    """What the daemon offers a plugin.
+
+    ``config()`` returns the configuration in force *now* (it changes on reload).
+    ``admin_routes`` are the daemon's admin API routes (aiohttp route definitions): a source
+    that listens for HTTP serves them on its listener, so there is one port to operate.
+    """
 
     config: Callable[[], Config]
+    admin_routes: Sequence[Any] = ()
     version: str = __version__
 
 

@@ -1,0 +1,213 @@
+"""The admin HTTP API: health, readiness, metrics, the request log, retry, render, reload.
+
+Served on the HTTP source's listener (it adds these routes to its own), or, with no HTTP
+source, on ``[daemon] admin_listen`` — so health and metrics always exist. Every route but
+/healthz and /readyz needs the admin bearer token when one is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from postbackd import jsoncodec
+from postbackd.events import EventRejected, parse_event
+from postbackd.intake import Generation
+from postbackd.metrics import Metrics
+from postbackd.samples import load_sample
+from postbackd.spool import Spool
+from postbackd.templates import RenderError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminBackend(Protocol):
+    """What the admin API needs from the daemon."""
+
+    spool: Spool
+    metrics: Metrics
+
+    def current(self) -> Generation: ...
+
+    def readiness(self) -> dict[str, Any]: ...
+
+    def config_status(self) -> dict[str, Any]: ...
+
+    async def reload(self, reason: str) -> dict[str, Any]: ...
+
+    def wake(self) -> None: ...
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=jsoncodec.dumps(data), status=status,
+                        content_type="application/json")
+
+
+def json_error(status: int, message: str, field: str | None = None) -> web.Response:
+    return json_response({"error": message, "field": field}, status)
+
+
+def bearer_ok(request: web.Request, token: str | None) -> bool:
+    """Whether the request carries `token` (always true when no token is configured)."""
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+
+
+def unauthorized() -> web.Response:
+    response = json_error(401, "missing or wrong bearer token: send 'Authorization: Bearer TOKEN'")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="postbackd"'
+    return response
+
+
+class AdminApi:
+    def __init__(self, backend: AdminBackend) -> None:
+        self.backend = backend
+
+    def routes(self) -> list[web.RouteDef]:
+        guarded = self._guarded
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", guarded(self.metrics)),
+            web.get("/v1/deliveries", guarded(self.list_deliveries)),
+            web.get("/v1/deliveries/{id}", guarded(self.get_delivery)),
+            web.post("/v1/deliveries/{id}/retry", guarded(self.retry_delivery)),
+            web.post("/v1/render", guarded(self.render)),
+            web.post("/v1/reload", guarded(self.reload)),
+            web.get("/v1/config", guarded(self.config)),
+        ]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not bearer_ok(request, self.backend.current().config.daemon.admin_token):
+                return unauthorized()
+            return await handler(request)
+
+        return guarded
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        readiness = self.backend.readiness()
+        return json_response(readiness, 200 if readiness["ready"] else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        stats = await self.backend.spool.stats()
+        for state, count in stats.by_state.items():
+            self.backend.metrics.spool_deliveries.labels(state).set(count)
+        self.backend.metrics.oldest_pending.set(stats.oldest_pending_age or 0)
+        return web.Response(body=self.backend.metrics.render(),
+                            headers={"Content-Type": self.backend.metrics.content_type})
+
+    async def list_deliveries(self, request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            limit = min(int(query.get("limit", "50")), 1000)
+            since = float(query["since"]) if "since" in query else None
+            until = float(query["until"]) if "until" in query else None
+        except ValueError:
+            return json_error(400, "limit, since and until must be numbers", "query")
+        if limit < 1:
+            return json_error(400, "limit must be at least 1", "limit")
+        try:
+            rows, cursor = await self.backend.spool.list_deliveries(
+                state=query.get("state"), customer=query.get("customer"),
+                trigger=query.get("trigger"), order=query.get("order"),
+                event_type=query.get("event_type"), since=since, until=until,
+                limit=limit, cursor=query.get("cursor"),
+            )
+        except ValueError as exc:
+            return json_error(400, str(exc), "cursor")
+        return json_response({"deliveries": [r.to_dict() for r in rows], "next_cursor": cursor})
+
+    async def get_delivery(self, request: web.Request) -> web.Response:
+        detail = await self.backend.spool.get_delivery(request.match_info["id"])
+        if detail is None:
+            return json_error(404, f"no delivery with id {request.match_info['id']}", "id")
+        return json_response(detail.to_dict())
+
+    async def retry_delivery(self, request: web.Request) -> web.Response:
+        delivery_id = request.match_info["id"]
+        changed = await self.backend.spool.retry([delivery_id])
+        if not changed:
+            detail = await self.backend.spool.get_delivery(delivery_id)
+            if detail is None:
+                return json_error(404, f"no delivery with id {delivery_id}", "id")
+            return json_error(
+                409, f"delivery {delivery_id} is {detail.summary.state}; it cannot be retried now",
+                "id",
+            )
+        self.backend.wake()
+        return json_response({"retried": delivery_id, "at": time.time()})
+
+    async def render(self, request: web.Request) -> web.Response:
+        try:
+            body = jsoncodec.loads(await request.read())
+        except ValueError as exc:
+            return json_error(400, f"malformed JSON: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("template"), str):
+            return json_error(400, "required: a string naming the template", "template")
+        generation = self.backend.current()
+        engine = generation.router.engine
+        if not engine.has(body["template"]):
+            return json_error(404, f"no template named {body['template']!r}", "template")
+        try:
+            raw = body.get("event") if "event" in body else load_sample(str(body.get("sample")))
+            event = parse_event(raw, prefix="event")
+        except EventRejected as exc:
+            return json_response(exc.as_json(), 400)
+        except (KeyError, ValueError) as exc:
+            return json_error(400, f"give an event or a known sample type ({exc})", "sample")
+        customer_id = str(body.get("customer") or event.customer)
+        customer = generation.config.customers.get(customer_id)
+        try:
+            rendered = engine.render(body["template"], event, customer)
+        except RenderError as exc:
+            return json_response(
+                {"error": str(exc), "line": exc.line, "column": exc.column,
+                 "variable": exc.variable}, 422,
+            )
+        return json_response({
+            "body": rendered.body.decode("utf-8", "replace"),
+            "subject": rendered.subject,
+            "content_type": rendered.content_type,
+            "warnings": [str(w) for w in rendered.warnings],
+        })
+
+    async def reload(self, request: web.Request) -> web.Response:
+        result = await self.backend.reload("admin API")
+        return json_response(result, 200 if result.get("ok") else 422)
+
+    async def config(self, request: web.Request) -> web.Response:
+        return json_response(self.backend.config_status())
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every 4xx/5xx answer is JSON ``{"error", "field"}``; no input turns into a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+
+
+def build_app(routes: list[web.RouteDef], *, max_body: int = 1024 * 1024) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=max_body)
+    app.router.add_routes(routes)
+    return app
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` → (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)

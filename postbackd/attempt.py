@@ -1,0 +1,244 @@
+"""One delivery attempt, from the trigger's current config to the recorded outcome.
+
+The destination (URL, recipients, secrets) is read from the trigger as configured *now*, so
+fixing a wrong URL fixes the deliveries waiting to be retried; the payload is the one fixed at
+routing time. Plugin errors are contained: an exception is a retryable failure naming the
+plugin, a hung `deliver` is cut by the attempt timeout, and the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from postbackd.breaker import BreakerBoard
+from postbackd.config_model import Trigger
+from postbackd.events import parse_event
+from postbackd.intake import Generation
+from postbackd.logs import get_logger
+from postbackd.metrics import Metrics
+from postbackd.plugin import Delivery, Outcome, OutcomeKind
+from postbackd.retry import decide
+from postbackd.spool import Spool
+from postbackd.spool_model import AttemptResult, DeliveryState, StoredDelivery
+from postbackd.units import parse_duration
+
+log = get_logger("postbackd.attempt")
+
+DEFAULT_ATTEMPT_TIMEOUT = 60.0
+TIMEOUT_MARGIN = 5.0  # beyond the plugin's own timeout, before we cut a hung attempt
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        spool: Spool,
+        deliveries: Mapping[str, Any],
+        breakers: BreakerBoard,
+        metrics: Metrics,
+        hook: Any,
+    ) -> None:
+        self.spool = spool
+        self.deliveries = deliveries
+        self.breakers = breakers
+        self.metrics = metrics
+        self.hook = hook
+
+    def destination_of(self, generation: Generation, delivery: StoredDelivery) -> str:
+        """The peer an attempt goes to, for concurrency bounds and the circuit breaker."""
+        trigger = generation.config.triggers.get(delivery.trigger)
+        plugin = self.deliveries.get(delivery.plugin)
+        if trigger is None or plugin is None:
+            return f"{delivery.plugin}:"
+        return destination(plugin, trigger)
+
+    async def attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
+        """Run one attempt and record it; never raises except for cancellation."""
+        try:
+            await self._attempt(generation, stored, dest)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.spool.release_inflight([stored.id], time.time()))
+            self.breakers.release_probe(dest, time.time())
+            raise
+
+    async def _attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
+        trigger = generation.config.triggers.get(stored.trigger)
+        if trigger is None:
+            await self._finish_without_attempt(
+                stored, DeliveryState.CANCELLED,
+                f"trigger {stored.trigger!r} was removed from the configuration",
+            )
+            self.breakers.release_probe(dest, time.time())
+            return
+        if not trigger.active:
+            await self.spool.release_inflight([stored.id], time.time())
+            await self.spool.hold([stored.id], reason="trigger inactive")
+            self.breakers.release_probe(dest, time.time())
+            return
+        if stored.body is None:
+            rendered = await self._rerender(generation, trigger, stored)
+            if rendered is None:
+                self.breakers.release_probe(dest, time.time())
+                return
+            stored = rendered
+        plugin = self.deliveries[trigger.delivery]
+        delivery = Delivery(
+            id=stored.id,
+            event_id=stored.event_id,
+            event_type=stored.event_type,
+            customer=stored.customer,
+            trigger=stored.trigger,
+            attempt=stored.attempts + 1,
+            format=stored.format,
+            content_type=stored.content_type,
+            subject=stored.subject,
+            body=stored.body or b"",
+            order_id=stored.order_id,
+        )
+        started = time.time()
+        outcome = await self._call(plugin, trigger, delivery)
+        duration = time.time() - started
+        await self._record(trigger, delivery, outcome, started, duration, dest)
+
+    async def _call(self, plugin: Any, trigger: Trigger, delivery: Delivery) -> Outcome:
+        timeout = attempt_timeout(trigger.options)
+        try:
+            outcome = await asyncio.wait_for(plugin.deliver(delivery, trigger.options), timeout)
+        except TimeoutError:
+            return Outcome.retry(
+                f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
+            )
+        except Exception as exc:
+            log.error("delivery plugin raised", plugin=trigger.delivery,
+                      delivery_id=delivery.id, event_id=delivery.event_id,
+                      customer=delivery.customer, trigger=delivery.trigger,
+                      error=f"{type(exc).__name__}: {exc}")
+            return Outcome.retry(f"plugin {trigger.delivery!r} raised {type(exc).__name__}: {exc}")
+        if not isinstance(outcome, Outcome):
+            return Outcome.retry(
+                f"plugin {trigger.delivery!r} returned {type(outcome).__name__}, not an Outcome"
+            )
+        return outcome
+
+    async def _record(
+        self,
+        trigger: Trigger,
+        delivery: Delivery,
+        outcome: Outcome,
+        started: float,
+        duration: float,
+        dest: str,
+    ) -> None:
+        now = time.time()
+        next_at: float | None = None
+        error = outcome.error
+        if outcome.kind is OutcomeKind.OK:
+            state = DeliveryState.DONE
+        elif outcome.kind is OutcomeKind.FAIL:
+            state = DeliveryState.DEAD
+        else:
+            decision = decide(trigger.delays, delivery.attempt, outcome.retry_after)
+            if decision.retry:
+                state, next_at = DeliveryState.PENDING, now + decision.delay
+            else:
+                state = DeliveryState.DEAD
+                error = f"{outcome.error} — {decision.reason}"
+        if outcome.breaker and outcome.kind is not OutcomeKind.FAIL:
+            if self.breakers.record(dest, outcome.succeeded, now):
+                log.warning("circuit breaker opened", destination=dest,
+                            cooldown_s=self.breakers.open_destinations().get(dest, now) - now)
+        else:
+            self.breakers.release_probe(dest, now)
+        result = AttemptResult(
+            delivery_id=delivery.id,
+            number=delivery.attempt,
+            started_at=started,
+            duration=duration,
+            outcome=str(outcome.kind),
+            new_state=state,
+            next_attempt_at=next_at,
+            status=outcome.status,
+            error=error,
+            request=outcome.request,
+            response=outcome.response,
+            destination=dest,
+        )
+        await asyncio.shield(self.spool.record_attempt(result))
+        self.metrics.deliveries.labels(trigger.delivery, delivery.customer, str(outcome.kind)).inc()
+        self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)
+        log.info(
+            "delivery attempt",
+            delivery_id=delivery.id, event_id=delivery.event_id, customer=delivery.customer,
+            trigger=delivery.trigger, attempt=delivery.attempt, outcome=str(outcome.kind),
+            state=str(state), status=outcome.status, error=error,
+            next_attempt_in_s=round(next_at - now, 1) if next_at else None,
+            ms=round(duration * 1000, 1),
+        )
+        self._observe(delivery, outcome, state)
+
+    def _observe(self, delivery: Delivery, outcome: Outcome, state: DeliveryState) -> None:
+        """Tell observer plugins; a plugin that raises is logged by name and ignored."""
+        calls = [self.hook.postbackd_after_delivery]
+        if state is DeliveryState.DEAD:
+            calls.append(self.hook.postbackd_on_delivery_dead)
+        for caller in calls:
+            try:
+                caller(delivery=delivery, outcome=outcome)
+            except Exception as exc:
+                log.error("observer plugin raised", hook=caller.name, delivery_id=delivery.id,
+                          error=f"{type(exc).__name__}: {exc}")
+
+    async def _rerender(
+        self, generation: Generation, trigger: Trigger, stored: StoredDelivery
+    ) -> StoredDelivery | None:
+        """A `failed` delivery retried by an operator is rendered again with today's template."""
+        detail = await self.spool.get_delivery(stored.id)
+        if detail is None:
+            return None
+        event = parse_event(detail.event)
+        outcome = generation.router.render(trigger, event)
+        if outcome.rendered is None:
+            await self.spool.set_rendered(stored.id, None, None, str(outcome.error))
+            await self._finish_without_attempt(stored, DeliveryState.FAILED, str(outcome.error))
+            return None
+        rendered = outcome.rendered
+        await self.spool.set_rendered(stored.id, rendered.body, rendered.subject, None)
+        return _replace_payload(stored, rendered.body, rendered.subject)
+
+    async def _finish_without_attempt(
+        self, stored: StoredDelivery, state: DeliveryState, reason: str
+    ) -> None:
+        log.info("delivery ended", delivery_id=stored.id, event_id=stored.event_id,
+                 customer=stored.customer, trigger=stored.trigger, state=str(state),
+                 reason=reason)
+        await asyncio.shield(self.spool.record_attempt(AttemptResult(
+            delivery_id=stored.id, number=stored.attempts, started_at=time.time(),
+            duration=0.0, outcome="fail", new_state=state, next_attempt_at=None,
+            status=None, error=reason, request=None, response=None, destination=None,
+            counted=False,
+        )))
+
+
+def destination(plugin: Any, trigger: Trigger) -> str:
+    describe = getattr(plugin, "destination", None)
+    if describe is None:
+        return f"{trigger.delivery}:"
+    try:
+        return str(describe(trigger.options))
+    except Exception:
+        return f"{trigger.delivery}:"
+
+
+def attempt_timeout(options: Mapping[str, Any]) -> float:
+    try:
+        return parse_duration(options["timeout"]) + TIMEOUT_MARGIN
+    except (KeyError, ValueError, TypeError):
+        return DEFAULT_ATTEMPT_TIMEOUT
+
+
+def _replace_payload(stored: StoredDelivery, body: bytes, subject: str | None) -> StoredDelivery:
+    from dataclasses import replace
+
+    return replace(stored, body=body, subject=subject)

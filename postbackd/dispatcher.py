@@ -1,0 +1,189 @@
+"""Picks due deliveries from the spool and hands them to delivery plugins.
+
+Concurrency is bounded twice: `concurrency` attempts in flight in all, `per_destination` per
+scheme+host+port. A delivery waiting for its destination's slot holds no global slot, and the
+reading of due deliveries never waits on a destination — so a slow receiver delays only its
+own postbacks. Recording an outcome is shielded from cancellation: an attempt cut short by
+shutdown is "will run again", never half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from postbackd.attempt import AttemptRunner
+from postbackd.breaker import BreakerBoard
+from postbackd.intake import Generation
+from postbackd.logs import get_logger
+from postbackd.spool import Spool
+from postbackd.spool_model import StoredDelivery
+
+log = get_logger("postbackd.dispatcher")
+
+CLAIM_BATCH = 512
+IDLE_POLL = 1.0
+BUFFER_FACTOR = 4  # claimed-but-waiting deliveries kept per slot (global and per destination)  # the CLI may change the spool behind our back: look at least this often
+
+
+@dataclass
+class _Destination:
+    waiting: deque[StoredDelivery] = field(default_factory=deque)
+    workers: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        spool: Spool,
+        current: Callable[[], Generation],
+        deliveries: Mapping[str, Any],
+        breakers: BreakerBoard,
+        runner: AttemptRunner,
+    ) -> None:
+        self.spool = spool
+        self.current = current
+        self.deliveries = deliveries
+        self.breakers = breakers
+        self.runner = runner
+        self._wake = asyncio.Event()
+        self._destinations: dict[str, _Destination] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._buffered = 0  # claimed (inflight in the spool) but not yet finished
+        self._stopping = False
+        self._global: asyncio.Semaphore | None = None
+        self._global_size = 0
+        self._deferred: list[tuple[str, float]] = []
+
+    # ------------------------------------------------------------------ control
+
+    def wake(self) -> None:
+        """New work may be due (an event was committed, an operator retried something)."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._buffered
+
+    async def run(self) -> None:
+        """Claim due deliveries until `stop()`; returns when intake of new work has ended."""
+        while not self._stopping:
+            daemon = self.current().config.daemon
+            self._resize(daemon.concurrency)
+            room = max(0, daemon.concurrency * BUFFER_FACTOR - self._buffered)
+            claimed: list[StoredDelivery] = []
+            if room:
+                claimed = await self.spool.claim_due(
+                    time.time(),
+                    min(room, CLAIM_BATCH),
+                    exclude_destinations=self._unavailable(daemon.per_destination),
+                )
+                for delivery in claimed:
+                    self._accept(delivery)
+            await self._flush_deferred()
+            if claimed and len(claimed) == min(room, CLAIM_BATCH):
+                await asyncio.sleep(0)  # more is due: go on reading, let attempts start
+                continue
+            await self._sleep(room)
+
+    def _unavailable(self, per_destination: int) -> list[str]:
+        """Destinations not to read for now: queue full, or breaker open and cooling down."""
+        now = time.time()
+        cap = per_destination * BUFFER_FACTOR
+        full = [name for name, d in self._destinations.items() if len(d.waiting) >= cap]
+        cooling = [name for name, until in self.breakers.open_destinations().items()
+                   if until > now]
+        return full + cooling
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let attempts in flight finish within `grace`, then cut them short."""
+        self._stopping = True
+        self.wake()
+        queued = [d.id for dest in self._destinations.values() for d in dest.waiting]
+        for dest in self._destinations.values():
+            dest.waiting.clear()
+        if queued:
+            await self.spool.release_inflight(queued, time.time())
+            self._buffered -= len(queued)
+        if self._tasks:
+            log.info("waiting for attempts in flight", count=len(self._tasks), grace_s=grace)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            if pending:
+                log.warning("cutting attempts short; they will run again after restart",
+                            count=len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush_deferred()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _sleep(self, room: int) -> None:
+        timeout = IDLE_POLL
+        if room:
+            next_due = await self.spool.next_due_at()
+            if next_due is not None:
+                timeout = min(IDLE_POLL, max(0.0, next_due - time.time()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _resize(self, concurrency: int) -> None:
+        if self._global is None or concurrency != self._global_size:
+            # A reload may change the bound; attempts holding the old semaphore finish on it.
+            self._global = asyncio.Semaphore(concurrency)
+            self._global_size = concurrency
+
+    def _accept(self, delivery: StoredDelivery) -> None:
+        self._buffered += 1
+        generation = self.current()
+        destination = self.runner.destination_of(generation, delivery)
+        dest = self._destinations.setdefault(destination, _Destination())
+        dest.waiting.append(delivery)
+        while dest.workers < generation.config.daemon.per_destination and dest.waiting:
+            dest.workers += 1
+            task = asyncio.create_task(self._work(destination, dest))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _defer(self, delivery_id: str, until: float) -> None:
+        """Put a claimed delivery back, uncounted, until its destination may be tried."""
+        self._deferred.append((delivery_id, until))
+        self._buffered -= 1
+
+    async def _flush_deferred(self) -> None:
+        if not self._deferred:
+            return
+        batch, self._deferred = self._deferred, []
+        by_time: dict[float, list[str]] = {}
+        for delivery_id, until in batch:
+            by_time.setdefault(round(until, 1), []).append(delivery_id)
+        for until, ids in by_time.items():
+            await self.spool.release_inflight(ids, until)
+
+    async def _work(self, destination: str, dest: _Destination) -> None:
+        try:
+            while dest.waiting and not self._stopping:
+                delivery = dest.waiting.popleft()
+                now = time.time()
+                admission = self.breakers.admit(destination, now)
+                if not admission.allowed:
+                    self._defer(delivery.id, admission.wait_until)
+                    continue
+                assert self._global is not None
+                async with self._global:
+                    try:
+                        await self.runner.attempt(self.current(), delivery, destination)
+                    finally:
+                        self._buffered -= 1
+        finally:
+            dest.workers -= 1
+            if not dest.waiting and not dest.workers:
+                self._destinations.pop(destination, None)
+            if self._deferred:
+                self.wake()

@@ -1,0 +1,87 @@
+"""Event → deliveries: find the customer's active triggers that match, render their payloads.
+
+The payload is fixed here, at routing time: what is rendered is what is stored, retried and
+logged. A render failure is not an exception for the caller — it becomes a delivery in state
+`failed` carrying the message, so it shows in the request log like any other postback.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+from postbackd.config_model import Config, Trigger
+from postbackd.events import Event, type_matches
+from postbackd.spool_model import DeliveryState, NewDelivery
+from postbackd.templates import RenderError, Rendered, TemplateEngine
+
+# Fixed forever: delivery ids must be the same on every server and every version, so that a
+# broker redelivering an event elsewhere yields the same `webhook-id`.
+DELIVERY_NAMESPACE = uuid.UUID("8f3c2b9e-5d1a-4c6e-9b7a-2f0d4e6a1c53")
+
+
+def delivery_id(event_id: str, trigger_name: str) -> str:
+    """The stable id of the delivery of `event_id` through `trigger_name` (a UUIDv5)."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id}\x00{trigger_name}"))
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    """A rendered payload, or the error that prevented it."""
+
+    rendered: Rendered | None
+    error: RenderError | None
+
+
+class Router:
+    """Routes events with one configuration generation; rebuilt on every reload."""
+
+    def __init__(self, config: Config, engine: TemplateEngine) -> None:
+        self.config = config
+        self.engine = engine
+        by_customer: dict[str, list[Trigger]] = defaultdict(list)
+        for trigger in config.triggers.values():
+            by_customer[trigger.customer].append(trigger)
+        self._triggers = {customer: tuple(ts) for customer, ts in by_customer.items()}
+
+    def matching_triggers(self, event: Event) -> list[Trigger]:
+        """The customer's active triggers whose event patterns match the event's type."""
+        return [
+            trigger
+            for trigger in self._triggers.get(event.customer, ())
+            if trigger.active and any(type_matches(p, event.type) for p in trigger.events)
+        ]
+
+    def render(self, trigger: Trigger, event: Event) -> RenderOutcome:
+        customer = self.config.customers.get(event.customer)
+        try:
+            return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
+        except RenderError as exc:
+            return RenderOutcome(None, exc)
+
+    def route(self, event: Event) -> list[NewDelivery]:
+        return [self.new_delivery(trigger, event) for trigger in self.matching_triggers(event)]
+
+    def new_delivery(self, trigger: Trigger, event: Event) -> NewDelivery:
+        outcome = self.render(trigger, event)
+        rendered = outcome.rendered
+        template = self.engine.template(trigger.template)
+        return NewDelivery(
+            id=delivery_id(event.id, trigger.name),
+            trigger=trigger.name,
+            plugin=trigger.delivery,
+            customer=event.customer,
+            event_type=event.type,
+            order_id=event.order_id,
+            format=rendered.format if rendered else template.format,
+            content_type=(
+                rendered.content_type if rendered else self.engine.content_type_for(template.format)
+            ),
+            subject=rendered.subject if rendered else None,
+            body=rendered.body if rendered else None,
+            render_error=str(outcome.error) if outcome.error else None,
+            state=DeliveryState.PENDING if rendered else DeliveryState.FAILED,
+            ordered=trigger.ordered,
+            supersede=trigger.supersede,
+        )
