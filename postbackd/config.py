@@ -1,0 +1,360 @@
+"""conf.d → a typed, validated `Config`; every problem reported with file and line.
+
+`load_config` reads every file of the directory (see `postbackd.config_files` for which),
+merges them per DESIGN §3 and validates the whole: unknown tables and keys (with a "did you
+mean"), types, units, enums, networks, duplicates across files (naming both places), and
+references between items (a trigger's customer, template and delivery). It never stops at the
+first problem; all of them are raised together in one `ConfigError`.
+
+Choices worth knowing:
+- A file that fails to parse is reported; references to names it seems to declare (read
+  line by line) are not reported again, and a reference that is still missing mentions it.
+- Secret references (`postbackd.secrets`) are expanded in every string value except a
+  template's ``body`` and ``subject``, which are Jinja sources and are stored as written.
+- Relative paths resolve against the directory of the file that holds them: ``[daemon] spool``
+  and ``plugin_dirs``, ``[[template]] body_file``, and path settings of sources and deliveries
+  (see `postbackd.config_sections`). Resolved paths are absolute.
+- The spool defaults to ``$STATE_DIRECTORY/spool.db`` (systemd), else ``var/spool.db`` under
+  the current working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from postbackd.config_files import (
+    ITEM_TABLES,
+    PLUGIN_TABLES,
+    ReadResult,
+    config_files,
+    item_name,
+    label_of,
+    read_files,
+)
+from postbackd.config_items import (
+    BUILTIN_PREFIX,
+    build_customer,
+    build_lookup,
+    build_template,
+    build_trigger,
+)
+from postbackd.config_model import Config, Location, Trigger
+from postbackd.config_report import ConfigError, Diagnostic, Reporter, did_you_mean
+from postbackd.config_sections import (
+    build_daemon,
+    build_smtp,
+    build_source,
+    build_ui,
+    http_token,
+    plugin_settings,
+)
+from postbackd.config_table import ConfFile, Table
+from postbackd.secrets import SchemeResolver, SecretResolver
+
+__all__ = [
+    "BUILTIN_TEMPLATE_NAMES",
+    "ConfigError",
+    "Diagnostic",
+    "LoadResult",
+    "ValidateOptions",
+    "config_files",
+    "default_spool",
+    "load_config",
+    "load_config_with_warnings",
+]
+
+BUILTIN_TEMPLATE_NAMES = frozenset(
+    {
+        "builtin:order-status-json",
+        "builtin:order-status-xml",
+        "builtin:shipped-email",
+        "builtin:gelato-status-v2",
+    }
+)
+SINGLE_TABLES = ("daemon", "smtp", "ui")
+TABLE_FORMS = {
+    **{key: f"[{key}]" for key in SINGLE_TABLES},
+    **{key: f"[{key}.NAME]" for key in PLUGIN_TABLES},
+    **{key: f"[[{key}]]" for key in ITEM_TABLES},
+}
+
+ValidateOptions = Callable[[Mapping[str, Any]], list[str]]
+"""A delivery plugin's ``validate_options(options) -> [problem, ...]``."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A valid configuration and the warnings found while loading it."""
+
+    config: Config
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+def load_config(
+    conf_dir: Path,
+    *,
+    deliveries: Mapping[str, ValidateOptions] | None = None,
+    resolve_secret: SchemeResolver | None = None,
+    environ: Mapping[str, str] | None = None,
+    pending: Mapping[Path, str] | None = None,
+) -> Config:
+    """The validated configuration of `conf_dir`; `ConfigError` lists every error found.
+
+    `deliveries` maps each registered delivery name to its ``validate_options``; without it,
+    delivery names are not checked. `resolve_secret` resolves ``${scheme:rest}`` references of
+    schemes other than env/file/credential (None when the scheme is not its own). `environ`
+    (default ``os.environ``) supplies ``${env:...}``, ``CREDENTIALS_DIRECTORY`` and
+    ``STATE_DIRECTORY``. `pending` maps paths of files not yet written to their text: they are
+    validated as if present (``customer add`` checks a file before writing it).
+    """
+    return load_config_with_warnings(
+        conf_dir,
+        deliveries=deliveries,
+        resolve_secret=resolve_secret,
+        environ=environ,
+        pending=pending,
+    ).config
+
+
+def load_config_with_warnings(
+    conf_dir: Path,
+    *,
+    deliveries: Mapping[str, ValidateOptions] | None = None,
+    resolve_secret: SchemeResolver | None = None,
+    environ: Mapping[str, str] | None = None,
+    pending: Mapping[Path, str] | None = None,
+) -> LoadResult:
+    """As `load_config`, also returning the warnings (``ConfigError`` carries both kinds)."""
+    env = os.environ if environ is None else environ
+    if not conf_dir.is_dir():
+        raise ConfigError(
+            [Diagnostic(conf_dir, 0, "configuration directory not found: create it or pass -c DIR")]
+        )
+    report = Reporter()
+    paths = config_files(conf_dir)
+    if not paths and not pending:
+        report.warning(conf_dir, 0, "no *.toml files: running with the defaults")
+    read = read_files(paths, pending or {}, SecretResolver(env, resolve_secret), report)
+    loader = _Loader(read, report, deliveries)
+    config = loader.build(conf_dir, default_spool(env))
+    if report.failed or config is None:
+        raise ConfigError(report.sorted())
+    return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
+
+
+def default_spool(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY/spool.db`` (its first entry) under systemd, else ./var/spool.db."""
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state, "spool.db") if state else Path.cwd() / "var" / "spool.db"
+
+
+class _Loader:
+    """Merges the parsed files into tables, then builds and cross-checks the items."""
+
+    def __init__(
+        self,
+        read: ReadResult,
+        report: Reporter,
+        deliveries: Mapping[str, ValidateOptions] | None,
+    ) -> None:
+        self.read = read
+        self.report = report
+        self.deliveries = deliveries
+        self.singles: dict[str, Table] = {}
+        self.plugins: dict[str, dict[str, Table]] = {kind: {} for kind in PLUGIN_TABLES}
+        self.items: dict[str, list[Table]] = {kind: [] for kind in ITEM_TABLES}
+        self.declared: dict[str, set[str]] = {kind: set() for kind in ITEM_TABLES}
+        for file in read.files:
+            self.merge(file)
+
+    def merge(self, file: ConfFile) -> None:
+        for key, value in file.raw.items():
+            line = file.lines.line_of(key)
+            if key in SINGLE_TABLES:
+                self.merge_single(file, key, value, line)
+            elif key in PLUGIN_TABLES:
+                self.merge_plugin_tables(file, key, value, line)
+            elif key in ITEM_TABLES:
+                self.merge_items(file, key, value, line)
+            else:
+                close = difflib.get_close_matches(key, TABLE_FORMS, n=1)
+                hint = f" (did you mean {TABLE_FORMS[close[0]]}?)" if close else ""
+                self.report.error(
+                    file.path,
+                    line,
+                    f"unknown table [{key}]{hint}: a file may hold "
+                    + ", ".join(TABLE_FORMS.values()),
+                )
+
+    def merge_single(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+        if isinstance(value, list):
+            self.report.error(file.path, line, f"write [{key}] (one table), not [[{key}]]")
+        elif not isinstance(value, dict):
+            self.report.error(file.path, line, f"{key} must be the table [{key}]")
+        elif key in self.singles:
+            first = self.singles[key].location
+            self.report.error(
+                file.path,
+                line,
+                f"[{key}] is already set in {first}: it may appear only once in the directory",
+            )
+        else:
+            self.singles[key] = Table(file, (key,), f"[{key}]", self.report)
+
+    def merge_plugin_tables(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+        if not isinstance(value, dict):
+            self.report.error(file.path, line, f"write one table per plugin: [{key}.NAME]")
+            return
+        for name, settings in value.items():
+            where = file.lines.line_of(key, name)
+            if not isinstance(settings, dict):
+                self.report.error(
+                    file.path,
+                    where,
+                    f"[{key}] holds only tables: write [{key}.{name}] and its keys",
+                )
+            elif name in self.plugins[key]:
+                first = self.plugins[key][name].location
+                self.report.error(
+                    file.path, where, f"duplicate [{key}.{name}]: also defined at {first}"
+                )
+            else:
+                self.plugins[key][name] = Table(file, (key, name), f"[{key}.{name}]", self.report)
+
+    def merge_items(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+        if not isinstance(value, list):
+            self.report.error(file.path, line, f"write [[{key}]] (one per {key}), not [{key}]")
+            return
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                where = file.lines.line_of(key, index)
+                self.report.error(file.path, where, f"[[{key}]] entries must be tables")
+                continue
+            name = item_name(key, item)
+            if name is not None:
+                self.declared[key].add(name)
+            label, _ = label_of(file.raw, (key, index))
+            self.items[key].append(Table(file, (key, index), label, self.report))
+
+    def build(self, conf_dir: Path, spool: Path) -> Config | None:
+        sources = {
+            name: build_source(table, name) for name, table in self.plugins["sources"].items()
+        }
+        deliveries = {}
+        for name, table in self.plugins["deliveries"].items():
+            if self.deliveries is not None and name not in self.deliveries:
+                table.error(f"unknown delivery {name!r} (known: {self.known_deliveries()})")
+            deliveries[name] = plugin_settings(table)
+        daemon = build_daemon(self.singles.get("daemon"), spool)
+        if daemon.admin_token is None:
+            daemon = dataclasses.replace(daemon, admin_token=http_token(sources))
+        customers = self.unique("customer", "id", build_customer)
+        templates = self.unique("template", "name", build_template)
+        triggers = self.unique("trigger", "name", build_trigger)
+        lookups = self.unique("lookup", "name", build_lookup)
+        for table, trigger in triggers.values():
+            self.check_trigger(table, trigger, customers, templates)
+        for table, lookup in lookups.values():
+            if lookup.customer is not None:
+                self.check_reference(table, "customer", lookup.customer, customers)
+        return Config(
+            conf_dir=conf_dir,
+            daemon=daemon,
+            sources=sources,
+            deliveries=deliveries,
+            smtp=build_smtp(self.singles.get("smtp")),
+            ui=build_ui(self.singles.get("ui")),
+            customers=_values(customers),
+            templates=_values(templates),
+            triggers=_values(triggers),
+            lookups=_values(lookups),
+        )
+
+    def unique(
+        self, kind: str, key: str, build: Callable[[Table], T | None]
+    ) -> dict[str, tuple[Table, T]]:
+        """Build every item of `kind`; a name seen before is an error naming both places."""
+        built: dict[str, tuple[Table, T]] = {}
+        seen: dict[str, Location] = {}
+        for table in self.items[kind]:
+            value = build(table)
+            name = table.data.get(key)
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                table.error(f'duplicate {kind} {key} "{name}": also defined at {seen[name]}', key)
+                continue
+            seen[name] = table.location
+            if value is not None:
+                built[name] = (table, value)
+        return built
+
+    def check_trigger(
+        self,
+        table: Table,
+        trigger: Trigger,
+        customers: Mapping[str, Any],
+        templates: Mapping[str, Any],
+    ) -> None:
+        self.check_reference(table, "customer", trigger.customer, customers)
+        if trigger.template.startswith(BUILTIN_PREFIX):
+            if trigger.template not in BUILTIN_TEMPLATE_NAMES:
+                hint = did_you_mean(trigger.template, BUILTIN_TEMPLATE_NAMES)
+                known = ", ".join(sorted(BUILTIN_TEMPLATE_NAMES))
+                table.error(
+                    f'no built-in template "{trigger.template}"{hint} (known: {known})', "template"
+                )
+        else:
+            self.check_reference(table, "template", trigger.template, templates)
+        if self.deliveries is None:
+            return
+        validate = self.deliveries.get(trigger.delivery)
+        if validate is None:
+            table.error(
+                f"unknown delivery {trigger.delivery!r} (known: {self.known_deliveries()})",
+                "delivery",
+            )
+        elif not table.secret_failed("options"):
+            self.validate_options(table, trigger, validate)
+
+    def validate_options(self, table: Table, trigger: Trigger, validate: ValidateOptions) -> None:
+        try:
+            problems = list(validate(trigger.options))
+        except Exception as exc:
+            table.error(
+                f"delivery {trigger.delivery!r} failed to check these options: "
+                f"{type(exc).__name__}: {exc}",
+                "options",
+            )
+            return
+        for problem in problems:
+            key = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0].strip()
+            if key in trigger.options and ":" in problem:
+                table.error(problem.split(":", 1)[1].strip(), "options", key)
+            else:
+                table.error(problem, "options")
+
+    def check_reference(self, table: Table, kind: str, name: str, known: Mapping[str, Any]) -> None:
+        if name in known or name in self.declared[kind]:
+            return
+        if name in self.read.broken_names.get(kind, ()):
+            return
+        hint = did_you_mean(name, known)
+        broken = ", ".join(str(path) for path in self.read.broken)
+        suffix = f"; {broken} could not be read and may define it" if broken else ""
+        table.error(f'no {kind} "{name}"{hint}{suffix}', kind)
+
+    def known_deliveries(self) -> str:
+        return ", ".join(sorted(self.deliveries or ())) or "none registered"
+
+
+def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:
+    return {name: value for name, (_, value) in built.items()}
