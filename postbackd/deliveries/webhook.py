@@ -1,0 +1,260 @@
+"""The built-in webhook delivery: one HTTP request per attempt, signed the Standard Webhooks way.
+
+Each attempt reads `[daemon]` (address policy, proxy) from the current configuration and
+stamps a fresh `webhook-timestamp` and `webhook-signature`, since receivers reject old ones.
+Redirects are never followed: a receiver that moved says so in the request log, and a
+redirect cannot lead a postback past the SSRF guard (`postbackd.netguard`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from postbackd.deliveries.webhook_options import WebhookOptions, mask_headers, mask_url
+from postbackd.netguard import AddressPolicy, DestinationRefused, GuardedSessions, parse_ip
+from postbackd.plugin import Delivery, Outcome, PluginContext, hookimpl
+from postbackd.signing import signature_header
+from postbackd.units import format_duration
+
+EXCERPT_BYTES = 1024
+
+
+class WebhookDelivery:
+    """Sends a rendered postback to `options.url`; see `WebhookOptions` for the options.
+
+    The webhook delivery takes no `[deliveries.webhook]` settings: everything a request needs
+    is per trigger, and `[daemon]` holds the address policy and the proxy.
+    """
+
+    def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
+        if settings:
+            names = ", ".join(sorted(settings))
+            raise ValueError(
+                f"[deliveries.webhook]: unknown setting(s) {names}: the webhook delivery has "
+                "no settings; set url, secret, headers and timeouts in each [trigger.options]"
+            )
+        self._context = context
+        self._sessions: GuardedSessions | None = None
+
+    def validate_options(self, options: Mapping[str, Any]) -> list[str]:
+        return WebhookOptions.parse(options)[1]
+
+    def destination(self, options: Mapping[str, Any]) -> str:
+        """``scheme://host:port`` of the receiver: the unit of concurrency and circuit breaking."""
+        try:
+            url = URL(str(options.get("url", "")))
+        except ValueError:
+            return str(options.get("url", ""))
+        host = url.host or ""
+        host = f"[{host}]" if ":" in host else host.lower()
+        return f"{url.scheme}://{host}:{url.port}"
+
+    async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome:
+        parsed, errors = WebhookOptions.parse(options)
+        if parsed is None:
+            problems = "; ".join(errors)
+            return Outcome.fail(
+                f"trigger {delivery.trigger}: invalid webhook options: {problems}", breaker=False
+            )
+        proxy = self._context.config().daemon.proxy
+        headers = self._headers(delivery, parsed, int(time.time()))
+        shown_url = mask_url(parsed.url)
+        request: dict[str, Any] = {
+            "method": parsed.method,
+            "url": shown_url,
+            "headers": mask_headers(headers),
+            "body_bytes": len(delivery.body),
+        }
+        if proxy:
+            request["proxy"] = mask_url(URL(proxy))
+        started = time.monotonic()
+
+        def failed(error: str, *, permanent: bool = False, breaker: bool = True) -> Outcome:
+            response = {"error": error, "latency_ms": _elapsed_ms(started)}
+            extra: dict[str, Any] = {"request": request, "response": response, "breaker": breaker}
+            return Outcome.fail(error, **extra) if permanent else Outcome.retry(error, **extra)
+
+        try:
+            sessions = self._guarded_sessions()
+            host, port = parsed.url.host or "", parsed.url.port or 0
+            if proxy or parse_ip(host) is not None:
+                await sessions.vet(host, port)
+            timeout = aiohttp.ClientTimeout(
+                total=parsed.timeout, sock_connect=parsed.connect_timeout
+            )
+            async with (
+                sessions.session() as session,
+                session.request(
+                    parsed.method,
+                    parsed.url,
+                    data=delivery.body,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=timeout,
+                    proxy=proxy,
+                ) as answer,
+            ):
+                latency_ms = _elapsed_ms(started)
+                request["headers"] = mask_headers(answer.request_info.headers)
+                body, truncated = await _excerpt(answer)
+                response = {
+                    "status": answer.status,
+                    "reason": answer.reason,
+                    "headers": _flat(answer.headers),
+                    "body": body.decode(answer.charset or "utf-8", errors="replace"),
+                    "truncated": truncated,
+                    "latency_ms": latency_ms,
+                }
+                return _judge(answer, parsed.url, shown_url, request, response)
+        except DestinationRefused as exc:
+            return failed(str(exc), permanent=True, breaker=False)
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, DestinationRefused):
+                return failed(str(exc.os_error), permanent=True, breaker=False)
+            return failed(f"cannot resolve {exc.host}: {_reason(exc.os_error)}")
+        except aiohttp.ConnectionTimeoutError:
+            wait = format_duration(parsed.connect_timeout)
+            return failed(f"timed out after {wait} connecting to {_hostport(parsed.url)}")
+        except TimeoutError:
+            wait = format_duration(parsed.timeout)
+            return failed(f"timed out after {wait} waiting for {shown_url}")
+        except aiohttp.ClientProxyConnectionError as exc:
+            return failed(f"cannot connect to the proxy {exc.host}:{exc.port}: {_reason(exc)}")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return failed(f"connection refused by {exc.host}:{exc.port}")
+            return failed(f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}")
+        except aiohttp.ClientHttpProxyError as exc:
+            return failed(f"the proxy answered {exc.status} {exc.message} for {shown_url}")
+        except aiohttp.InvalidURL as exc:
+            return failed(f"invalid url {shown_url}: {exc.description}", permanent=True)
+        except aiohttp.ServerDisconnectedError:
+            return failed(f"{_hostport(parsed.url)} closed the connection before answering")
+        except (aiohttp.ClientError, OSError) as exc:
+            return failed(f"request to {shown_url} failed: {_reason(exc)}")
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            await sessions.close()
+
+    def _guarded_sessions(self) -> GuardedSessions:
+        if self._sessions is None:
+            self._sessions = GuardedSessions(self._policy)
+        return self._sessions
+
+    def _policy(self) -> AddressPolicy:
+        return AddressPolicy.from_daemon(self._context.config().daemon)
+
+    def _headers(
+        self, delivery: Delivery, options: WebhookOptions, timestamp: int
+    ) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        headers["Content-Type"] = delivery.content_type
+        headers["User-Agent"] = f"postbackd/{self._context.version}"
+        headers["webhook-id"] = delivery.id
+        headers["webhook-timestamp"] = str(timestamp)
+        if options.secrets:
+            headers["webhook-signature"] = signature_header(
+                options.secrets, delivery.id, timestamp, delivery.body
+            )
+        for name, value in options.headers:
+            headers[name] = value
+        return headers
+
+
+def _judge(
+    answer: aiohttp.ClientResponse,
+    url: URL,
+    shown_url: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+) -> Outcome:
+    """What an HTTP answer means for the delivery: 2xx done, 410 dead, anything else retried."""
+    status = answer.status
+    log: dict[str, Any] = {"status": status, "request": request, "response": response}
+    if 200 <= status < 300:
+        return Outcome.ok(f"HTTP {status} from {shown_url}", **log)
+    if status == 410:
+        return Outcome.fail(
+            f"410 Gone: the receiver says this endpoint is gone ({shown_url}); "
+            "fix the trigger's url or remove the trigger",
+            **log,
+        )
+    if 300 <= status < 400:
+        location = answer.headers.get("Location")
+        target = mask_url(url.join(URL(location))) if location else "no Location given"
+        return Outcome.retry(
+            f"HTTP {status} from {shown_url}: redirects are not followed (to {target}); "
+            "if the receiver moved, update the trigger's url",
+            **log,
+        )
+    after = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
+    return Outcome.retry(f"HTTP {status} from {shown_url}", after=after, **log)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` asks for: delay-seconds or an HTTP date; None if unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def _excerpt(answer: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The first `EXCERPT_BYTES` of the body, and whether there was more (the rest is not read)."""
+    data = bytearray()
+    try:
+        while len(data) < EXCERPT_BYTES:
+            chunk = await answer.content.read(EXCERPT_BYTES - len(data))
+            if not chunk:
+                return bytes(data), False
+            data += chunk
+        return bytes(data), bool(await answer.content.read(1))
+    except (aiohttp.ClientError, TimeoutError):
+        return bytes(data), True
+
+
+def _flat(headers: Mapping[str, str]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in headers.items():
+        flat[name] = f"{flat[name]}, {value}" if name in flat else value
+    return flat
+
+
+def _hostport(url: URL) -> str:
+    host = url.host or ""
+    return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+@hookimpl
+def postbackd_register_deliveries(register: Any) -> None:
+    register("webhook", WebhookDelivery)
+
+
+__all__ = ["WebhookDelivery", "postbackd_register_deliveries"]
