@@ -16,6 +16,7 @@ from postbackd import __version__
 
 COMMANDS: tuple[str, ...] = (
     "postbackd.commands.samples",
+    "postbackd.commands.customer",
 )
 
 

@@ -105,6 +105,7 @@ def load_config(
     resolve_secret: SchemeResolver | None = None,
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
+    expand_secrets: bool = True,
 ) -> Config:
     """The validated configuration of `conf_dir`; `ConfigError` lists every error found.
 
@@ -113,7 +114,9 @@ def load_config(
     schemes other than env/file/credential (None when the scheme is not its own). `environ`
     (default ``os.environ``) supplies ``${env:...}``, ``CREDENTIALS_DIRECTORY`` and
     ``STATE_DIRECTORY``. `pending` maps paths of files not yet written to their text: they are
-    validated as if present (``customer add`` checks a file before writing it).
+    validated as if present (``customer add`` checks a file before writing it). With
+    `expand_secrets` false, references are kept as written and not checked: for tools that need
+    the structure only and may run without the daemon's environment.
     """
     return load_config_with_warnings(
         conf_dir,
@@ -121,6 +124,7 @@ def load_config(
         resolve_secret=resolve_secret,
         environ=environ,
         pending=pending,
+        expand_secrets=expand_secrets,
     ).config
 
 
@@ -131,6 +135,7 @@ def load_config_with_warnings(
     resolve_secret: SchemeResolver | None = None,
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
+    expand_secrets: bool = True,
 ) -> LoadResult:
     """As `load_config`, also returning the warnings (``ConfigError`` carries both kinds)."""
     env = os.environ if environ is None else environ
@@ -142,7 +147,8 @@ def load_config_with_warnings(
     paths = config_files(conf_dir)
     if not paths and not pending:
         report.warning(conf_dir, 0, "no *.toml files: running with the defaults")
-    read = read_files(paths, pending or {}, SecretResolver(env, resolve_secret), report)
+    resolver = SecretResolver(env, resolve_secret) if expand_secrets else None
+    read = read_files(paths, pending or {}, resolver, report)
     loader = _Loader(read, report, deliveries)
     config = loader.build(conf_dir, default_spool(env))
     if report.failed or config is None:
@@ -260,8 +266,8 @@ class _Loader:
         templates = self.unique("template", "name", build_template)
         triggers = self.unique("trigger", "name", build_trigger)
         lookups = self.unique("lookup", "name", build_lookup)
-        for table, trigger in triggers.values():
-            self.check_trigger(table, trigger, customers, templates)
+        for table in self.items["trigger"]:
+            self.check_trigger(table, customers, templates, triggers)
         for table, lookup in lookups.values():
             if lookup.customer is not None:
                 self.check_reference(table, "customer", lookup.customer, customers)
@@ -300,30 +306,34 @@ class _Loader:
     def check_trigger(
         self,
         table: Table,
-        trigger: Trigger,
         customers: Mapping[str, Any],
         templates: Mapping[str, Any],
+        triggers: Mapping[str, tuple[Table, Trigger]],
     ) -> None:
-        self.check_reference(table, "customer", trigger.customer, customers)
-        if trigger.template.startswith(BUILTIN_PREFIX):
-            if trigger.template not in BUILTIN_TEMPLATE_NAMES:
-                hint = did_you_mean(trigger.template, BUILTIN_TEMPLATE_NAMES)
+        """A trigger's references, checked even when other keys of it are wrong."""
+        customer, template, delivery = (
+            value if isinstance(value := table.data.get(key), str) else None
+            for key in ("customer", "template", "delivery")
+        )
+        if customer:
+            self.check_reference(table, "customer", customer, customers)
+        if template and template.startswith(BUILTIN_PREFIX):
+            if template not in BUILTIN_TEMPLATE_NAMES:
+                hint = did_you_mean(template, BUILTIN_TEMPLATE_NAMES)
                 known = ", ".join(sorted(BUILTIN_TEMPLATE_NAMES))
-                table.error(
-                    f'no built-in template "{trigger.template}"{hint} (known: {known})', "template"
-                )
-        else:
-            self.check_reference(table, "template", trigger.template, templates)
-        if self.deliveries is None:
+                table.error(f'no built-in template "{template}"{hint} (known: {known})', "template")
+        elif template:
+            self.check_reference(table, "template", template, templates)
+        if self.deliveries is None or not delivery:
             return
-        validate = self.deliveries.get(trigger.delivery)
+        validate = self.deliveries.get(delivery)
         if validate is None:
-            table.error(
-                f"unknown delivery {trigger.delivery!r} (known: {self.known_deliveries()})",
-                "delivery",
-            )
-        elif not table.secret_failed("options"):
-            self.validate_options(table, trigger, validate)
+            known = self.known_deliveries()
+            table.error(f"unknown delivery {delivery!r} (known: {known})", "delivery")
+            return
+        built = triggers.get(str(table.data.get("name")))
+        if built is not None and built[0] is table and not table.secret_failed("options"):
+            self.validate_options(table, built[1], validate)
 
     def validate_options(self, table: Table, trigger: Trigger, validate: ValidateOptions) -> None:
         try:

@@ -73,10 +73,13 @@ class ReadResult:
 def read_files(
     paths: list[Path],
     pending: Mapping[Path, str],
-    resolver: SecretResolver,
+    resolver: SecretResolver | None,
     report: Reporter,
 ) -> ReadResult:
-    """Parse every file (pending texts stand in for files not yet written) and expand secrets."""
+    """Parse every file (pending texts stand in for files not yet written) and expand secrets.
+
+    Without a `resolver`, secret references are left as written.
+    """
     result = ReadResult()
     for path in sorted({*paths, *pending}):
         text = pending.get(path)
@@ -127,7 +130,7 @@ def _reason(exc: tomllib.TOMLDecodeError) -> str:
 
 
 def _conf_file(
-    path: Path, raw: dict[str, Any], text: str, resolver: SecretResolver, report: Reporter
+    path: Path, raw: dict[str, Any], text: str, resolver: SecretResolver | None, report: Reporter
 ) -> ConfFile:
     """One parsed file with secret references expanded, each failure reported at its key."""
     lines = TomlLines.scan(text)
@@ -136,6 +139,8 @@ def _conf_file(
     def is_template_source(key: KeyPath) -> bool:
         return len(key) == 3 and key[0] == "template" and key[2] in _TEMPLATE_SOURCES
 
+    if resolver is None:
+        return ConfFile(path=path, directory=directory, raw=raw, data=raw, lines=lines)
     data, errors = resolver.expand_tree(raw, directory, skip=is_template_source)
     for key, exc in errors:
         label, rest = label_of(raw, key)
