@@ -15,6 +15,11 @@ from collections.abc import Sequence
 from postbackd import __version__
 
 COMMANDS: tuple[str, ...] = (
+    "postbackd.commands.run",
+    "postbackd.commands.check",
+    "postbackd.commands.render",
+    "postbackd.commands.test",
+    "postbackd.commands.send",
     "postbackd.commands.samples",
     "postbackd.commands.customer",
 )

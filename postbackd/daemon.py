@@ -23,10 +23,9 @@ from postbackd.config import ConfigError
 from postbackd.dispatcher import Dispatcher
 from postbackd.events import Event
 from postbackd.intake import Generation, Intake
-from postbackd.loading import ConfigHolder, Plugins, load_generation
+from postbackd.loading import Plugins, load_generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugins import PluginHost
 from postbackd.sdnotify import Notifier
 from postbackd.sources_runner import SourceSet
 from postbackd.spool import Spool
@@ -35,9 +34,9 @@ log = get_logger("postbackd.daemon")
 
 
 class Daemon:
-    def __init__(self, conf_dir: Path, host: PluginHost) -> None:
+    def __init__(self, conf_dir: Path, plugins: Plugins) -> None:
         self.conf_dir = conf_dir
-        self.plugins = Plugins(host, ConfigHolder())
+        self.plugins = plugins
         self.metrics = Metrics()
         self.notifier = Notifier()
         self._generation: Generation | None = None
@@ -137,10 +136,13 @@ class Daemon:
             log.error("observer plugin raised", hook="postbackd_after_event_accepted",
                       event_id=event.id, error=f"{type(exc).__name__}: {exc}")
 
-    def _apply(self, generation: Generation) -> None:
+    def _apply(self, generation: Generation) -> list[Any]:
+        """Swap in a generation; returns delivery plugin instances it replaced (to close)."""
         self._generation = generation
         self.plugins.holder.value = generation.config
+        replaced = self.plugins.build_deliveries(generation.config.deliveries)
         self.metrics.config_generation.set(generation.number)
+        return replaced
 
     async def _sync_triggers(self, generation: Generation) -> None:
         triggers = generation.config.triggers.values()
@@ -167,13 +169,15 @@ class Daemon:
                 self.notifier.ready(self._status())
                 return {"ok": False, "generation": self.current().number,
                         "error": self.last_error}
-            self._apply(generation)
+            replaced = self._apply(generation)
             self.last_error = None
             daemon = generation.config.daemon
             self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
             await self._sync_triggers(generation)
             await self.sources.apply(generation.config)
             self.dispatcher.wake()
+            for plugin in replaced:
+                self._tasks.append(asyncio.create_task(_close_later(plugin)))
             self.metrics.config_reloads.labels("applied").inc()
             log.info("reload applied", reason=reason, generation=number,
                      ms=round((time.monotonic() - started) * 1000, 1))
@@ -202,3 +206,12 @@ class Daemon:
 
     def _status(self) -> str:
         return f"generation {self.current().number}, {len(self.current().config.triggers)} triggers"
+
+
+async def _close_later(plugin: Any, delay: float = 60.0) -> None:
+    """Close a replaced delivery plugin once attempts already using it are over."""
+    await asyncio.sleep(delay)
+    try:
+        await plugin.close()
+    except Exception as exc:
+        log.error("replaced delivery plugin failed to close", error=str(exc))

@@ -6,7 +6,7 @@ Shared by the daemon (start and every reload) and the CLI (check, render, test),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from postbackd.config_model import Config
 from postbackd.events import now_iso
 from postbackd.intake import Generation
 from postbackd.plugin import PluginContext
-from postbackd.plugins import PluginHost, instantiate
+from postbackd.plugins import PluginHost, instantiate, load_plugins
 from postbackd.router import Router
 from postbackd.templates import TemplateEngine
 
@@ -40,16 +40,27 @@ class Plugins:
     host: PluginHost
     holder: ConfigHolder
     deliveries: dict[str, Any] = field(default_factory=dict)
+    _built_with: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def context(self, admin_routes: tuple[Any, ...] = ()) -> PluginContext:
         return PluginContext(config=self.holder.get, admin_routes=admin_routes)
 
-    def instantiate_deliveries(self, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    def build_deliveries(self, tables: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+        """(Re)build delivery instances whose ``[deliveries.NAME]`` table changed.
+
+        Returns the replaced instances, for the caller to close once nothing uses them.
+        """
         context = self.context()
+        replaced = []
         for name, registered in self.host.deliveries.items():
-            if name not in self.deliveries:
-                self.deliveries[name] = instantiate(registered.value, settings.get(name, {}),
-                                                    context)
+            table = dict(tables.get(name, {}))
+            if name in self.deliveries and self._built_with.get(name) == table:
+                continue
+            if name in self.deliveries:
+                replaced.append(self.deliveries[name])
+            self.deliveries[name] = instantiate(registered.value, table, context)
+            self._built_with[name] = table
+        return replaced
 
     def validators(self) -> dict[str, Callable[[Mapping[str, Any]], list[str]]]:
         return {name: plugin.validate_options for name, plugin in self.deliveries.items()}
@@ -59,25 +70,35 @@ class Plugins:
         return None if result is None else str(result)
 
 
+def open_plugins(
+    conf_dir: Path, *, use_entry_points: bool = True, disabled: Iterable[str] | None = None
+) -> Plugins:
+    """Load the plugins the configuration asks for (``[daemon] plugin_dirs``).
+
+    The directory is read once leniently first — secrets of custom schemes are not resolved,
+    since the plugins that resolve them are not loaded yet — to find the plugin directories
+    and the ``[deliveries.NAME]`` tables. Raises ConfigError or PluginError.
+    """
+    first = load_config(conf_dir, resolve_secret=lambda ref: "")
+    host = load_plugins(first.daemon.plugin_dirs, use_entry_points=use_entry_points,
+                        disabled=disabled)
+    plugins = Plugins(host, ConfigHolder())
+    plugins.build_deliveries(first.deliveries)
+    return plugins
+
+
 def build_engine(config: Config, host: PluginHost) -> TemplateEngine:
     globals_, filters = host.template_functions()
     return TemplateEngine(config.templates, config.lookups, globals_=globals_, filters=filters)
 
 
 def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
-    """Load and fully validate `conf_dir`; raises ConfigError listing every problem.
-
-    Delivery plugins are built once, with the ``[deliveries.NAME]`` tables of the first
-    configuration, so the very first load reads the directory twice: once to find those
-    tables, once to check every trigger's options with the plugins' own validators.
-    """
-    if not plugins.deliveries:
-        first = load_config(conf_dir, resolve_secret=plugins.resolve_secret)
-        plugins.instantiate_deliveries(first.deliveries)
+    """Load and fully validate `conf_dir`, trigger options included; raises ConfigError."""
     config = load_config(conf_dir, deliveries=plugins.validators(),
                          resolve_secret=plugins.resolve_secret)
     return Generation(number, config, Router(config, build_engine(config, plugins.host)),
                       now_iso())
 
 
-__all__ = ["ConfigError", "ConfigHolder", "Plugins", "build_engine", "load_generation"]
+__all__ = ["ConfigError", "ConfigHolder", "Plugins", "build_engine", "load_generation",
+           "open_plugins"]

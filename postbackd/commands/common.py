@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from postbackd.loading import Plugins
 
 SYSTEM_CONF_DIR = Path("/etc/postbackd/conf.d")
 
@@ -30,3 +35,40 @@ def resolve_conf_dir(explicit: Path | None) -> Path:
     if SYSTEM_CONF_DIR.is_dir():
         return SYSTEM_CONF_DIR
     return Path("conf.d")
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-plugins",
+        action="store_true",
+        help="load only the built-in plugins (no entry points; plugin_dirs still apply)",
+    )
+
+
+def print_diagnostics(diagnostics: Iterable[object], stream: TextIO) -> None:
+    for diagnostic in diagnostics:
+        print(diagnostic, file=stream)
+
+
+def open_or_report(
+    args: argparse.Namespace, *, stream: TextIO
+) -> tuple[Path, Plugins] | None:
+    """Resolve the configuration directory and load its plugins, or print why not."""
+    from postbackd.config import ConfigError
+    from postbackd.loading import open_plugins
+    from postbackd.plugins import PluginError
+
+    conf_dir = resolve_conf_dir(args.conf_dir)
+    if not conf_dir.is_dir():
+        print(f"{conf_dir}: configuration directory not found (give one with -c DIR)",
+              file=stream)
+        return None
+    try:
+        plugins = open_plugins(conf_dir, use_entry_points=not getattr(args, "no_plugins", False))
+    except ConfigError as exc:
+        print_diagnostics(exc.diagnostics, stream)
+        return None
+    except PluginError as exc:
+        print(f"plugin error: {exc}", file=stream)
+        return None
+    return conf_dir, plugins

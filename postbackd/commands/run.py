@@ -1,0 +1,35 @@
+"""`postbackd run`: the daemon in the foreground (systemd runs it as Type=notify)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
+from postbackd.daemon import Daemon
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run the daemon in the foreground")
+    add_conf_dir_option(parser)
+    add_plugin_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    opened = open_or_report(args, stream=sys.stderr)
+    if opened is None:
+        return 1
+    conf_dir, plugins = opened
+    daemon = Daemon(conf_dir, plugins)
+    return asyncio.run(daemon.run(), loop_factory=_loop_factory())
+
+
+def _loop_factory():  # type: ignore[no-untyped-def]
+    """uvloop when the `speedups` extra is installed, else the standard loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

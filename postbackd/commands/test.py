@@ -1,0 +1,109 @@
+"""`postbackd test TRIGGER`: render and send one real postback now, and show what happened.
+
+Works whatever the trigger's status (it is how a new trigger is tried before it is made
+active) and never touches the spool. Prints the final request (secrets masked) and the
+response: status, latency and an excerpt — or the SMTP conversation for email.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+from postbackd import jsoncodec
+from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
+from postbackd.commands.render import read_event_arg
+from postbackd.config import ConfigError
+from postbackd.loading import Plugins, load_generation
+from postbackd.plugin import Delivery, Outcome
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("test", help="send one real postback of a trigger now")
+    parser.add_argument("trigger", help="trigger name")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--event", metavar="FILE", help="event JSON file; - reads stdin")
+    source.add_argument("--sample", metavar="TYPE", help="a sample event type (see `samples`)")
+    add_conf_dir_option(parser)
+    add_plugin_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    opened = open_or_report(args, stream=sys.stderr)
+    if opened is None:
+        return 1
+    conf_dir, plugins = opened
+    try:
+        generation = load_generation(conf_dir, plugins, 1)
+    except ConfigError as exc:
+        for diagnostic in exc.errors:
+            print(diagnostic, file=sys.stderr)
+        return 1
+    config = generation.config
+    trigger = config.triggers.get(args.trigger)
+    if trigger is None:
+        print(f"no trigger named {args.trigger!r}; known: {', '.join(sorted(config.triggers))}",
+              file=sys.stderr)
+        return 1
+    customer = None if args.event else trigger.customer
+    try:
+        event = read_event_arg(args.event, args.sample, customer)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    outcome = generation.router.render(trigger, event)
+    if outcome.rendered is None:
+        print(f"render error: {outcome.error}", file=sys.stderr)
+        return 1
+    rendered = outcome.rendered
+    plugins.holder.value = config
+    delivery = Delivery(
+        id=str(uuid.uuid4()), event_id=event.id, event_type=event.type, customer=event.customer,
+        trigger=trigger.name, attempt=1, format=rendered.format,
+        content_type=rendered.content_type, subject=rendered.subject, body=rendered.body,
+        order_id=event.order_id,
+    )
+    result, seconds = asyncio.run(_send(plugins, trigger.delivery, delivery, trigger.options))
+    _print(delivery, result, seconds)
+    return 0 if result.succeeded else 1
+
+
+async def _send(plugins: Plugins, name: str, delivery: Delivery,
+                options: Any) -> tuple[Outcome, float]:
+    plugin = plugins.deliveries[name]
+    started = time.perf_counter()
+    try:
+        outcome = await plugin.deliver(delivery, options)
+    except Exception as exc:
+        outcome = Outcome.retry(f"plugin {name!r} raised {type(exc).__name__}: {exc}")
+    finally:
+        await plugin.close()
+    return outcome, time.perf_counter() - started
+
+
+def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
+    out = sys.stdout
+    out.write("== request\n")
+    for key, value in (outcome.request or {}).items():
+        out.write(f"{key}: {_text(value)}\n")
+    if delivery.subject is not None:
+        out.write(f"subject: {delivery.subject}\n")
+    out.write("\n" + delivery.body.decode("utf-8", "replace").rstrip("\n") + "\n\n")
+    out.write("== response\n")
+    for key, value in (outcome.response or {}).items():
+        out.write(f"{key}: {_text(value)}\n")
+    out.write(f"latency: {seconds * 1000:.1f} ms\n")
+    verdict = {"ok": "delivered", "retry": "failed (would be retried)",
+               "fail": "failed permanently (would be dead)"}[str(outcome.kind)]
+    out.write(f"outcome: {verdict}" + (f": {outcome.error}" if outcome.error else "") + "\n")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return jsoncodec.dumps(value).decode()
+    return str(value)

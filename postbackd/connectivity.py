@@ -1,0 +1,68 @@
+"""`postbackd check --connect`: the troubleshooting checklist as a command.
+
+For SMTP (when a trigger sends email): DNS, TCP, TLS, login and sender, stopping at the step
+that fails. For every webhook trigger: resolve its host, apply the SSRF policy, and open a
+TCP connection to it. Prints one line per step; returns True when anything failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from typing import TextIO
+
+from yarl import URL
+
+from postbackd.config_model import Config
+from postbackd.netguard import AddressPolicy, DestinationRefused, GuardedResolver
+from postbackd.smtpcheck import check_smtp, format_check
+
+CONNECT_TIMEOUT = 5.0
+
+
+def check_connectivity(config: Config, out: TextIO = sys.stdout) -> bool:
+    return asyncio.run(_check(config, out))
+
+
+async def _check(config: Config, out: TextIO) -> bool:
+    failed = False
+    if any(t.delivery == "email" for t in config.triggers.values()):
+        steps = await check_smtp(config.smtp, tls_context=_email_trust(config))
+        out.write(f"smtp {config.smtp.host}:{config.smtp.port}\n{format_check(steps)}\n")
+        failed |= not all(step.ok for step in steps)
+    policy = AddressPolicy.from_daemon(config.daemon)
+    resolver = GuardedResolver(lambda: policy)
+    try:
+        for trigger in sorted(config.triggers.values(), key=lambda t: t.name):
+            if trigger.delivery != "webhook":
+                continue
+            line = await _check_webhook(resolver, str(trigger.options.get("url", "")))
+            failed |= line.startswith("FAIL")
+            out.write(f"{line}  [trigger {trigger.name}]\n")
+    finally:
+        await resolver.close()
+    return failed
+
+
+async def _check_webhook(resolver: GuardedResolver, url_text: str) -> str:
+    url = URL(url_text)
+    host, port = url.host or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        await resolver.vet(host, port)
+    except DestinationRefused as exc:
+        return f"FAIL ssrf  {url_text}: {exc}"
+    except OSError as exc:
+        return f"FAIL dns   {url_text}: cannot resolve {host}: {exc}"
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        return f"FAIL tcp  {url_text}: cannot connect to {host}:{port}: {reason}"
+    writer.close()
+    return f"ok   tcp   {url_text}: connected to {host}:{port}"
+
+
+def _email_trust(config: Config) -> ssl.SSLContext | None:
+    ca_file = config.deliveries.get("email", {}).get("ca_file")
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
