@@ -79,9 +79,18 @@ class WebhookOptions:
         connect = _duration(
             "connect_timeout", options.get("connect_timeout"), DEFAULT_CONNECT_TIMEOUT, errors
         )
+        if url is not None and url.user is not None and _has_authorization(headers):
+            errors.append(
+                "options.headers.Authorization: the url carries credentials (user@) too, "
+                "which aiohttp sends as Basic auth; keep only one of them"
+            )
         if errors or url is None:
             return None, errors
         return cls(url, method, secrets, headers, timeout, connect), []
+
+
+def _has_authorization(headers: tuple[tuple[str, str], ...]) -> bool:
+    return any(name.lower() == "authorization" for name, _ in headers)
 
 
 def _unknown(name: str) -> str:
