@@ -1,0 +1,45 @@
+"""Example events, one per canonical event type, as an order platform sends them.
+
+They are what `postbackd samples` prints, what `postbackd render` uses when no event file is
+given, and what `postbackd check` renders every template against. The files ship inside the
+package (``order.shipped.json`` …), so they work from an installed wheel too.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from postbackd.events import CANONICAL_TYPES, Event, canonical_type, parse_event
+
+
+class UnknownSample(LookupError):
+    """No sample for the asked type; the message lists the types there are."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no sample event of type {name!r}; samples exist for: {', '.join(sample_types())}"
+        )
+
+
+def sample_types() -> list[str]:
+    """The event types that have a sample, in the order of the canonical types."""
+    folder = resources.files(__name__)
+    return [name for name in CANONICAL_TYPES if folder.joinpath(f"{name}.json").is_file()]
+
+
+def load_sample(type_or_alias: str) -> dict[str, Any]:
+    """The raw envelope of a sample (a fresh copy): by canonical type or alias."""
+    name = canonical_type(type_or_alias)
+    if name not in sample_types():
+        raise UnknownSample(type_or_alias)
+    text = resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8")
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+def sample_event(type_or_alias: str) -> Event:
+    """A sample as a validated Event, exactly as a source would have produced it."""
+    return parse_event(load_sample(type_or_alias))

@@ -1,0 +1,162 @@
+"""Turning template source into a compiled, sandboxed Jinja2 template with escaping built in.
+
+Jinja's own autoescaping knows only HTML, so instead the parsed template is rewritten before
+it is compiled: every ``{{ expression }}`` becomes ``{{ expression | _postbackd_emit(...) }}``
+with the expression's text and line, so escaping errors can name the variable; results of
+macro calls and ``{% set %}`` blocks (already escaped inside) are marked `Safe`; template text
+is routed through a filter that keeps its line for error positions. The source is taken as the
+hosted platform writes it: ``##{{ name }}`` reads as ``{{ name }}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from jinja2 import Template, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.visitor import NodeTransformer
+
+from postbackd.config_model import TemplateFormat
+from postbackd.events import now_iso
+from postbackd.templates_errors import RenderError, TemplateFault, TemplatePart
+from postbackd.templates_escape import DATA, EMIT, MARK_SAFE, format_filters
+from postbackd.templates_runtime import RecordingUndefined
+
+
+class PostbackEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox: event data can be read, never changed; no attribute starting with ``_``.
+
+    Jinja's sandbox answers an unsafe attribute with an undefined value that fails only when
+    used in some ways; here it is an error at once, so ``{{ ''.__class__ }}`` cannot render
+    quietly as "".
+    """
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
+def fail(message: Any = "the template called fail()") -> NoReturn:
+    """Template global: stop the render; the delivery is recorded as failed with `message`."""
+    raise TemplateFault(str(message))
+
+
+def build_environment(
+    format: TemplateFormat,
+    globals_: Mapping[str, Callable[..., Any]],
+    filters: Mapping[str, Callable[..., Any]],
+) -> PostbackEnvironment:
+    """An environment for templates of one format; plugin globals and filters included.
+
+    The escaping filters (``raw``, ``tojson``, ``e`` …) are installed last: a plugin cannot
+    replace them and so cannot open a hole in the escaping.
+    """
+    env = PostbackEnvironment(
+        undefined=RecordingUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        extensions=("jinja2.ext.loopcontrols",),
+        cache_size=0,
+        auto_reload=False,
+    )
+    env.filters.update(filters)
+    env.filters.update(format_filters(format))
+    env.globals.update(globals_)
+    env.globals.update(now=now_iso, fail=fail)
+    return env
+
+
+def preprocess(source: str) -> str:
+    """``##{{`` → ``{{``, as the hosted platform's help pages write it; lines do not move."""
+    return source.replace("##{{", "{{")
+
+
+def compile_template(
+    env: PostbackEnvironment, source: str, name: str, part: TemplatePart = "body"
+) -> Template:
+    """Parse, rewrite and compile `source`; a syntax error is a RenderError with its line."""
+    filename = template_filename(name, part)
+    try:
+        tree = env.parse(preprocess(source), name, filename)
+        macros = {macro.name for macro in tree.find_all(nodes.Macro)}
+        _EscapingRewriter(macros).visit(tree)
+        tree.set_environment(env)
+        code = env.compile(tree, name, filename)
+    except TemplateSyntaxError as exc:
+        raise RenderError(
+            f"syntax error: {exc.message}", template=name, line=exc.lineno, part=part
+        ) from exc
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+def template_filename(name: str, part: TemplatePart) -> str:
+    """The pseudo file name Jinja puts in tracebacks of this template."""
+    return f"<template {name}{' subject' if part == 'subject' else ''}>"
+
+
+class _EscapingRewriter(NodeTransformer):
+    def __init__(self, macros: set[str]) -> None:
+        self.macros = macros | {"caller"}
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        self.generic_visit(node)
+        node.nodes = [_wrap_output(child) for child in node.nodes]
+        return node
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(node.node, nodes.Name) and node.node.name in self.macros:
+            return _filter(node, MARK_SAFE)
+        return node
+
+    def visit_CallBlock(self, node: nodes.CallBlock) -> nodes.Node:
+        # ``{% call m() %}`` writes m's output directly; the call itself must stay a Call.
+        self.generic_visit(node.call)
+        for field in ("args", "defaults", "body"):
+            setattr(node, field, [self.visit(child) for child in getattr(node, field)])
+        return node
+
+    def visit_AssignBlock(self, node: nodes.AssignBlock) -> nodes.Node:
+        self.generic_visit(node)
+        # Without a filter the block's text is what its outputs escaped: mark it safe. With
+        # one (``{% set x | upper %}``) it was changed after escaping: leave it to be escaped.
+        if node.filter is None:
+            node.filter = _filter(None, MARK_SAFE, lineno=node.lineno)
+        return node
+
+
+def _wrap_output(child: nodes.Expr) -> nodes.Expr:
+    if isinstance(child, nodes.TemplateData):
+        return _filter(nodes.Const(child.data, lineno=child.lineno), DATA)
+    args: list[nodes.Expr] = [nodes.Const(describe(child)), nodes.Const(child.lineno)]
+    return _filter(child, EMIT, args)
+
+
+def _filter(
+    node: nodes.Expr | None,
+    name: str,
+    args: list[nodes.Expr] | None = None,
+    lineno: int | None = None,
+) -> nodes.Filter:
+    line = lineno if lineno is not None else node.lineno if node is not None else 1
+    return nodes.Filter(node, name, args or [], [], None, None, lineno=line)
+
+
+def describe(node: nodes.Node | None) -> str:
+    """The text of a simple expression (``fulfillment.trackingCode``) for messages."""
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        return f"{describe(node.node)}.{node.attr}"
+    if isinstance(node, nodes.Getitem):
+        key = repr(node.arg.value) if isinstance(node.arg, nodes.Const) else "..."
+        return f"{describe(node.node)}[{key}]"
+    if isinstance(node, nodes.Filter):
+        return f"{describe(node.node)} | {node.name}"
+    if isinstance(node, nodes.Call):
+        return f"{describe(node.node)}(...)"
+    if isinstance(node, nodes.Const):
+        return repr(node.value)
+    return "expression"
