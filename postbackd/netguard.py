@@ -241,14 +241,14 @@ class GuardedSessions:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[aiohttp.ClientSession]:
         """The session for one attempt under the current policy."""
-        pool = await self._current()
-        pool.users += 1
+        pool, retired = self._acquire()
         try:
+            if retired is not None:
+                await self._release(retired)
             yield pool.session
         finally:
             pool.users -= 1
-            if pool.retired and pool.users == 0:
-                await pool.session.close()
+            await self._release(pool)
 
     async def vet(self, host: str, port: int) -> None:
         """Raise `DestinationRefused` if a destination the connector will not check is refused."""
@@ -259,28 +259,36 @@ class GuardedSessions:
             self._resolver = GuardedResolver(self._policy, self._inner_resolver())
         return self._resolver
 
-    async def _current(self) -> _Pool:
+    def _acquire(self) -> tuple[_Pool, _Pool | None]:
+        """The current pool, already counting this user, and the pool it replaced, if any.
+
+        Nothing here awaits, so concurrent attempts never build two sessions for one policy.
+        """
         policy = self._policy()
+        replaced = None
+        if self._pool is None or self._pool.policy != policy:
+            replaced = self._pool
+            if replaced is not None:
+                replaced.retired = True
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, resolver=self._guard(), use_dns_cache=False
+            )
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._pool = _Pool(policy, session)
         pool = self._pool
-        if pool is not None and pool.policy == policy:
-            return pool
-        if pool is not None:
-            pool.retired = True
-            if pool.users == 0:
-                await pool.session.close()
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, resolver=self._guard(), use_dns_cache=False
-        )
-        session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        self._pool = _Pool(policy, session)
-        return self._pool
+        pool.users += 1
+        return pool, replaced
+
+    @staticmethod
+    async def _release(pool: _Pool) -> None:
+        if pool.retired and pool.users == 0 and not pool.session.closed:
+            await pool.session.close()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.retired = True
-            if pool.users == 0:
-                await pool.session.close()
+            await self._release(pool)
         resolver, self._resolver = self._resolver, None
         if resolver is not None:
             await resolver.close()

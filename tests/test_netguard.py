@@ -289,3 +289,24 @@ async def test_vet_passes_a_public_destination_and_an_exempt_proxy_still_connect
     finally:
         await sessions.close()
     assert connects == ["127.0.0.1"] and len(hits) == 1
+
+
+async def test_concurrent_attempts_after_a_change_share_one_new_session() -> None:
+    current = [AddressPolicy()]
+    sessions = GuardedSessions(lambda: current[0], inner_resolver=lambda: FixedResolver({}))
+    seen: list[aiohttp.ClientSession] = []
+
+    async def attempt() -> None:
+        async with sessions.session() as session:
+            seen.append(session)
+            await asyncio.sleep(0.01)
+
+    try:
+        await attempt()
+        current[0] = AddressPolicy(allow_private=True)
+        await asyncio.gather(*(attempt() for _ in range(5)))
+    finally:
+        await sessions.close()
+    first, *after = seen
+    assert first.closed and len(set(map(id, after))) == 1 and after[0] is not first
+    assert after[0].closed

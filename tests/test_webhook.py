@@ -279,6 +279,33 @@ async def test_connection_refused_is_retried(webhook: WebhookDelivery) -> None:
     assert outcome.breaker is True
 
 
+async def test_connect_timeout_is_retried(webhook: WebhookDelivery) -> None:
+    """A listener whose accept queue is full drops new SYNs, so a connect hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers: list[socket.socket] = []
+        try:
+            for _ in range(5):
+                filler = socket.socket()
+                fillers.append(filler)
+                filler.settimeout(0.2)
+                try:
+                    filler.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    break
+            else:
+                pytest.skip("this kernel accepts every connect; cannot provoke a connect timeout")
+            options = {"url": f"http://127.0.0.1:{port}/", "connect_timeout": "0.2s"}
+            outcome = await webhook.deliver(DELIVERY, options)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.error == f"timed out after 0.2s connecting to 127.0.0.1:{port}"
+
+
 async def test_response_excerpt_is_one_kib(webhook: WebhookDelivery, receiver: Receiver) -> None:
     outcome = await webhook.deliver(DELIVERY, {"url": receiver.url("/big")})
     assert outcome.succeeded and outcome.response is not None

@@ -8,6 +8,8 @@ redirect cannot lead a postback past the SSRF guard (`postbackd.netguard`).
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -65,80 +67,68 @@ class WebhookDelivery:
             )
         proxy = self._context.config().daemon.proxy
         headers = self._headers(delivery, parsed, int(time.time()))
-        shown_url = mask_url(parsed.url)
         request: dict[str, Any] = {
             "method": parsed.method,
-            "url": shown_url,
+            "url": mask_url(parsed.url),
             "headers": mask_headers(headers),
             "body_bytes": len(delivery.body),
         }
         if proxy:
             request["proxy"] = mask_url(URL(proxy))
         started = time.monotonic()
-
-        def failed(error: str, *, permanent: bool = False, breaker: bool = True) -> Outcome:
+        try:
+            return await self._send(delivery, parsed, headers, proxy, request, started)
+        except (aiohttp.ClientError, OSError) as exc:
+            error, permanent = _explain(exc, parsed)
             response = {"error": error, "latency_ms": _elapsed_ms(started)}
-            extra: dict[str, Any] = {"request": request, "response": response, "breaker": breaker}
+            # a permanent failure here is the configuration's, not a sign the receiver is down
+            extra: dict[str, Any] = {
+                "request": request,
+                "response": response,
+                "breaker": not permanent,
+            }
             return Outcome.fail(error, **extra) if permanent else Outcome.retry(error, **extra)
 
-        try:
-            sessions = self._guarded_sessions()
-            host, port = parsed.url.host or "", parsed.url.port or 0
-            if proxy or parse_ip(host) is not None:
+    async def _send(
+        self,
+        delivery: Delivery,
+        options: WebhookOptions,
+        headers: CIMultiDict[str],
+        proxy: str | None,
+        request: dict[str, Any],
+        started: float,
+    ) -> Outcome:
+        """One HTTP exchange; network trouble is raised for `deliver` to explain."""
+        sessions = self._guarded_sessions()
+        host, port = options.url.host or "", options.url.port or 0
+        if proxy or parse_ip(host) is not None:
+            async with asyncio.timeout(options.timeout):
                 await sessions.vet(host, port)
-            timeout = aiohttp.ClientTimeout(
-                total=parsed.timeout, sock_connect=parsed.connect_timeout
-            )
-            async with (
-                sessions.session() as session,
-                session.request(
-                    parsed.method,
-                    parsed.url,
-                    data=delivery.body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=timeout,
-                    proxy=proxy,
-                ) as answer,
-            ):
-                latency_ms = _elapsed_ms(started)
-                request["headers"] = mask_headers(answer.request_info.headers)
-                body, truncated = await _excerpt(answer)
-                response = {
-                    "status": answer.status,
-                    "reason": answer.reason,
-                    "headers": _flat(answer.headers),
-                    "body": body.decode(answer.charset or "utf-8", errors="replace"),
-                    "truncated": truncated,
-                    "latency_ms": latency_ms,
-                }
-                return _judge(answer, parsed.url, shown_url, request, response)
-        except DestinationRefused as exc:
-            return failed(str(exc), permanent=True, breaker=False)
-        except aiohttp.ClientConnectorDNSError as exc:
-            if isinstance(exc.os_error, DestinationRefused):
-                return failed(str(exc.os_error), permanent=True, breaker=False)
-            return failed(f"cannot resolve {exc.host}: {_reason(exc.os_error)}")
-        except aiohttp.ConnectionTimeoutError:
-            wait = format_duration(parsed.connect_timeout)
-            return failed(f"timed out after {wait} connecting to {_hostport(parsed.url)}")
-        except TimeoutError:
-            wait = format_duration(parsed.timeout)
-            return failed(f"timed out after {wait} waiting for {shown_url}")
-        except aiohttp.ClientProxyConnectionError as exc:
-            return failed(f"cannot connect to the proxy {exc.host}:{exc.port}: {_reason(exc)}")
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ConnectionRefusedError):
-                return failed(f"connection refused by {exc.host}:{exc.port}")
-            return failed(f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}")
-        except aiohttp.ClientHttpProxyError as exc:
-            return failed(f"the proxy answered {exc.status} {exc.message} for {shown_url}")
-        except aiohttp.InvalidURL as exc:
-            return failed(f"invalid url {shown_url}: {exc.description}", permanent=True)
-        except aiohttp.ServerDisconnectedError:
-            return failed(f"{_hostport(parsed.url)} closed the connection before answering")
-        except (aiohttp.ClientError, OSError) as exc:
-            return failed(f"request to {shown_url} failed: {_reason(exc)}")
+        timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
+        async with (
+            sessions.session() as session,
+            session.request(
+                options.method,
+                options.url,
+                data=delivery.body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+                proxy=proxy,
+            ) as answer,
+        ):
+            latency_ms = _elapsed_ms(started)
+            request["headers"] = mask_headers(answer.request_info.headers)
+            body, truncated = await _excerpt(answer)
+            response = {
+                "status": answer.status,
+                "reason": answer.reason,
+                "headers": _flat(answer.headers),
+                "body": body.decode(answer.charset or "utf-8", errors="replace"),
+                "truncated": truncated,
+                "latency_ms": latency_ms,
+            }
+            return _judge(answer, options.url, request, response)
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, None
@@ -171,14 +161,11 @@ class WebhookDelivery:
 
 
 def _judge(
-    answer: aiohttp.ClientResponse,
-    url: URL,
-    shown_url: str,
-    request: dict[str, Any],
-    response: dict[str, Any],
+    answer: aiohttp.ClientResponse, url: URL, request: dict[str, Any], response: dict[str, Any]
 ) -> Outcome:
     """What an HTTP answer means for the delivery: 2xx done, 410 dead, anything else retried."""
     status = answer.status
+    shown_url = mask_url(url)
     log: dict[str, Any] = {"status": status, "request": request, "response": response}
     if 200 <= status < 300:
         return Outcome.ok(f"HTTP {status} from {shown_url}", **log)
@@ -198,6 +185,42 @@ def _judge(
         )
     after = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
     return Outcome.retry(f"HTTP {status} from {shown_url}", after=after, **log)
+
+
+def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
+    """A readable message for a failed exchange, and whether the failure is permanent."""
+    url, where = mask_url(options.url), _hostport(options.url)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, DestinationRefused
+    ):
+        exc = exc.os_error
+    if isinstance(exc, DestinationRefused):
+        return str(exc), True
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
+        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        return f"cannot resolve {options.url.host}: {_reason(cause)}", False
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return (
+            f"timed out after {format_duration(options.connect_timeout)} connecting to {where}",
+            False,
+        )
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {format_duration(options.timeout)} waiting for {url}", False
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"cannot connect to the proxy {exc.host}:{exc.port}: {_reason(exc.os_error)}", False
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {where} not accepted: {exc.certificate_error}", False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}", False
+        return f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}", False
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"the proxy answered {exc.status} {exc.message} for {url}", False
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid url {url}: {exc.description}", True
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection before answering", False
+    return f"request to {url} failed: {_reason(exc)}", False
 
 
 def _retry_after(value: str | None) -> float | None:

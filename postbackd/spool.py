@@ -1,0 +1,467 @@
+"""The durable store of events, deliveries and attempts: SQLite in WAL mode, group-committed.
+
+Callers live on the event loop; SQLite runs on two threads of the spool's own (see
+`postbackd.spool_threads`): every write is group-committed on the writer thread and a caller
+hears back only after the COMMIT that holds its write, so a source acknowledges nothing that a
+crash could lose. Reads run on a reader thread with its own connection.
+
+The CLI opens the same file while the daemon runs. The first process to open a spool becomes
+its *owner* (an advisory lock on ``<spool>.lock``): only the owner puts deliveries left
+``inflight`` by a crash back to ``pending``, so a CLI command never steals the daemon's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from postbackd import spool_reads, spool_writes
+from postbackd.events import Event
+from postbackd.logs import get_logger
+from postbackd.plugin import SpoolUnavailable
+from postbackd.spool_lock import acquire_owner_lock
+from postbackd.spool_model import (
+    AttemptResult,
+    DeliveryDetail,
+    DeliveryState,
+    DeliverySummary,
+    ErasedCounts,
+    NewDelivery,
+    SpoolError,
+    SpoolStats,
+    StoredDelivery,
+    SubmitOutcome,
+    TriggerSync,
+)
+from postbackd.spool_rows import id_list, selection
+from postbackd.spool_schema import open_reader, open_writer
+from postbackd.spool_threads import ConnectionThread, Operation, WriterThread
+
+log = get_logger("postbackd.spool")
+
+S = DeliveryState
+NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
+RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
+RETRYABLE = (S.DEAD, S.FAILED, S.HELD, S.PENDING, S.CANCELLED)
+RETRY_ALL = (S.PENDING, S.DEAD, S.FAILED)
+"""What `retry()` touches with no ids and no state: not held (an operator's or an inactive
+trigger's decision) and not cancelled (superseded or removed on purpose)."""
+FREE_CHECK_INTERVAL = 1.0
+_UNAVAILABLE = {
+    "SQLITE_FULL": ("the disk is full", "free disk space"),
+    "SQLITE_READONLY": (
+        "the file is read-only",
+        "check the permissions of the file and its directory",
+    ),
+    "SQLITE_IOERR": ("an I/O error occurred", "check the disk and the system log"),
+    "SQLITE_BUSY": (
+        "another process held its lock too long",
+        "try again; look for a stuck postbackd command",
+    ),
+    "SQLITE_LOCKED": ("it is locked", "try again"),
+    "SQLITE_CANTOPEN": ("the file cannot be opened", "check that it exists and is writable"),
+    "SQLITE_PERM": ("access was denied", "check the permissions of the file and its directory"),
+}
+
+
+class Spool:
+    """Open with `await Spool.open(path)`; `await spool.close()` (or ``async with``) at the end."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: WriterThread,
+        reader: ConnectionThread,
+        lock_fd: int | None,
+        min_free: int,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock_fd = lock_fd
+        self._min_free = min_free
+        self._free: int | None = None
+        self._free_checked = float("-inf")
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] | str = "FULL",
+        min_free: int = 0,
+        exclusive: bool = False,
+    ) -> Spool:
+        """Open (create, migrate) a spool.
+
+        `exclusive=True` (the daemon) insists on owning it and raises `SpoolError` when another
+        process keeps it; otherwise ownership is taken only if free (the CLI).
+        """
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        path = Path(path)
+        writer = WriterThread(
+            "postbackd-spool-writer",
+            lambda: open_writer(path, synchronous),
+            lambda exc: _storage_error(path, exc, writing=True),
+        )
+        await writer.start()
+        reader = ConnectionThread(
+            "postbackd-spool-reader",
+            lambda: open_reader(path),
+            lambda exc: _storage_error(path, exc, writing=False),
+        )
+        lock_fd: int | None = None
+        try:
+            lock_fd = await asyncio.to_thread(acquire_owner_lock, path, exclusive)
+            if lock_fd is not None:
+                recovered = await writer.call(spool_writes.recover_inflight)
+                if recovered:
+                    log.warning(
+                        "deliveries left in flight put back to pending",
+                        spool=str(path),
+                        count=recovered,
+                    )
+            await reader.start()
+        except BaseException:
+            await writer.stop()
+            await reader.stop()
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        spool = cls(path, writer, reader, lock_fd, min_free)
+        if min_free > 0:
+            await spool._measure_free()
+        return spool
+
+    async def close(self) -> None:
+        """Finish the queued writes, close both connections, join the threads."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.stop()
+        await self._reader.stop()
+        if self._lock_fd is not None:
+            await asyncio.to_thread(os.close, self._lock_fd)
+            self._lock_fd = None
+
+    async def __aenter__(self) -> Spool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def commits(self) -> int:
+        """Transactions the writer has committed (group commit: far fewer than writes)."""
+        return self._writer.commits
+
+    @property
+    def owner(self) -> bool:
+        """Whether this process owns the spool (recovered it at open, holds its lock)."""
+        return self._lock_fd is not None
+
+    # ------------------------------------------------------------------ intake
+
+    async def submit(
+        self, event: Event, deliveries: Sequence[NewDelivery], *, source: str
+    ) -> SubmitOutcome:
+        """Commit an event with its deliveries (nothing if the event id is known).
+
+        Raises `SpoolUnavailable` when free disk is below `min_free` or the write fails.
+        """
+        for new in deliveries:
+            if new.state not in NEW_STATES:
+                raise ValueError(f"delivery {new.id}: a new delivery cannot be {new.state}")
+        await self._check_free()
+        row = spool_writes.EventRow(
+            id=event.id,
+            type=event.type,
+            customer=event.customer,
+            order_id=event.order_id,
+            time=event.time,
+            source=source,
+            body=event.to_json(),
+        )
+        outcome: SubmitOutcome = await self._write(
+            lambda conn: spool_writes.submit(conn, row, deliveries)
+        )
+        return outcome
+
+    async def _check_free(self) -> None:
+        if self._min_free <= 0:
+            return
+        if time.monotonic() - self._free_checked >= FREE_CHECK_INTERVAL:
+            await self._measure_free()
+        if self._free is not None and self._free < self._min_free:
+            raise SpoolUnavailable(
+                f"spool {self.path}: only {self._free // 2**20} MiB free on its file system, "
+                f"below min_free ({self._min_free // 2**20} MiB); free disk space"
+            )
+
+    async def _measure_free(self) -> None:
+        self._free_checked = time.monotonic()
+        self._free = (await asyncio.to_thread(shutil.disk_usage, self.path.parent)).free
+
+    # ------------------------------------------------------------------ dispatcher
+
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        exclude: Collection[str] = (),
+        *,
+        exclude_destinations: Collection[str] = (),
+    ) -> list[StoredDelivery]:
+        """Mark up to `limit` due pending deliveries inflight and return them, oldest first.
+
+        Skips ids in `exclude` and deliveries whose last known destination is in
+        `exclude_destinations` (a delivery never attempted has none unless the router gave
+        one). An ordered delivery behind an unfinished earlier one is not claimed: it is
+        rescheduled to when that one may go (and woken when it ends).
+        """
+        if limit <= 0:
+            return []
+        ids, destinations = id_list(exclude), id_list(exclude_destinations)
+        claimed: list[StoredDelivery] = await self._write(
+            lambda conn: spool_writes.claim_due(conn, now, limit, ids, destinations)
+        )
+        return claimed
+
+    async def next_due_at(self) -> float | None:
+        """The earliest next_attempt_at of pending deliveries (when the dispatcher should look)."""
+        due: float | None = await self._read(spool_reads.next_due_at)
+        return due
+
+    async def record_attempt(self, result: AttemptResult) -> None:
+        """Log the attempt and move its delivery to `result.new_state`, in one write."""
+        if result.new_state not in RECORDED_STATES:
+            raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
+        if result.outcome not in ("ok", "retry", "fail"):
+            raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
+        if not await self._write(lambda conn: spool_writes.record_attempt(conn, result)):
+            log.info(
+                "attempt for a delivery no longer in the spool", delivery_id=result.delivery_id
+            )
+
+    async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int:
+        """inflight → pending at `next_attempt_at`, no attempt counted; returns how many."""
+        if not ids:
+            return 0
+        batch = id_list(ids)
+        count: int = await self._write(
+            lambda conn: spool_writes.release_inflight(conn, batch, next_attempt_at)
+        )
+        return count
+
+    async def set_rendered(
+        self,
+        delivery_id: str,
+        body: bytes | None,
+        subject: str | None,
+        render_error: str | None,
+        *,
+        format: str | None = None,
+        content_type: str | None = None,
+    ) -> bool:
+        """Store a re-render (body and subject, or the render error); the state is unchanged.
+
+        A failed re-render ends with `record_attempt(new_state=FAILED, counted=False)`.
+        """
+        done: bool = await self._write(
+            lambda conn: spool_writes.set_rendered(
+                conn, delivery_id, body, subject, render_error, format, content_type
+            )
+        )
+        return done
+
+    async def sync_triggers(
+        self, active: Collection[str], inactive: Collection[str]
+    ) -> TriggerSync:
+        """After a (re)load: hold deliveries of inactive triggers, resume reactivated ones,
+        cancel those whose trigger is gone."""
+        on, off = list(active), list(inactive)
+        sync: TriggerSync = await self._write(
+            lambda conn: spool_writes.sync_triggers(conn, on, off)
+        )
+        return sync
+
+    # ------------------------------------------------------------------ operator verbs
+
+    async def retry(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        state: str | None = None,
+        destination: str | None = None,
+        customer: str | None = None,
+    ) -> int:
+        """Due now: dead/failed/held/pending/cancelled (never inflight or done).
+
+        Dead, failed and cancelled deliveries start a fresh schedule (`attempts` back to 0).
+        With neither ids nor state: pending, dead and failed ones.
+        """
+        if state is not None:
+            states: tuple[S, ...] = (_state(state),)
+            if states[0] not in RETRYABLE:
+                raise ValueError(f"{state} deliveries cannot be retried")
+        else:
+            states = RETRYABLE if ids is not None else RETRY_ALL
+        where, params = selection(
+            ids=ids, states=states, customer=customer, destination=destination
+        )
+        count: int = await self._write(lambda conn: spool_writes.retry(conn, where, params))
+        return count
+
+    async def hold(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        customer: str | None = None,
+        reason: str = "held by operator",
+    ) -> int:
+        """pending → held: never attempted until released."""
+        where, params = selection(ids=ids, states=(S.PENDING,), customer=customer)
+        count: int = await self._write(lambda conn: spool_writes.hold(conn, where, params, reason))
+        return count
+
+    async def release(
+        self, ids: Sequence[str] | None = None, *, customer: str | None = None
+    ) -> int:
+        """held → pending, due now."""
+        where, params = selection(ids=ids, states=(S.HELD,), customer=customer)
+        count: int = await self._write(lambda conn: spool_writes.release(conn, where, params))
+        return count
+
+    async def purge(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        state: str | None = None,
+        customer: str | None = None,
+    ) -> int:
+        """Delete deliveries and their attempts; at least one selector is required."""
+        if ids is None and state is None and customer is None:
+            raise ValueError("purge needs delivery ids, a state or a customer")
+        states = () if state is None else (_state(state),)
+        where, params = selection(ids=ids, states=states, customer=customer)
+        count: int = await self._write(lambda conn: spool_writes.purge(conn, where, params))
+        return count
+
+    async def prune(self, older_than: float, batch: int = 500) -> int:
+        """One batch of retention: finished deliveries with finished_at < older_than (and their
+        attempts), then events received before it with no delivery left. Call until 0."""
+        count: int = await self._write(lambda conn: spool_writes.prune(conn, older_than, batch))
+        return count
+
+    async def erase_order(self, order_id: str) -> ErasedCounts:
+        """Delete an order's events, deliveries and request log (personal data erasure)."""
+        erased: ErasedCounts = await self._write(
+            lambda conn: spool_writes.erase_order(conn, order_id)
+        )
+        return erased
+
+    # ------------------------------------------------------------------ queries
+
+    async def stats(self) -> SpoolStats:
+        result: SpoolStats = await self._read(spool_reads.stats)
+        return result
+
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        customer: str | None = None,
+        trigger: str | None = None,
+        order: str | None = None,
+        event_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        destination: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[DeliverySummary], str | None]:
+        """Newest first, `limit` per page; pass the returned cursor for the next page."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        filters = spool_reads.ListFilter(
+            state=None if state is None else _state(state),
+            customer=customer,
+            trigger=trigger,
+            order=order,
+            event_type=event_type,
+            since=since,
+            until=until,
+            destination=destination,
+        )
+        after = _decode_cursor(cursor)
+        page, next_seq = await self._read(
+            lambda conn: spool_reads.list_deliveries(conn, filters, limit, after)
+        )
+        return page, None if next_seq is None else str(next_seq)
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryDetail | None:
+        detail: DeliveryDetail | None = await self._read(
+            lambda conn: spool_reads.get_delivery(conn, delivery_id)
+        )
+        return detail
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _write(self, operation: Operation) -> asyncio.Future[Any]:
+        self._ensure_open()
+        return self._writer.call(operation)
+
+    def _read(self, operation: Operation) -> asyncio.Future[Any]:
+        self._ensure_open()
+        return self._reader.call(operation)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise SpoolUnavailable(f"spool {self.path} is closed (postbackd is shutting down)")
+
+
+def _state(name: str) -> DeliveryState:
+    try:
+        return DeliveryState(name)
+    except ValueError:
+        known = ", ".join(state.value for state in DeliveryState)
+        raise ValueError(f"unknown delivery state {name!r}; use one of: {known}") from None
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        return int(cursor)
+    except ValueError:
+        raise ValueError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None
+
+
+def _storage_error(path: Path, exc: BaseException, *, writing: bool) -> BaseException:
+    """SQLite's failures as errors an operator can act on; other errors pass unchanged."""
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, (what, action) in _UNAVAILABLE.items():
+        if name.startswith(prefix):
+            verb = "written" if writing else "read"
+            message = f"spool {path} cannot be {verb}: {what} ({exc}); {action}"
+            return SpoolUnavailable(message) if writing else SpoolError(message)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return SpoolError(
+            f"spool {path} is damaged ({exc}); stop postbackd, move the file aside and restart "
+            "(the `sqlite3 .recover` command may save its rows)"
+        )
+    return exc

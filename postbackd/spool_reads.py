@@ -1,0 +1,123 @@
+"""The spool's read queries, run on the reader thread inside one read transaction each."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from postbackd.spool_model import DeliveryDetail, DeliveryState, DeliverySummary, SpoolStats
+from postbackd.spool_rows import (
+    ATTEMPT_COLUMNS,
+    SUMMARY_COLUMNS,
+    attempt_from_row,
+    summary_from_row,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """The filters of `list_deliveries`, all optional; they combine with AND."""
+
+    state: DeliveryState | None = None
+    customer: str | None = None
+    trigger: str | None = None
+    order: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    destination: str | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        columns = (
+            ("state", None if self.state is None else str(self.state)),
+            ("customer", self.customer),
+            ("trigger_name", self.trigger),
+            ("order_id", self.order),
+            ("event_type", self.event_type),
+            ("destination", self.destination),
+        )
+        terms = [f"{column} = ?" for column, value in columns if value is not None]
+        params: list[Any] = [value for _, value in columns if value is not None]
+        if self.since is not None:
+            terms.append("created_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            terms.append("created_at < ?")
+            params.append(self.until)
+        return terms, params
+
+
+def next_due_at(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute(
+        "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
+    ).fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+def list_deliveries(
+    conn: sqlite3.Connection, filters: ListFilter, limit: int, after_seq: int | None
+) -> tuple[list[DeliverySummary], int | None]:
+    """Newest first; returns the page and the seq to continue below (None at the end)."""
+    terms, params = filters.where()
+    if after_seq is not None:
+        terms.append("seq < ?")
+        params.append(after_seq)
+    where = " AND ".join(terms) or "1"
+    rows = conn.execute(
+        f"SELECT {SUMMARY_COLUMNS}, seq FROM deliveries WHERE {where} ORDER BY seq DESC LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    page = [summary_from_row(row[:-1]) for row in rows[:limit]]
+    next_seq = rows[limit - 1][-1] if len(rows) > limit else None
+    return page, next_seq
+
+
+def get_delivery(conn: sqlite3.Connection, delivery_id: str) -> DeliveryDetail | None:
+    row = conn.execute(
+        f"SELECT {SUMMARY_COLUMNS}, body, subject, format, content_type, render_error "
+        "FROM deliveries WHERE id = ?",
+        (delivery_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    summary = summary_from_row(row[:-5])
+    body, subject, format_, content_type, render_error = row[-5:]
+    event_row = conn.execute("SELECT body FROM events WHERE id = ?", (summary.event_id,)).fetchone()
+    event: dict[str, Any] = {} if event_row is None else json.loads(event_row[0])
+    attempts = [
+        attempt_from_row(attempt)
+        for attempt in conn.execute(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY id",
+            (delivery_id,),
+        )
+    ]
+    return DeliveryDetail(
+        summary=summary,
+        event=event,
+        body=body,
+        subject=subject,
+        format=format_,
+        content_type=content_type,
+        render_error=render_error,
+        attempts=attempts,
+    )
+
+
+def stats(conn: sqlite3.Connection) -> SpoolStats:
+    by_state = {str(state): 0 for state in DeliveryState}
+    for state, count in conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"):
+        by_state[state] = count
+    oldest = conn.execute(
+        "SELECT created_at FROM deliveries WHERE state = 'pending' ORDER BY seq LIMIT 1"
+    ).fetchone()
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
+    return SpoolStats(
+        by_state=by_state,
+        oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest[0]),
+        events=events,
+        unmatched_events=unmatched,
+    )

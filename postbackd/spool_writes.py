@@ -1,0 +1,371 @@
+"""The spool's write operations: plain functions run on the writer thread, inside its batch.
+
+Each function gets the writer's connection with a transaction (and a SAVEPOINT of its own)
+already open; it must not BEGIN or COMMIT. Raising rolls back only this operation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from postbackd.spool_model import (
+    FINAL_STATES,
+    TRIGGER_INACTIVE,
+    AttemptResult,
+    DeliveryState,
+    ErasedCounts,
+    NewDelivery,
+    StoredDelivery,
+    SubmitOutcome,
+    TriggerSync,
+)
+from postbackd.spool_rows import STORED_COLUMNS, id_list, log_json, stored_from_row
+
+PENDING, INFLIGHT, HELD = DeliveryState.PENDING, DeliveryState.INFLIGHT, DeliveryState.HELD
+
+CLAIM_SCANS = 8  # at most this many index batches per claim: never walk the backlog whole
+BLOCKED_RECHECK = 5.0  # an ordered delivery waiting behind one in flight looks again after this
+HELD_RECHECK = 60.0  # ... behind a held one (an operator must act first)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event ready to insert (serialised on the caller's side, before the batch)."""
+
+    id: str
+    type: str
+    customer: str
+    order_id: str | None
+    time: str
+    source: str
+    body: bytes
+
+
+def submit(
+    conn: sqlite3.Connection, event: EventRow, deliveries: Sequence[NewDelivery]
+) -> SubmitOutcome:
+    """Store an event and its deliveries; nothing at all if the event id is already stored."""
+    now = time.time()
+    inserted = conn.execute(
+        "INSERT INTO events (id, type, customer, order_id, event_time, received_at, source, "
+        "matched, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        (
+            event.id,
+            event.type,
+            event.customer,
+            event.order_id,
+            event.time,
+            now,
+            event.source,
+            int(bool(deliveries)),
+            event.body,
+        ),
+    ).rowcount
+    if not inserted:
+        return SubmitOutcome(event.id, duplicate=True, deliveries=0)
+    superseded = 0
+    for new in deliveries:
+        if new.supersede and new.order_id is not None and new.state is not DeliveryState.FAILED:
+            superseded += conn.execute(
+                "UPDATE deliveries SET state = 'cancelled', last_error = ?, finished_at = ?, "
+                "updated_at = ? WHERE order_id = ? AND trigger_name = ? AND state = 'pending'",
+                (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
+            ).rowcount
+        failed = new.state is DeliveryState.FAILED
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+            "destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.id,
+                event.id,
+                new.trigger,
+                new.plugin,
+                new.customer,
+                new.event_type,
+                new.order_id,
+                new.format,
+                new.content_type,
+                new.subject,
+                new.body,
+                new.render_error,
+                str(new.state),
+                new.held_reason,
+                int(new.ordered),
+                now,
+                now if new.next_attempt_at is None else new.next_attempt_at,
+                now,
+                now if failed else None,
+                new.render_error if failed else None,
+                new.destination,
+            ),
+        )
+    return SubmitOutcome(event.id, False, len(deliveries), superseded)
+
+
+def recover_inflight(conn: sqlite3.Connection) -> int:
+    """After a crash nothing is in flight: those deliveries are due again, now."""
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ? "
+        "WHERE state = 'inflight'",
+        (now, now),
+    ).rowcount
+
+
+def claim_due(
+    conn: sqlite3.Connection, now: float, limit: int, exclude_ids: str, exclude_destinations: str
+) -> list[StoredDelivery]:
+    """Mark up to `limit` due deliveries inflight, oldest schedule first.
+
+    The due index is read in bounded batches. An ordered delivery blocked by an earlier one of
+    its (trigger, order) is not claimed but rescheduled to when the earlier one may go, so it
+    leaves the due range: the next batch (and `next_due_at`) never sees it again for nothing.
+    """
+    claimed: list[StoredDelivery] = []
+    batch = max(limit, 32)
+    for _ in range(CLAIM_SCANS):
+        rows = conn.execute(
+            f"SELECT {STORED_COLUMNS} FROM deliveries "
+            "WHERE state = 'pending' AND next_attempt_at <= ? "
+            "AND (destination IS NULL OR destination NOT IN (SELECT value FROM json_each(?))) "
+            "AND id NOT IN (SELECT value FROM json_each(?)) "
+            "ORDER BY next_attempt_at LIMIT ?",
+            (now, exclude_destinations, exclude_ids, batch),
+        ).fetchall()
+        for row in rows:
+            delivery = stored_from_row(row)
+            if delivery.ordered and _defer_if_blocked(conn, delivery, now):
+                continue
+            conn.execute(
+                "UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE seq = ?",
+                (now, delivery.seq),
+            )
+            claimed.append(replace(delivery, state=INFLIGHT))
+            if len(claimed) == limit:
+                return claimed
+        if len(rows) < batch:
+            break
+    return claimed
+
+
+def _defer_if_blocked(conn: sqlite3.Connection, delivery: StoredDelivery, now: float) -> bool:
+    if delivery.order_id is None:
+        return False
+    blocker = conn.execute(
+        "SELECT state, next_attempt_at FROM deliveries WHERE order_id = ? AND trigger_name = ? "
+        "AND seq < ? AND state IN ('pending', 'inflight', 'held') ORDER BY seq LIMIT 1",
+        (delivery.order_id, delivery.trigger, delivery.seq),
+    ).fetchone()
+    if blocker is None:
+        return False
+    state, blocker_next = blocker
+    if state == PENDING and blocker_next > now:
+        until = blocker_next
+    elif state == HELD:
+        until = now + HELD_RECHECK
+    else:
+        until = now + BLOCKED_RECHECK
+    conn.execute(
+        "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE seq = ?",
+        (until, now, delivery.seq),
+    )
+    return True
+
+
+def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
+    """Log an attempt and move its delivery on; False if the delivery is gone (purged)."""
+    now = time.time()
+    row = conn.execute(
+        "SELECT seq, ordered, order_id, trigger_name FROM deliveries WHERE id = ?",
+        (result.delivery_id,),
+    ).fetchone()
+    if row is None:
+        return False
+    seq, ordered, order_id, trigger = row
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status, "
+        "error, request, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            result.delivery_id,
+            result.number,
+            result.started_at,
+            result.duration,
+            result.outcome,
+            result.status,
+            result.error,
+            log_json(result.request),
+            log_json(result.response),
+        ),
+    )
+    final = result.new_state in FINAL_STATES
+    conn.execute(
+        "UPDATE deliveries SET state = ?, attempts = attempts + ?, "
+        "next_attempt_at = coalesce(?, next_attempt_at), "
+        "last_status = CASE WHEN ? THEN ? ELSE last_status END, last_error = ?, "
+        "destination = coalesce(?, destination), updated_at = ?, finished_at = ?, "
+        "held_reason = NULL WHERE seq = ?",
+        (
+            str(result.new_state),
+            int(result.counted),
+            result.next_attempt_at,
+            int(result.counted),
+            result.status,
+            result.error,
+            result.destination,
+            now,
+            now if final else None,
+            seq,
+        ),
+    )
+    if final and ordered and order_id is not None:
+        conn.execute(  # the next delivery of this order need not wait for its recheck
+            "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE seq = ("
+            "SELECT seq FROM deliveries WHERE order_id = ? AND trigger_name = ? AND seq > ? "
+            "AND state = 'pending' ORDER BY seq LIMIT 1) AND next_attempt_at > ?",
+            (now, now, order_id, trigger, seq, now),
+        )
+    return True
+
+
+def release_inflight(conn: sqlite3.Connection, ids: str, next_attempt_at: float) -> int:
+    return conn.execute(
+        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ? "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'inflight'",
+        (next_attempt_at, time.time(), ids),
+    ).rowcount
+
+
+def set_rendered(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    body: bytes | None,
+    subject: str | None,
+    render_error: str | None,
+    format: str | None,
+    content_type: str | None,
+) -> bool:
+    return bool(
+        conn.execute(
+            "UPDATE deliveries SET body = ?, subject = ?, render_error = ?, "
+            "format = coalesce(?, format), content_type = coalesce(?, content_type), "
+            "updated_at = ? WHERE id = ?",
+            (body, subject, render_error, format, content_type, time.time(), delivery_id),
+        ).rowcount
+    )
+
+
+def sync_triggers(conn: sqlite3.Connection, active: list[str], inactive: list[str]) -> TriggerSync:
+    now = time.time()
+    held = conn.execute(
+        "UPDATE deliveries SET state = 'held', held_reason = ?, updated_at = ? "
+        "WHERE state = 'pending' AND trigger_name IN (SELECT value FROM json_each(?))",
+        (TRIGGER_INACTIVE, now, id_list(inactive)),
+    ).rowcount
+    resumed = conn.execute(
+        "UPDATE deliveries SET state = 'pending', held_reason = NULL, updated_at = ? "
+        "WHERE state = 'held' AND held_reason = ? "
+        "AND trigger_name IN (SELECT value FROM json_each(?))",
+        (now, TRIGGER_INACTIVE, id_list(active)),
+    ).rowcount
+    cancelled = conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', held_reason = NULL, finished_at = ?, "
+        "updated_at = ?, last_error = 'trigger ' || trigger_name || "
+        "' was removed from the configuration' "
+        "WHERE state IN ('pending', 'held') "
+        "AND trigger_name NOT IN (SELECT value FROM json_each(?))",
+        (now, now, id_list([*active, *inactive])),
+    ).rowcount
+    return TriggerSync(held=held, resumed=resumed, cancelled=cancelled)
+
+
+def retry(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
+    """Due now; a finished delivery (dead, failed, cancelled) also gets a fresh schedule.
+
+    The fresh schedule is `attempts` reset to 0 (the dispatcher numbers attempts from it);
+    the attempts already made stay in the request log.
+    """
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET attempts = CASE WHEN state IN ('dead', 'failed', 'cancelled') "
+        "THEN 0 ELSE attempts END, state = 'pending', next_attempt_at = ?, held_reason = NULL, "
+        f"finished_at = NULL, updated_at = ? WHERE {where}",
+        (now, now, *params),
+    ).rowcount
+
+
+def hold(conn: sqlite3.Connection, where: str, params: list[object], reason: str) -> int:
+    return conn.execute(
+        f"UPDATE deliveries SET state = 'held', held_reason = ?, updated_at = ? WHERE {where}",
+        (reason, time.time(), *params),
+    ).rowcount
+
+
+def release(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET state = 'pending', held_reason = NULL, next_attempt_at = ?, "
+        f"updated_at = ? WHERE {where}",
+        (now, now, *params),
+    ).rowcount
+
+
+def purge(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
+    """Delete deliveries and their attempts; their events stay until pruned (idempotency)."""
+    ids = [row[0] for row in conn.execute(f"SELECT id FROM deliveries WHERE {where}", params)]
+    _delete_deliveries(conn, ids)
+    return len(ids)
+
+
+def _delete_deliveries(conn: sqlite3.Connection, ids: list[str]) -> int:
+    attempts = 0
+    for start in range(0, len(ids), 500):
+        chunk = id_list(ids[start : start + 500])
+        attempts += conn.execute(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))", (chunk,)
+        ).rowcount
+        conn.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))", (chunk,)
+        )
+    return attempts
+
+
+def prune(conn: sqlite3.Connection, older_than: float, batch: int) -> int:
+    """One batch: finished deliveries (and attempts) older than `older_than`, then events
+    received before it that have no delivery left. Returns deliveries + events deleted."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM deliveries WHERE finished_at < ? "
+            "AND +state IN ('done', 'dead', 'failed', 'cancelled') "  # + : walk finished_at
+            "ORDER BY finished_at LIMIT ?",
+            (older_than, batch),
+        )
+    ]
+    _delete_deliveries(conn, ids)
+    events = conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE received_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) "
+        "ORDER BY received_at LIMIT ?)",
+        (older_than, batch),
+    ).rowcount
+    return len(ids) + events
+
+
+def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
+    """Delete an order's events, deliveries and request log, overwriting the freed pages."""
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        ids = [
+            row[0]
+            for row in conn.execute("SELECT id FROM deliveries WHERE order_id = ?", (order_id,))
+        ]
+        attempts = _delete_deliveries(conn, ids)
+        events = conn.execute("DELETE FROM events WHERE order_id = ?", (order_id,)).rowcount
+    finally:
+        conn.execute("PRAGMA secure_delete = OFF")
+    return ErasedCounts(events=events, deliveries=len(ids), attempts=attempts)
