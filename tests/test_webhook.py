@@ -85,6 +85,8 @@ async def receiver() -> AsyncIterator[Receiver]:
             return web.Response(status=301, headers={"Location": "/new-place?token=t0p"})
         if path == "/slow":
             await asyncio.wait_for(state.release.wait(), 5)
+        if path == "/charset":
+            return web.Response(body="héllo".encode(), content_type="text/plain", charset="x-nope")
         if path == "/big":
             return web.Response(body=b"x" * 5000)
         return web.Response(text="thanks", headers={"X-Receiver": "test"})
@@ -310,6 +312,14 @@ async def test_response_excerpt_is_one_kib(webhook: WebhookDelivery, receiver: R
     outcome = await webhook.deliver(DELIVERY, {"url": receiver.url("/big")})
     assert outcome.succeeded and outcome.response is not None
     assert outcome.response["body"] == "x" * 1024 and outcome.response["truncated"] is True
+
+
+async def test_excerpt_survives_an_unknown_charset(
+    webhook: WebhookDelivery, receiver: Receiver
+) -> None:
+    outcome = await webhook.deliver(DELIVERY, {"url": receiver.url("/charset")})
+    assert outcome.succeeded and outcome.response is not None
+    assert outcome.response["body"] == "héllo"
 
 
 async def test_secrets_are_masked_in_the_request_log(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -124,7 +124,7 @@ class WebhookDelivery:
                 "status": answer.status,
                 "reason": answer.reason,
                 "headers": _flat(answer.headers),
-                "body": body.decode(answer.charset or "utf-8", errors="replace"),
+                "body": _decode(body, answer.charset),
                 "truncated": truncated,
                 "latency_ms": latency_ms,
             }
@@ -176,8 +176,7 @@ def _judge(
             **log,
         )
     if 300 <= status < 400:
-        location = answer.headers.get("Location")
-        target = mask_url(url.join(URL(location))) if location else "no Location given"
+        target = _location(url, answer.headers.get("Location"))
         return Outcome.retry(
             f"HTTP {status} from {shown_url}: redirects are not followed (to {target}); "
             "if the receiver moved, update the trigger's url",
@@ -185,6 +184,16 @@ def _judge(
         )
     after = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
     return Outcome.retry(f"HTTP {status} from {shown_url}", after=after, **log)
+
+
+def _location(url: URL, location: str | None) -> str:
+    """Where a redirect points, absolute and masked, for the message."""
+    if not location:
+        return "no Location given"
+    try:
+        return mask_url(url.join(URL(location)))
+    except ValueError:
+        return repr(location)
 
 
 def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
@@ -253,6 +262,13 @@ async def _excerpt(answer: aiohttp.ClientResponse) -> tuple[bytes, bool]:
         return bytes(data), True
 
 
+def _decode(body: bytes, charset: str | None) -> str:
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
 def _flat(headers: Mapping[str, str]) -> dict[str, str]:
     flat: dict[str, str] = {}
     for name, value in headers.items():
@@ -276,7 +292,7 @@ def _reason(exc: BaseException | None) -> str:
 
 
 @hookimpl
-def postbackd_register_deliveries(register: Any) -> None:
+def postbackd_register_deliveries(register: Callable[[str, type], None]) -> None:
     register("webhook", WebhookDelivery)
 
 
