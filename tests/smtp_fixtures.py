@@ -106,7 +106,7 @@ class RecordingHandler:
         action = self.mail_actions.pop(0) if self.mail_actions else None
         if action is not None:
             transport = server.transport
-            assert transport is not None
+            assert isinstance(transport, asyncio.Transport)
             if action == "drop":
                 transport.abort()
                 return "250 OK"

@@ -21,7 +21,7 @@ import difflib
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,7 @@ class EmailDelivery:
         if failure.code is not None:
             response = {"code": failure.code, "message": failure.reply, "phase": failure.phase}
             if failure.refused:
-                response["refused"] = [vars(refusal) for refusal in failure.refused]
+                response["refused"] = [asdict(refusal) for refusal in failure.refused]
         if failure.permanent:
             return Outcome.fail(
                 failure.message,
@@ -280,7 +280,7 @@ def _ok_outcome(
     accepted = [r for r in message.recipients if r not in {x.recipient for x in result.refused}]
     detail = f"{result.code} accepted by smtp://{server_name(smtp)} for {', '.join(accepted)}"
     if result.refused:
-        response["refused"] = [vars(refusal) for refusal in result.refused]
+        response["refused"] = [asdict(refusal) for refusal in result.refused]
         detail += "; refused: " + ", ".join(str(refusal) for refusal in result.refused)
     return Outcome.ok(detail, status=result.code, request=request, response=response)
 
