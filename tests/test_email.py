@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
+from postbackd.deliveries import smtp_pool
 from postbackd.deliveries.email import EmailDelivery, postbackd_register_deliveries
 from postbackd.plugin import Delivery, OutcomeKind
 from tests.smtp_fixtures import (
@@ -355,6 +356,23 @@ async def test_untrusted_certificate_is_retried_with_a_hint(
     assert server.received == []
 
 
+async def test_a_missing_ca_file_is_retried_naming_the_setting(
+    smtp_server_factory: ServerFactory, plugin_for: PluginFactory, tls_cert: TlsCert
+) -> None:
+    server = smtp_server_factory(tls="starttls", cert=tls_cert)
+    plugin, holder = plugin_for(server, settings={"ca_file": "missing-ca.pem"})
+
+    outcome = await plugin.deliver(make_delivery(), TO)
+    steps = await plugin.check_connection()
+
+    missing = holder.config.conf_dir / "missing-ca.pem"
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"[deliveries.email] ca_file {missing}: ")
+    assert [(step.name, step.ok) for step in steps] == [("tls", False)]
+    assert server.sessions == 0
+
+
 async def test_starttls_required_but_not_offered_is_retried(
     smtp_server: SmtpTestServer, plugin_for: PluginFactory
 ) -> None:
@@ -442,6 +460,36 @@ async def test_new_recipients_and_server_settings_apply_at_the_next_attempt(
     assert message["From"] == "Print <orders@print.example>"
     assert message["To"] == "second@example.com"
     assert message["Message-ID"] == "<dlv-0001@print.example>"
+
+
+async def test_a_changed_password_opens_a_new_session(
+    smtp_server_factory: ServerFactory, plugin_for: PluginFactory
+) -> None:
+    server = smtp_server_factory(credentials={"mailer": "old"})
+    plugin, holder = plugin_for(server, username="mailer", password="old")
+    assert (await plugin.deliver(make_delivery("dlv-a"), TO)).succeeded
+
+    assert server.credentials is not None
+    server.credentials["mailer"] = "new"
+    holder.set_smtp(replace(holder.config.smtp, password="new"))
+    outcome = await plugin.deliver(make_delivery("dlv-b"), TO)
+
+    assert outcome.succeeded, outcome.error
+    assert server.sessions == 2
+    assert server.handler.logins == [("PLAIN", "mailer"), ("PLAIN", "mailer")]
+
+
+async def test_sessions_idle_too_long_are_not_reused(
+    smtp_server: SmtpTestServer, plugin_for: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin, _ = plugin_for(smtp_server)
+    assert (await plugin.deliver(make_delivery("dlv-a"), TO)).succeeded
+
+    monkeypatch.setattr(smtp_pool, "MAX_IDLE", 0.0)
+    outcome = await plugin.deliver(make_delivery("dlv-b"), TO)
+
+    assert outcome.succeeded, outcome.error
+    assert smtp_server.sessions == 2
 
 
 async def test_fifty_postbacks_reuse_a_few_connections(

@@ -151,7 +151,14 @@ class EmailDelivery:
     async def check_connection(self) -> list[CheckStep]:
         """The SMTP checklist (dns, tcp, tls, auth, sender) with this plugin's trust anchor."""
         smtp = self._context.config().smtp
-        context = await self.tls_context() if smtp.tls != "none" else None
+        context = None
+        if smtp.tls != "none":
+            try:
+                context = await self.tls_context()
+            except (OSError, ssl.SSLError) as exc:
+                return [
+                    CheckStep("tls", False, f"[deliveries.email] ca_file {self._ca_file()}: {exc}")
+                ]
         return await check_smtp(smtp, tls_context=context)
 
     async def tls_context(self) -> ssl.SSLContext:

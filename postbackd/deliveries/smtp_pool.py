@@ -79,6 +79,7 @@ class SmtpPool:
                 f"all connections to smtp://{server_name(smtp)} stayed busy for {smtp.timeout:g}s",
             ) from None
         try:
+            self.prune()
             fingerprint = settings_fingerprint(smtp)
             if not fresh:
                 session = self._take_idle(fingerprint)
@@ -92,14 +93,9 @@ class SmtpPool:
             raise
 
     def _take_idle(self, fingerprint: str) -> PooledSession | None:
-        now = time.monotonic()
         while self._idle:
             session = self._idle.pop()
-            if (
-                session.client.is_connected
-                and session.fingerprint == fingerprint
-                and now - session.idle_since < MAX_IDLE
-            ):
+            if session.fingerprint == fingerprint:
                 session.reused = True
                 return session
             session.client.close()
