@@ -11,7 +11,9 @@ recipients. Plugin settings, `[deliveries.email]`:
 
 Failure policy: a 5xx to MAIL, RCPT (every recipient) or DATA is permanent (dead at once); a
 failure to connect, negotiate TLS or log in — 535 included — is retried, since the admin can
-fix the settings; 4xx, timeouts and lost connections are retried.
+fix the settings; 4xx, timeouts and lost connections are retried. Some recipients refused and
+others accepted is a success whose detail names the refused ones. html bodies go out as
+multipart/alternative with a derived text part; json and xml bodies as the text/plain body.
 """
 
 from __future__ import annotations
