@@ -1,0 +1,175 @@
+"""The sample events, their loader, the `postbackd samples` command and their packaging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from postbackd.cli import main
+from postbackd.events import CANONICAL_TYPES
+from postbackd.samples import UnknownSample, load_sample, sample_event, sample_types
+
+REPO = Path(__file__).resolve().parent.parent
+FULFILLMENT_FIELDS = {
+    "trackingCode",
+    "trackingUrl",
+    "shipmentMethodName",
+    "shipmentMethodUid",
+    "carrierName",
+    "carrierUid",
+    "fulfillmentCountry",
+}
+ORDER_FIELDS = {
+    "id",
+    "orderId",
+    "orderReferenceId",
+    "storeId",
+    "customerId",
+    "created",
+    "fulfillmentStatus",
+    "items",
+}
+
+
+def test_there_is_a_sample_for_every_canonical_type() -> None:
+    assert sample_types() == list(CANONICAL_TYPES)
+
+
+@pytest.mark.parametrize("event_type", CANONICAL_TYPES)
+def test_each_sample_is_a_full_valid_envelope(event_type: str) -> None:
+    raw = load_sample(event_type)
+    assert set(raw) == {"id", "type", "customer", "time", "data"}
+    assert raw["type"] == event_type
+    assert raw["customer"] == "acme"
+    assert set(raw["data"]) >= ORDER_FIELDS
+    event = sample_event(event_type)
+    assert event.type == event_type
+    assert event.id == raw["id"]
+    assert event.order_id == raw["data"]["orderId"]
+    for item in raw["data"]["items"]:
+        assert {"itemReferenceId", "fulfillmentStatus", "fulfillments"} <= set(item)
+        for fulfillment in item["fulfillments"]:
+            assert set(fulfillment) >= FULFILLMENT_FIELDS
+
+
+def test_sample_ids_are_distinct() -> None:
+    ids = [load_sample(t)["id"] for t in sample_types()]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("event_type", ["order.failed", "order.cancelled"])
+def test_failures_carry_reasons(event_type: str) -> None:
+    data = load_sample(event_type)["data"]
+    assert data["failureReason"]
+    assert data["failureReasons"][0]["message"]
+
+
+def test_shipped_sample_has_two_items_with_two_fulfillments_each() -> None:
+    items = load_sample("order.shipped")["data"]["items"]
+    assert [len(item["fulfillments"]) for item in items] == [2, 2]
+    methods = {f["shipmentMethodUid"] for item in items for f in item["fulfillments"]}
+    assert "dhl_express_uid" in methods
+    codes = [f["trackingCode"] for item in items for f in item["fulfillments"]]
+    assert len(set(codes)) == 4
+
+
+def test_aliases_name_samples_and_each_load_is_a_fresh_copy() -> None:
+    first = load_sample("Order shipped")
+    assert first == load_sample("order.shipped")
+    first["data"]["items"].clear()
+    assert load_sample("order.shipped")["data"]["items"]
+    assert sample_event("Produced").type == "order.in_production"
+
+
+def test_unknown_type_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownSample) as caught:
+        load_sample("order.teleported")
+    assert str(caught.value) == (
+        "no sample event of type 'order.teleported'; samples exist for: "
+        + ", ".join(CANONICAL_TYPES)
+    )
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_command_lists_types(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["samples"]) == 0
+    assert capsys.readouterr().out.splitlines() == list(CANONICAL_TYPES)
+
+
+def test_command_prints_one_sample_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["samples", "Order delivered"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out) == load_sample("order.delivered")
+    assert out.startswith('{\n  "id": ')
+
+
+def test_command_rejects_an_unknown_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["samples", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no sample event of type 'nope'" in captured.err
+    assert "order.shipped" in captured.err
+
+
+def test_command_never_reads_the_configuration(tmp_path: Path) -> None:
+    broken = tmp_path / "conf.d"
+    broken.mkdir()
+    (broken / "bad.toml").write_text("this is = = not toml\n")
+    env = {**os.environ, "POSTBACKD_CONF_DIR": str(broken)}
+    result = subprocess.run(
+        [sys.executable, "-m", "postbackd", "samples", "order.shipped"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["type"] == "order.shipped"
+
+
+def test_samples_ship_in_the_wheel(tmp_path: Path) -> None:
+    """The JSON files are package data: a wheel carries them and they load from it."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("postbackd-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for event_type in CANONICAL_TYPES:
+        assert f"postbackd/samples/{event_type}.json" in names
+    code = "import postbackd.samples as s; print(s.__file__); print(len(s.sample_types()))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(wheel)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded_from, count = result.stdout.splitlines()
+    assert loaded_from.startswith(str(wheel))
+    assert count == str(len(CANONICAL_TYPES))
