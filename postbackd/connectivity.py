@@ -8,27 +8,30 @@ TCP connection to it. Prints one line per step; returns True when anything faile
 from __future__ import annotations
 
 import asyncio
-import ssl
 import sys
 from typing import TextIO
 
 from yarl import URL
 
 from postbackd.config_model import Config
+from postbackd.loading import Plugins
 from postbackd.netguard import AddressPolicy, DestinationRefused, GuardedResolver
 from postbackd.smtpcheck import check_smtp, format_check
 
 CONNECT_TIMEOUT = 5.0
 
 
-def check_connectivity(config: Config, out: TextIO = sys.stdout) -> bool:
-    return asyncio.run(_check(config, out))
+def check_connectivity(config: Config, plugins: Plugins, out: TextIO = sys.stdout) -> bool:
+    plugins.holder.value = config
+    return asyncio.run(_check(config, plugins, out))
 
 
-async def _check(config: Config, out: TextIO) -> bool:
+async def _check(config: Config, plugins: Plugins, out: TextIO) -> bool:
     failed = False
     if any(t.delivery == "email" for t in config.triggers.values()):
-        steps = await check_smtp(config.smtp, tls_context=_email_trust(config))
+        email = plugins.deliveries.get("email")
+        steps = (await email.check_connection() if email is not None
+                 else await check_smtp(config.smtp))
         out.write(f"smtp {config.smtp.host}:{config.smtp.port}\n{format_check(steps)}\n")
         failed |= not all(step.ok for step in steps)
     policy = AddressPolicy.from_daemon(config.daemon)
@@ -61,8 +64,3 @@ async def _check_webhook(resolver: GuardedResolver, url_text: str) -> str:
         return f"FAIL tcp  {url_text}: cannot connect to {host}:{port}: {reason}"
     writer.close()
     return f"ok   tcp   {url_text}: connected to {host}:{port}"
-
-
-def _email_trust(config: Config) -> ssl.SSLContext | None:
-    ca_file = config.deliveries.get("email", {}).get("ca_file")
-    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else None

@@ -124,9 +124,12 @@ def instantiate(cls: type, settings: Mapping[str, Any], context: PluginContext) 
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         parameters = {}  # type: ignore[assignment]
-    if "context" in parameters:
-        return cls(dict(settings), context=context)
-    return cls(dict(settings))
+    try:
+        if "context" in parameters:
+            return cls(dict(settings), context=context)
+        return cls(dict(settings))
+    except (ValueError, TypeError) as exc:
+        raise PluginError(f"{cls.__module__}.{cls.__qualname__}: invalid settings: {exc}") from exc
 
 
 def _disabled_from_env() -> list[str]:

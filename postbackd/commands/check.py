@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.connect:
         from postbackd.connectivity import check_connectivity
 
-        failed |= check_connectivity(config)
+        failed |= check_connectivity(config, plugins)
     print(
         f"{conf_dir}: {len(config.customers)} customers, {len(config.triggers)} triggers, "
         f"{len(config.templates)} templates, {len(config.lookups)} lookups"

@@ -20,6 +20,7 @@ from postbackd.commands.render import read_event_arg
 from postbackd.config import ConfigError
 from postbackd.loading import Plugins, load_generation
 from postbackd.plugin import Delivery, Outcome
+from postbackd.smtpcheck import format_smtp_summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -88,6 +89,9 @@ async def _send(plugins: Plugins, name: str, delivery: Delivery,
 
 def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
     out = sys.stdout
+    if delivery.subject is not None and (outcome.request or {}).get("server"):
+        out.write(format_smtp_summary(outcome) + f"\nlatency  {seconds * 1000:.1f} ms\n")
+        return
     out.write("== request\n")
     for key, value in (outcome.request or {}).items():
         out.write(f"{key}: {_text(value)}\n")
