@@ -300,7 +300,8 @@ async def test_the_same_name_dropped_again_is_kept_apart_and_is_a_duplicate(
 
     assert collector.calls == 2
     assert collector.ids == {"evt-1"}
-    assert [n for n in listing(incoming / "processed") if n != "again.json"][0].startswith("again.")
+    other = next(n for n in listing(incoming / "processed") if n != "again.json")
+    assert other.startswith("again.") and other.endswith(".json")
 
 
 async def test_an_event_the_spool_refuses_rejects_a_json_file(

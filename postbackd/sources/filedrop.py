@@ -19,24 +19,12 @@ like a restart after a crash, never doubles a postback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import (
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from postbackd.events import EventRejected
@@ -44,6 +32,7 @@ from postbackd.logs import get_logger
 from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
 from postbackd.sources import filedrop_files as files
 from postbackd.sources.filedrop_files import BadLine, DropKind, DroppedFile
+from postbackd.sources.filedrop_watch import start_watching, stat_all, stop_watching
 from postbackd.units import format_duration, parse_duration
 
 log = get_logger("postbackd.sources.filedrop")
@@ -158,7 +147,7 @@ class FileDropSource:
             self._worker = None
         observer, self._observer = self._observer, None
         if observer is not None:
-            await asyncio.to_thread(_stop_observer, observer)
+            await asyncio.to_thread(stop_watching, observer)
         log.info("filedrop source stopped", directory=str(self.directory))
 
     # ------------------------------------------------------------ noticing files
@@ -170,15 +159,7 @@ class FileDropSource:
             self.directory / files.REJECTED,
         ):
             folder.mkdir(parents=True, exist_ok=True)
-
-        def notify(complete: bool | None, path: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closing: a rescan catches up
-                loop.call_soon_threadsafe(self._on_fs_event, complete, Path(path))
-
-        observer = Observer()
-        observer.schedule(_Handler(notify), str(self.directory), recursive=False)
-        observer.start()
-        return observer
+        return start_watching(self.directory, loop, self._on_fs_event)
 
     def _on_fs_event(self, complete: bool | None, path: Path) -> None:
         """`complete`: True = closed or renamed in; False = maybe still written; None = gone."""
@@ -234,7 +215,7 @@ class FileDropSource:
     async def _check_settled(self) -> None:
         """Queue watched files whose size and mtime stood still for SETTLE_SECONDS."""
         paths = list(self._watching)
-        stats = await asyncio.to_thread(_stat_all, paths)
+        stats = await asyncio.to_thread(stat_all, paths)
         wall = time.time()
         for path, stat in zip(paths, stats, strict=True):
             if path not in self._watching:
@@ -364,48 +345,6 @@ class FileDropSource:
             retry_in=delay,
             attempt=attempts + 1,
         )
-
-
-class _Handler(FileSystemEventHandler):
-    """Runs on watchdog's thread: only hands paths to the event loop."""
-
-    def __init__(self, notify: Callable[[bool | None, str], None]) -> None:
-        self._notify = notify
-
-    def on_closed(self, event: FileClosedEvent) -> None:
-        self._notify(True, os.fsdecode(event.src_path))
-
-    def on_moved(self, event: DirMovedEvent | FileMovedEvent) -> None:
-        if not event.is_directory:
-            self._notify(None, os.fsdecode(event.src_path))
-            self._notify(True, os.fsdecode(event.dest_path))
-
-    def on_created(self, event: Any) -> None:
-        if isinstance(event, FileCreatedEvent):
-            self._notify(False, os.fsdecode(event.src_path))
-
-    def on_modified(self, event: Any) -> None:
-        if isinstance(event, FileModifiedEvent):
-            self._notify(False, os.fsdecode(event.src_path))
-
-    def on_deleted(self, event: Any) -> None:
-        if isinstance(event, FileDeletedEvent):
-            self._notify(None, os.fsdecode(event.src_path))
-
-
-def _stat_all(paths: list[Path]) -> list[os.stat_result | None]:
-    stats: list[os.stat_result | None] = []
-    for path in paths:
-        try:
-            stats.append(path.stat())
-        except FileNotFoundError:
-            stats.append(None)
-    return stats
-
-
-def _stop_observer(observer: BaseObserver) -> None:
-    observer.stop()
-    observer.join(timeout=5)
 
 
 @hookimpl
