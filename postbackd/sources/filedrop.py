@@ -19,6 +19,7 @@ like a restart after a crash, never doubles a postback.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -187,8 +188,9 @@ class FileDropSource:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
-            for path, (due, _attempts) in list(self._retry.items()):
+            for path, (due, attempts) in list(self._retry.items()):
                 if due <= now:
+                    self._retry[path] = (math.inf, attempts)  # queued: not due again
                     self._enqueue(path)
             if self._watching:
                 await self._check_settled()
