@@ -25,6 +25,7 @@ from jinja2.sandbox import SecurityError
 from postbackd.builtin_templates import BUILTIN_TEMPLATES
 from postbackd.config_model import Customer, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, type_matches
+from postbackd.samples import sample_event, sample_types
 from postbackd.templates_compile import (
     PostbackEnvironment,
     build_environment,
@@ -39,7 +40,7 @@ from postbackd.templates_errors import (
     traceback_template_line,
 )
 from postbackd.templates_escape import Safe, content_type_for, plain_text
-from postbackd.templates_output import check_body, run
+from postbackd.templates_output import Invalid, check_body, run
 from postbackd.templates_runtime import CURRENT_SINK, WarningSink
 
 __all__ = [
@@ -191,8 +192,6 @@ class TemplateEngine:
         `event_types` are trigger patterns (``order.*``, aliases); None means every sample.
         With a `customer`, the samples are rendered as that customer's events (its lookups).
         """
-        from postbackd.samples import sample_event, sample_types
-
         patterns = None if event_types is None else list(event_types)
         results: list[SampleRender] = []
         for event_type in sample_types():
@@ -282,7 +281,7 @@ class TemplateEngine:
         part: TemplatePart,
     ) -> str:
         try:
-            output = run(template, context, track=format in ("json", "xml"))
+            output = run(template, context, track=False)
         except TemplateFault as exc:
             line = exc.line or traceback_template_line(
                 exc.__traceback__, template_filename(name, part)
@@ -295,15 +294,7 @@ class TemplateEngine:
             raise RenderError(_describe(exc), template=name, line=line, part=part) from exc
         invalid = check_body(format, output.text)
         if invalid is not None:
-            label = "JSON" if format == "json" else "XML"
-            raise RenderError(
-                f"invalid {label} at line {invalid.line}, column {invalid.column}: "
-                f"{invalid.reason}",
-                template=name,
-                line=output.template_line_at(invalid.line, invalid.column),
-                column=invalid.column,
-                part=part,
-            )
+            raise _invalid_body_error(invalid, template, context, output.text, format, name, part)
         return output.text
 
 
@@ -339,6 +330,37 @@ class _LookupFunction:
                 where = f"no lookup table has key {key!r} for customer {self._customer_id!r}"
             raise TemplateFault(f"lookup {key}={wanted} not found ({where})")
         return default
+
+
+def _invalid_body_error(
+    invalid: Invalid,
+    template: Template,
+    context: Mapping[str, Any],
+    text: str,
+    format: TemplateFormat,
+    name: str,
+    part: TemplatePart,
+) -> RenderError:
+    """The error for an invalid body, with the template line that wrote the bad spot.
+
+    Rare, so only now is the template run again, noting the line of each piece; a plugin
+    function may make the second run differ, and then the line stays unknown.
+    """
+    line = None
+    try:
+        tracked = run(template, context, track=True)
+    except Exception:
+        tracked = None
+    if tracked is not None and tracked.text == text:
+        line = tracked.template_line_at(invalid.line, invalid.column)
+    label = "JSON" if format == "json" else "XML"
+    return RenderError(
+        f"invalid {label} at line {invalid.line}, column {invalid.column}: {invalid.reason}",
+        template=name,
+        line=line,
+        column=invalid.column,
+        part=part,
+    )
 
 
 def _describe(exc: Exception) -> str:

@@ -7,7 +7,7 @@ as is. A `Safe` string — made by ``| raw``, ``| tojson``, a macro call or a ``
 block — is already in the output format and is inserted verbatim, never escaped twice.
 
 Values become text the same way in every format: None → "", booleans → ``true``/``false``,
-numbers → their JSON text, lists and objects → their JSON text.
+numbers as Python writes them (which is their JSON text), lists and objects → their JSON text.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def plain_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float | Mapping | list | tuple):
+    if isinstance(value, Mapping | list | tuple):
         return json_text(value)
     return str(value)
 
