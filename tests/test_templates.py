@@ -618,3 +618,28 @@ def test_check_template_reports_a_syntax_error_once() -> None:
     (finding,) = engine.check_template("t")
     assert finding.severity == "error"
     assert str(finding).startswith("template t line 1: syntax error")
+
+
+def test_a_lone_surrogate_through_raw_is_a_render_error() -> None:
+    with pytest.raises(RenderError, match=r"U\+D800 \(a lone surrogate\)"):
+        render_one("text", "{{ v | raw }}", {"v": "a\ud800"})
+
+
+def test_invalid_body_line_stays_unknown_when_a_second_run_differs() -> None:
+    ticks = iter(range(100))
+    engine = engine_of(
+        template("t", "json", '{"n": {{ tick() }}, }'),
+        globals_={"tick": lambda: next(ticks)},
+    )
+    with pytest.raises(RenderError) as caught:
+        engine.render("t", event_of({}), None)
+    assert caught.value.line is None
+    assert str(caught.value).startswith("template t: invalid JSON at line 1, column 10")
+
+
+def test_a_plugin_filter_can_return_safe_text() -> None:
+    engine = engine_of(
+        template("t", "xml", "<r>{{ v | bold }}</r>"),
+        filters={"bold": lambda s: templates_module.Safe(f"<b>{s}</b>")},
+    )
+    assert engine.render("t", event_of({"v": "x"}), None).body == b"<r><b>x</b></r>"
