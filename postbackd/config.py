@@ -151,7 +151,7 @@ def load_config_with_warnings(
     read = read_files(paths, pending or {}, resolver, report)
     loader = _Loader(read, report, deliveries)
     config = loader.build(conf_dir, default_spool(env))
-    if report.failed or config is None:
+    if report.failed:
         raise ConfigError(report.sorted())
     return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
 
@@ -250,7 +250,7 @@ class _Loader:
             label, _ = label_of(file.raw, (key, index))
             self.items[key].append(Table(file, (key, index), label, self.report))
 
-    def build(self, conf_dir: Path, spool: Path) -> Config | None:
+    def build(self, conf_dir: Path, spool: Path) -> Config:
         sources = {
             name: build_source(table, name) for name, table in self.plugins["sources"].items()
         }

@@ -22,6 +22,7 @@ KeyPath = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SCALAR_END = ",]}\n#"
+_UNICODE_DIGITS = {"u": 4, "U": 8}
 _BASIC_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -99,10 +100,10 @@ class _Scanner:
         concrete: KeyPath = ()
         for index, part in enumerate(parts):
             concrete += (part,)
+            self.lines.setdefault(concrete, line)
             if array and index == len(parts) - 1:
                 count = self.table_counts.get(concrete, 0)
                 self.table_counts[concrete] = count + 1
-                self.lines.setdefault(concrete, line)
                 concrete += (count,)
             elif concrete in self.table_counts:
                 concrete += (self.table_counts[concrete] - 1,)
@@ -153,8 +154,11 @@ class _Scanner:
         elif ch == "{":
             self.inline_table(path)
         else:
+            start = self.pos
             while self.pos < len(self.text) and self.text[self.pos] not in _SCALAR_END:
                 self.pos += 1
+            if self.pos == start:
+                raise ValueError(f"no value at offset {start}")
 
     def array(self, path: KeyPath) -> None:
         self.pos += 1
@@ -178,14 +182,19 @@ class _Scanner:
         self.pos += 1
 
     def basic_string(self) -> str:
-        """Read a one-line basic string and return its (roughly) unescaped text."""
+        """Read a one-line basic string and return its unescaped text."""
         text = self.text
         pos = self.pos + 1
         out: list[str] = []
         while text[pos] != '"':
             if text[pos] == "\\":
-                out.append(_BASIC_ESCAPES.get(text[pos + 1], text[pos + 1]))
-                pos += 2
+                escape = text[pos + 1]
+                digits = _UNICODE_DIGITS.get(escape, 0)
+                if digits:
+                    out.append(chr(int(text[pos + 2 : pos + 2 + digits], 16)))
+                else:
+                    out.append(_BASIC_ESCAPES.get(escape, escape))
+                pos += 2 + digits
             else:
                 out.append(text[pos])
                 pos += 1
@@ -208,10 +217,10 @@ class _Scanner:
             pos += 1
 
 
-_HEADER = re.compile(r"^\s*\[\[\s*(customer|template|trigger|lookup)\s*\]\]")
+_HEADER = re.compile(r"^\s*\[\[\s*(customer|template)\s*\]\]")
 _OTHER_HEADER = re.compile(r"^\s*\[")
 _NAME_KEY = re.compile(r"""^\s*(id|name)\s*=\s*(?:"([^"\\]*)"|'([^']*)')""")
-_NAME_KEYS = {"customer": "id", "template": "name", "trigger": "name", "lookup": "name"}
+_NAME_KEYS = {"customer": "id", "template": "name"}
 
 
 def declared_names(text: str) -> dict[str, set[str]]:

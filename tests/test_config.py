@@ -13,6 +13,9 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postbackd.config import (
     BUILTIN_TEMPLATE_NAMES,
@@ -1006,3 +1009,41 @@ def test_example_conf_d_loads_from_any_directory_without_environment(tmp_path: P
     assert email[0] == "email" and email[3] == {"to": "Acme Ops <ops@acme.example>"}
     assert probe["templates"]["acme-order-problem-email"] == ["text", True]
     assert probe["templates"]["acme-order-tracking-xml"] == ["xml", False]
+
+
+_SCALARS = st.one_of(
+    st.text(max_size=20),
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_KEYS = st.text(min_size=1, max_size=12)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, min_size=1, max_size=6), st.booleans())
+def test_toml_lines_finds_every_key_of_any_document(
+    document: dict[str, Any], multiline: bool
+) -> None:
+    text = tomli_w.dumps(document, multiline_strings=multiline)
+    lines = TomlLines.scan(text).lines
+    for path in _key_paths(document):
+        assert path in lines, (path, text)
+        if isinstance(path[-1], str):
+            written = tomli_w.dumps({path[-1]: 0}).split(" = ")[0]
+            assert written in text.split("\n")[lines[path] - 1], (path, text)
+
+
+def _key_paths(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    paths: list[tuple[str | int, ...]] = []
+    children = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in children:
+        paths.append((*prefix, key))
+        if isinstance(value, dict | list):
+            paths.extend(_key_paths(value, (*prefix, key)))
+    return paths
