@@ -22,7 +22,15 @@ say() { printf 'rabbitmq.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 node_env() {
+    mkdir -p "$BASE/log"
+    chmod 700 "$BASE"
+    if [ ! -f "$BASE/.erlang.cookie" ]; then
+        (umask 077 && head -c 30 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BASE/.erlang.cookie")
+    fi
+    chmod 400 "$BASE/.erlang.cookie"
+    cd "$BASE"  # Erlang writes stray files (crash dumps) to its working directory
     export HOME="$BASE"  # the Erlang cookie lives here, shared by server and rabbitmqctl
+    export ERL_CRASH_DUMP="$BASE/log/erl_crash.dump"
     export RABBITMQ_NODENAME="$NODE"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_NODE_PORT="$PORT"
@@ -65,7 +73,6 @@ run 'apt-get install -y rabbitmq-server' as root"
 
 write_config() {
     mkdir -p "$BASE/mnesia" "$BASE/log" "$BASE/plugins-expand"
-    chmod 700 "$BASE"
     : >"$RABBITMQ_CONF_ENV_FILE"
     echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
     echo '[].' >"$RABBITMQ_ADVANCED_CONFIG_FILE"
@@ -75,10 +82,6 @@ disk_free_limit.absolute = 50MB
 log.console = false
 log.file.level = info
 EOF
-    if [ ! -f "$BASE/.erlang.cookie" ]; then
-        (umask 077 && head -c 30 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$BASE/.erlang.cookie")
-    fi
-    chmod 400 "$BASE/.erlang.cookie"
 }
 
 cmd_start() {
