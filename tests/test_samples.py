@@ -90,6 +90,7 @@ def test_aliases_name_samples_and_each_load_is_a_fresh_copy() -> None:
 def test_unknown_type_lists_the_known_ones() -> None:
     with pytest.raises(UnknownSample) as caught:
         load_sample("order.teleported")
+    assert isinstance(caught.value, KeyError)
     assert str(caught.value) == (
         "no sample event of type 'order.teleported'; samples exist for: "
         + ", ".join(CANONICAL_TYPES)

@@ -14,14 +14,21 @@ from typing import Any
 from postbackd.events import CANONICAL_TYPES, Event, canonical_type, parse_event
 
 
-class UnknownSample(LookupError):
-    """No sample for the asked type; the message lists the types there are."""
+class UnknownSample(KeyError):
+    """No sample for the asked type; the message lists the types there are.
+
+    A KeyError, as for a missing key, but its text is the plain message (KeyError would quote it).
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(
+        self.message = (
             f"no sample event of type {name!r}; samples exist for: {', '.join(sample_types())}"
         )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def sample_types() -> list[str]:
