@@ -43,8 +43,7 @@ class AdminBackend(Protocol):
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=jsoncodec.dumps(data), status=status,
-                        content_type="application/json")
+    return web.Response(body=jsoncodec.dumps(data), status=status, content_type="application/json")
 
 
 def json_error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -104,8 +103,10 @@ class AdminApi:
         for state, count in stats.by_state.items():
             self.backend.metrics.spool_deliveries.labels(state).set(count)
         self.backend.metrics.oldest_pending.set(stats.oldest_pending_age or 0)
-        return web.Response(body=self.backend.metrics.render(),
-                            headers={"Content-Type": self.backend.metrics.content_type})
+        return web.Response(
+            body=self.backend.metrics.render(),
+            headers={"Content-Type": self.backend.metrics.content_type},
+        )
 
     async def list_deliveries(self, request: web.Request) -> web.Response:
         query = request.query
@@ -119,10 +120,15 @@ class AdminApi:
             return json_error(400, "limit must be at least 1", "limit")
         try:
             rows, cursor = await self.backend.spool.list_deliveries(
-                state=query.get("state"), customer=query.get("customer"),
-                trigger=query.get("trigger"), order=query.get("order"),
-                event_type=query.get("event_type"), since=since, until=until,
-                limit=limit, cursor=query.get("cursor"),
+                state=query.get("state"),
+                customer=query.get("customer"),
+                trigger=query.get("trigger"),
+                order=query.get("order"),
+                event_type=query.get("event_type"),
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=query.get("cursor"),
             )
         except ValueError as exc:
             return json_error(400, str(exc), "cursor")
@@ -142,7 +148,8 @@ class AdminApi:
             if detail is None:
                 return json_error(404, f"no delivery with id {delivery_id}", "id")
             return json_error(
-                409, f"delivery {delivery_id} is {detail.summary.state}; it cannot be retried now",
+                409,
+                f"delivery {delivery_id} is {detail.summary.state}; it cannot be retried now",
                 "id",
             )
         self.backend.wake()
@@ -172,15 +179,22 @@ class AdminApi:
             rendered = engine.render(body["template"], event, customer)
         except RenderError as exc:
             return json_response(
-                {"error": str(exc), "line": exc.line, "column": exc.column,
-                 "variable": exc.variable}, 422,
+                {
+                    "error": str(exc),
+                    "line": exc.line,
+                    "column": exc.column,
+                    "variable": exc.variable,
+                },
+                422,
             )
-        return json_response({
-            "body": rendered.body.decode("utf-8", "replace"),
-            "subject": rendered.subject,
-            "content_type": rendered.content_type,
-            "warnings": [str(w) for w in rendered.warnings],
-        })
+        return json_response(
+            {
+                "body": rendered.body.decode("utf-8", "replace"),
+                "subject": rendered.subject,
+                "content_type": rendered.content_type,
+                "warnings": [str(w) for w in rendered.warnings],
+            }
+        )
 
     async def reload(self, request: web.Request) -> web.Response:
         result = await self.backend.reload("admin API")

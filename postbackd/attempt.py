@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from postbackd.breaker import BreakerBoard
@@ -21,6 +22,7 @@ from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind
 from postbackd.retry import decide
+from postbackd.router import destination_of
 from postbackd.spool import Spool
 from postbackd.spool_model import AttemptResult, DeliveryState, StoredDelivery
 from postbackd.units import parse_duration
@@ -46,13 +48,13 @@ class AttemptRunner:
         self.metrics = metrics
         self.hook = hook
 
-    def destination_of(self, generation: Generation, delivery: StoredDelivery) -> str:
+    def destination_for(self, generation: Generation, delivery: StoredDelivery) -> str:
         """The peer an attempt goes to, for concurrency bounds and the circuit breaker."""
         trigger = generation.config.triggers.get(delivery.trigger)
         plugin = self.deliveries.get(delivery.plugin)
         if trigger is None or plugin is None:
             return f"{delivery.plugin}:"
-        return destination(plugin, trigger)
+        return destination_of(plugin, trigger)
 
     async def attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
         """Run one attempt and record it; never raises except for cancellation."""
@@ -67,7 +69,8 @@ class AttemptRunner:
         trigger = generation.config.triggers.get(stored.trigger)
         if trigger is None:
             await self._finish_without_attempt(
-                stored, DeliveryState.CANCELLED,
+                stored,
+                DeliveryState.CANCELLED,
                 f"trigger {stored.trigger!r} was removed from the configuration",
             )
             self.breakers.release_probe(dest, time.time())
@@ -111,10 +114,15 @@ class AttemptRunner:
                 f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
             )
         except Exception as exc:
-            log.error("delivery plugin raised", plugin=trigger.delivery,
-                      delivery_id=delivery.id, event_id=delivery.event_id,
-                      customer=delivery.customer, trigger=delivery.trigger,
-                      error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "delivery plugin raised",
+                plugin=trigger.delivery,
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                customer=delivery.customer,
+                trigger=delivery.trigger,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             return Outcome.retry(f"plugin {trigger.delivery!r} raised {type(exc).__name__}: {exc}")
         if not isinstance(outcome, Outcome):
             return Outcome.retry(
@@ -147,8 +155,11 @@ class AttemptRunner:
                 error = f"{outcome.error} — {decision.reason}"
         if outcome.breaker and outcome.kind is not OutcomeKind.FAIL:
             if self.breakers.record(dest, outcome.succeeded, now):
-                log.warning("circuit breaker opened", destination=dest,
-                            cooldown_s=self.breakers.open_destinations().get(dest, now) - now)
+                log.warning(
+                    "circuit breaker opened",
+                    destination=dest,
+                    cooldown_s=self.breakers.open_destinations().get(dest, now) - now,
+                )
         else:
             self.breakers.release_probe(dest, now)
         result = AttemptResult(
@@ -170,9 +181,15 @@ class AttemptRunner:
         self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)
         log.info(
             "delivery attempt",
-            delivery_id=delivery.id, event_id=delivery.event_id, customer=delivery.customer,
-            trigger=delivery.trigger, attempt=delivery.attempt, outcome=str(outcome.kind),
-            state=str(state), status=outcome.status, error=error,
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            customer=delivery.customer,
+            trigger=delivery.trigger,
+            attempt=delivery.attempt,
+            outcome=str(outcome.kind),
+            state=str(state),
+            status=outcome.status,
+            error=error,
             next_attempt_in_s=round(next_at - now, 1) if next_at else None,
             ms=round(duration * 1000, 1),
         )
@@ -187,8 +204,12 @@ class AttemptRunner:
             try:
                 caller(delivery=delivery, outcome=outcome)
             except Exception as exc:
-                log.error("observer plugin raised", hook=caller.name, delivery_id=delivery.id,
-                          error=f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "observer plugin raised",
+                    hook=caller.name,
+                    delivery_id=delivery.id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     async def _rerender(
         self, generation: Generation, trigger: Trigger, stored: StoredDelivery
@@ -210,25 +231,34 @@ class AttemptRunner:
     async def _finish_without_attempt(
         self, stored: StoredDelivery, state: DeliveryState, reason: str
     ) -> None:
-        log.info("delivery ended", delivery_id=stored.id, event_id=stored.event_id,
-                 customer=stored.customer, trigger=stored.trigger, state=str(state),
-                 reason=reason)
-        await asyncio.shield(self.spool.record_attempt(AttemptResult(
-            delivery_id=stored.id, number=stored.attempts, started_at=time.time(),
-            duration=0.0, outcome="fail", new_state=state, next_attempt_at=None,
-            status=None, error=reason, request=None, response=None, destination=None,
-            counted=False,
-        )))
-
-
-def destination(plugin: Any, trigger: Trigger) -> str:
-    describe = getattr(plugin, "destination", None)
-    if describe is None:
-        return f"{trigger.delivery}:"
-    try:
-        return str(describe(trigger.options))
-    except Exception:
-        return f"{trigger.delivery}:"
+        log.info(
+            "delivery ended",
+            delivery_id=stored.id,
+            event_id=stored.event_id,
+            customer=stored.customer,
+            trigger=stored.trigger,
+            state=str(state),
+            reason=reason,
+        )
+        await asyncio.shield(
+            self.spool.record_attempt(
+                AttemptResult(
+                    delivery_id=stored.id,
+                    number=stored.attempts,
+                    started_at=time.time(),
+                    duration=0.0,
+                    outcome="fail",
+                    new_state=state,
+                    next_attempt_at=None,
+                    status=None,
+                    error=reason,
+                    request=None,
+                    response=None,
+                    destination=None,
+                    counted=False,
+                )
+            )
+        )
 
 
 def attempt_timeout(options: Mapping[str, Any]) -> float:
@@ -239,6 +269,4 @@ def attempt_timeout(options: Mapping[str, Any]) -> float:
 
 
 def _replace_payload(stored: StoredDelivery, body: bytes, subject: str | None) -> StoredDelivery:
-    from dataclasses import replace
-
     return replace(stored, body=body, subject=subject)

@@ -23,6 +23,7 @@ CONNECT_TIMEOUT = 5.0
 
 def check_connectivity(config: Config, plugins: Plugins, out: TextIO = sys.stdout) -> bool:
     plugins.holder.value = config
+    plugins.build_deliveries(config.deliveries)
     return asyncio.run(_check(config, plugins, out))
 
 
@@ -30,8 +31,9 @@ async def _check(config: Config, plugins: Plugins, out: TextIO) -> bool:
     failed = False
     if any(t.delivery == "email" for t in config.triggers.values()):
         email = plugins.deliveries.get("email")
-        steps = (await email.check_connection() if email is not None
-                 else await check_smtp(config.smtp))
+        steps = (
+            await email.check_connection() if email is not None else await check_smtp(config.smtp)
+        )
         out.write(f"smtp {config.smtp.host}:{config.smtp.port}\n{format_check(steps)}\n")
         failed |= not all(step.ok for step in steps)
     policy = AddressPolicy.from_daemon(config.daemon)

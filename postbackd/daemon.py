@@ -66,24 +66,37 @@ class Daemon:
         generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
         self._apply(generation)
         daemon = generation.config.daemon
-        self.spool = await Spool.open(daemon.spool, synchronous=daemon.synchronous,
-                                      min_free=daemon.min_free)
+        self.spool = await Spool.open(
+            daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free
+        )
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
-        runner = AttemptRunner(self.spool, self.plugins.deliveries, self.breakers, self.metrics,
-                               self.plugins.host.hook)
-        self.dispatcher = Dispatcher(self.spool, self.current, self.plugins.deliveries,
-                                     self.breakers, runner)
+        runner = AttemptRunner(
+            self.spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
+        )
+        self.dispatcher = Dispatcher(
+            self.spool, self.current, self.plugins.deliveries, self.breakers, runner
+        )
         self.intake = Intake(self.spool, self.current, self.metrics, self._committed)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         admin_routes = tuple(AdminApi(self).routes())
-        self.sources = SourceSet(self.plugins.host, self.plugins.context(admin_routes),
-                                 self.intake, self.metrics, admin_routes)
+        self.sources = SourceSet(
+            self.plugins.host,
+            self.plugins.context(admin_routes),
+            self.intake,
+            self.metrics,
+            admin_routes,
+        )
         await self.sources.apply(generation.config)
         self._install_signals()
-        log.info("postbackd ready", conf_dir=str(self.conf_dir), spool=str(daemon.spool),
-                 customers=len(generation.config.customers),
-                 triggers=len(generation.config.triggers), pid=os.getpid())
+        log.info(
+            "postbackd ready",
+            conf_dir=str(self.conf_dir),
+            spool=str(daemon.spool),
+            customers=len(generation.config.customers),
+            triggers=len(generation.config.triggers),
+            pid=os.getpid(),
+        )
         self.notifier.ready(self._status())
 
     async def shutdown(self) -> None:
@@ -115,9 +128,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP"))
-        )
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
 
     # ------------------------------------------------------------------ state
 
@@ -133,8 +144,12 @@ class Daemon:
         try:
             self.plugins.host.hook.postbackd_after_event_accepted(event=event)
         except Exception as exc:
-            log.error("observer plugin raised", hook="postbackd_after_event_accepted",
-                      event_id=event.id, error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "observer plugin raised",
+                hook="postbackd_after_event_accepted",
+                event_id=event.id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def _apply(self, generation: Generation) -> list[Any]:
         """Swap in a generation; returns delivery plugin instances it replaced (to close)."""
@@ -164,11 +179,13 @@ class Daemon:
             except ConfigError as exc:
                 self.last_error = "\n".join(str(d) for d in exc.diagnostics if d.is_error)
                 self.metrics.config_reloads.labels("rejected").inc()
-                log.error("reload rejected; the running configuration stays", reason=reason,
-                          errors=[str(d) for d in exc.diagnostics if d.is_error])
+                log.error(
+                    "reload rejected; the running configuration stays",
+                    reason=reason,
+                    errors=[str(d) for d in exc.diagnostics if d.is_error],
+                )
                 self.notifier.ready(self._status())
-                return {"ok": False, "generation": self.current().number,
-                        "error": self.last_error}
+                return {"ok": False, "generation": self.current().number, "error": self.last_error}
             replaced = self._apply(generation)
             self.last_error = None
             daemon = generation.config.daemon
@@ -179,8 +196,12 @@ class Daemon:
             for plugin in replaced:
                 self._tasks.append(asyncio.create_task(_close_later(plugin)))
             self.metrics.config_reloads.labels("applied").inc()
-            log.info("reload applied", reason=reason, generation=number,
-                     ms=round((time.monotonic() - started) * 1000, 1))
+            log.info(
+                "reload applied",
+                reason=reason,
+                generation=number,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
             self.notifier.ready(self._status())
             return {"ok": True, "generation": number, "error": None}
 
@@ -198,8 +219,12 @@ class Daemon:
             "last_error": self.last_error,
             "customers": sorted(config.customers),
             "triggers": {
-                name: {"customer": t.customer, "status": t.status, "delivery": t.delivery,
-                       "events": list(t.events)}
+                name: {
+                    "customer": t.customer,
+                    "status": t.status,
+                    "delivery": t.delivery,
+                    "events": list(t.events),
+                }
                 for name, t in sorted(config.triggers.items())
             },
         }

@@ -27,8 +27,8 @@ from postbackd.spool_model import StoredDelivery
 log = get_logger("postbackd.dispatcher")
 
 CLAIM_BATCH = 512
-IDLE_POLL = 1.0
-BUFFER_FACTOR = 4  # claimed-but-waiting deliveries kept per slot (global and per destination)  # the CLI may change the spool behind our back: look at least this often
+IDLE_POLL = 1.0  # the CLI may change the spool behind our back: look at least this often
+BUFFER_FACTOR = 4  # claimed-but-waiting deliveries kept per slot (global and per destination)
 
 
 @dataclass
@@ -96,8 +96,7 @@ class Dispatcher:
         now = time.time()
         cap = per_destination * BUFFER_FACTOR
         full = [name for name, d in self._destinations.items() if len(d.waiting) >= cap]
-        cooling = [name for name, until in self.breakers.open_destinations().items()
-                   if until > now]
+        cooling = [name for name, until in self.breakers.open_destinations().items() if until > now]
         return full + cooling
 
     async def stop(self, grace: float) -> None:
@@ -114,8 +113,9 @@ class Dispatcher:
             log.info("waiting for attempts in flight", count=len(self._tasks), grace_s=grace)
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             if pending:
-                log.warning("cutting attempts short; they will run again after restart",
-                            count=len(pending))
+                log.warning(
+                    "cutting attempts short; they will run again after restart", count=len(pending)
+                )
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -142,7 +142,7 @@ class Dispatcher:
     def _accept(self, delivery: StoredDelivery) -> None:
         self._buffered += 1
         generation = self.current()
-        destination = self.runner.destination_of(generation, delivery)
+        destination = self.runner.destination_for(generation, delivery)
         dest = self._destinations.setdefault(destination, _Destination())
         dest.waiting.append(delivery)
         while dest.workers < generation.config.daemon.per_destination and dest.waiting:

@@ -172,7 +172,7 @@ def parse_event(value: Any, *, prefix: str = "", received: str | None = None) ->
     customer = _customer_of(value, data, cloud_event)
     if customer is None:
         raise EventRejected(
-            "required: name the customer in \"customer\""
+            'required: name the customer in "customer"'
             + (', "subject"' if cloud_event else "")
             + " or data.customerId",
             where("customer"),

@@ -63,13 +63,17 @@ class Intake:
             outcome = await self.spool.submit(event, deliveries, source=source)
         except SpoolUnavailable as exc:
             self.metrics.events_rejected.labels(source, "unavailable").inc()
-            log.error("event not stored", event_id=event.id, customer=event.customer,
-                      source=source, error=str(exc))
+            log.error(
+                "event not stored",
+                event_id=event.id,
+                customer=event.customer,
+                source=source,
+                error=str(exc),
+            )
             raise
         self.metrics.events_received.labels(source).inc()
         if outcome.duplicate:
-            log.info("event duplicate", event_id=event.id, customer=event.customer,
-                     source=source)
+            log.info("event duplicate", event_id=event.id, customer=event.customer, source=source)
             return SubmitResult(event.id, duplicate=True, deliveries=0)
         if not deliveries:
             self.metrics.events_unmatched.inc()
@@ -86,8 +90,13 @@ class Intake:
             )
         else:
             for delivery in deliveries:
-                log.info("delivery queued", event_id=event.id, delivery_id=delivery.id,
-                         customer=event.customer, trigger=delivery.trigger,
-                         state=str(delivery.state))
+                log.info(
+                    "delivery queued",
+                    event_id=event.id,
+                    delivery_id=delivery.id,
+                    customer=event.customer,
+                    trigger=delivery.trigger,
+                    state=str(delivery.state),
+                )
         self.on_committed(event)
         return SubmitResult(event.id, duplicate=False, deliveries=len(deliveries))

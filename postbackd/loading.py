@@ -75,15 +75,24 @@ def open_plugins(
 ) -> Plugins:
     """Load the plugins the configuration asks for (``[daemon] plugin_dirs``).
 
-    The directory is read once leniently first — secrets of custom schemes are not resolved,
-    since the plugins that resolve them are not loaded yet — to find the plugin directories
-    and the ``[deliveries.NAME]`` tables. Raises ConfigError or PluginError.
+    The directory is read once leniently first — secrets are not expanded, since the plugins
+    that resolve custom schemes are not loaded yet — to find the plugin directories and the
+    ``[deliveries.NAME]`` tables. Raises PluginError; configuration errors are left to the
+    full load that follows (`load_generation`), which reports them all.
     """
-    first = load_config(conf_dir, resolve_secret=lambda ref: "")
-    host = load_plugins(first.daemon.plugin_dirs, use_entry_points=use_entry_points,
-                        disabled=disabled)
+    try:
+        first = load_config(conf_dir, expand_secrets=False)
+    except ConfigError:
+        # The full load that follows reports every error; meanwhile validate with the
+        # built-in and installed plugins, so delivery names and options are checked too.
+        first = None
+    host = load_plugins(
+        first.daemon.plugin_dirs if first else (),
+        use_entry_points=use_entry_points,
+        disabled=disabled,
+    )
     plugins = Plugins(host, ConfigHolder())
-    plugins.build_deliveries(first.deliveries)
+    plugins.build_deliveries(first.deliveries if first else {})
     return plugins
 
 
@@ -94,11 +103,22 @@ def build_engine(config: Config, host: PluginHost) -> TemplateEngine:
 
 def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
     """Load and fully validate `conf_dir`, trigger options included; raises ConfigError."""
-    config = load_config(conf_dir, deliveries=plugins.validators(),
-                         resolve_secret=plugins.resolve_secret)
-    return Generation(number, config, Router(config, build_engine(config, plugins.host)),
-                      now_iso())
+    config = load_config(
+        conf_dir, deliveries=plugins.validators(), resolve_secret=plugins.resolve_secret
+    )
+    return Generation(
+        number,
+        config,
+        Router(config, build_engine(config, plugins.host), plugins.deliveries),
+        now_iso(),
+    )
 
 
-__all__ = ["ConfigError", "ConfigHolder", "Plugins", "build_engine", "load_generation",
-           "open_plugins"]
+__all__ = [
+    "ConfigError",
+    "ConfigHolder",
+    "Plugins",
+    "build_engine",
+    "load_generation",
+    "open_plugins",
+]

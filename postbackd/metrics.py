@@ -15,27 +15,37 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_received = Counter(
-            "postbackd_events_received", "Events accepted by a source (new or duplicate)",
-            ["source"], registry=r,
+            "postbackd_events_received",
+            "Events accepted by a source (new or duplicate)",
+            ["source"],
+            registry=r,
         )
         self.events_rejected = Counter(
-            "postbackd_events_rejected", "Events refused by a source", ["source", "reason"],
+            "postbackd_events_rejected",
+            "Events refused by a source",
+            ["source", "reason"],
             registry=r,
         )
         self.events_unmatched = Counter(
             "postbackd_events_unmatched", "Events that matched no active trigger", registry=r
         )
         self.deliveries = Counter(
-            "postbackd_deliveries", "Delivery attempts by outcome",
-            ["plugin", "customer", "outcome"], registry=r,
+            "postbackd_deliveries",
+            "Delivery attempts by outcome",
+            ["plugin", "customer", "outcome"],
+            registry=r,
         )
         self.delivery_duration = Histogram(
-            "postbackd_delivery_duration_seconds", "Time of one delivery attempt", ["plugin"],
+            "postbackd_delivery_duration_seconds",
+            "Time of one delivery attempt",
+            ["plugin"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
         self.spool_deliveries = Gauge(
-            "postbackd_spool_deliveries", "Deliveries in the spool by state", ["state"],
+            "postbackd_spool_deliveries",
+            "Deliveries in the spool by state",
+            ["state"],
             registry=r,
         )
         self.oldest_pending = Gauge(
@@ -48,11 +58,14 @@ class Metrics:
             "postbackd_config_reloads", "Configuration reloads by result", ["result"], registry=r
         )
         self.config_generation = Gauge(
-            "postbackd_config_generation", "Generation number of the running configuration",
+            "postbackd_config_generation",
+            "Generation number of the running configuration",
             registry=r,
         )
         self.sources_ready = Gauge(
-            "postbackd_source_ready", "1 when a source is connected and consuming", ["source"],
+            "postbackd_source_ready",
+            "1 when a source is connected and consuming",
+            ["source"],
             registry=r,
         )
 

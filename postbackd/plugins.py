@@ -61,7 +61,7 @@ class PluginHost:
     def hook(self) -> Any:
         return self.manager.hook
 
-    def template_functions(self) -> tuple[dict[str, Callable[..., Any]], dict[str, Callable[..., Any]]]:
+    def template_functions(self) -> tuple[dict[str, Any], dict[str, Any]]:
         return (
             {name: r.value for name, r in self.template_globals.items()},
             {name: r.value for name, r in self.template_filters.items()},
@@ -152,7 +152,9 @@ def _import(module_name: str, label: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except Exception as exc:
-        raise PluginError(f"plugin {label!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin {label!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _import_path(name: str, path: Path) -> ModuleType:
@@ -203,27 +205,34 @@ def _collect(host: PluginHost) -> None:
     for hook_name, table, kind in kinds:
         caller = getattr(host.manager.hook, hook_name)
         for impl in caller.get_hookimpls():
-            plugin_name = impl.plugin_name
-
-            def register(name: str, value: Any, _plugin: str = plugin_name) -> None:
-                previous = table.get(name)
-                if previous is not None:
-                    raise PluginError(
-                        f"{kind} name {name!r} is registered by two plugins: "
-                        f"{_origin(host, previous.plugin)} and {_origin(host, _plugin)}; "
-                        f"disable one with {DISABLE_ENV}"
-                    )
-                table[name] = Registered(name, value, _plugin)
-
+            register = _registrar(host, table, kind, impl.plugin_name)
             try:
                 impl.function(register)
             except PluginError:
                 raise
             except Exception as exc:
                 raise PluginError(
-                    f"plugin {_origin(host, plugin_name)} raised in {hook_name}: "
+                    f"plugin {_origin(host, impl.plugin_name)} raised in {hook_name}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+
+
+def _registrar(
+    host: PluginHost, table: dict[str, Registered], kind: str, plugin_name: str
+) -> Callable[[str, Any], None]:
+    """The `register` callable one plugin's registration hook receives."""
+
+    def register(name: str, value: Any) -> None:
+        previous = table.get(name)
+        if previous is not None:
+            raise PluginError(
+                f"{kind} name {name!r} is registered by two plugins: "
+                f"{_origin(host, previous.plugin)} and {_origin(host, plugin_name)}; "
+                f"disable one with {DISABLE_ENV}"
+            )
+        table[name] = Registered(name, value, plugin_name)
+
+    return register
 
 
 def _origin(host: PluginHost, plugin_name: str) -> str:

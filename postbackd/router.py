@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from postbackd.config_model import Config, Trigger
 from postbackd.events import Event, type_matches
 from postbackd.spool_model import DeliveryState, NewDelivery
-from postbackd.templates import RenderError, Rendered, TemplateEngine
+from postbackd.templates import Rendered, RenderError, TemplateEngine
 
 # Fixed forever: delivery ids must be the same on every server and every version, so that a
 # broker redelivering an event elsewhere yields the same `webhook-id`.
@@ -34,12 +36,33 @@ class RenderOutcome:
     error: RenderError | None
 
 
+def destination_of(plugin: Any, trigger: Trigger) -> str:
+    """The peer a trigger's postbacks go to (the plugin's ``destination(options)``).
+
+    It keys the per-destination concurrency bound and the circuit breaker; a plugin without
+    the method is one destination per plugin name.
+    """
+    describe = getattr(plugin, "destination", None)
+    if describe is None:
+        return f"{trigger.delivery}:"
+    try:
+        return str(describe(trigger.options))
+    except Exception:
+        return f"{trigger.delivery}:"
+
+
 class Router:
     """Routes events with one configuration generation; rebuilt on every reload."""
 
-    def __init__(self, config: Config, engine: TemplateEngine) -> None:
+    def __init__(
+        self, config: Config, engine: TemplateEngine, deliveries: Mapping[str, Any]
+    ) -> None:
         self.config = config
         self.engine = engine
+        self._destinations = {
+            name: destination_of(deliveries.get(trigger.delivery), trigger)
+            for name, trigger in config.triggers.items()
+        }
         by_customer: dict[str, list[Trigger]] = defaultdict(list)
         for trigger in config.triggers.values():
             by_customer[trigger.customer].append(trigger)
@@ -84,4 +107,5 @@ class Router:
             state=DeliveryState.PENDING if rendered else DeliveryState.FAILED,
             ordered=trigger.ordered,
             supersede=trigger.supersede,
+            destination=self._destinations.get(trigger.name),
         )

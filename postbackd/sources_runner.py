@@ -10,8 +10,8 @@ retried with backoff and reported not ready.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import contextlib
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,8 +88,7 @@ class SourceSet:
             return
         instance = instantiate(registered.value, settings, self.context)
         running = _Running(settings, instance)
-        running.task = asyncio.create_task(self._keep_started(name, running),
-                                           name=f"source-{name}")
+        running.task = asyncio.create_task(self._keep_started(name, running), name=f"source-{name}")
         self._running[name] = running
 
     async def _keep_started(self, name: str, running: _Running) -> None:
@@ -101,8 +100,12 @@ class SourceSet:
                 raise
             except Exception as exc:
                 delay = RESTART_BACKOFF[min(attempt, len(RESTART_BACKOFF) - 1)]
-                log.error("source failed to start; retrying", source=name,
-                          error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                log.error(
+                    "source failed to start; retrying",
+                    source=name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay,
+                )
                 with contextlib.suppress(Exception):
                     await running.instance.stop()
                 await asyncio.sleep(delay)
@@ -128,8 +131,9 @@ class SourceSet:
         await self._stop_admin()
         if listen is None:
             return
-        runner = web.AppRunner(build_app(list(self.admin_routes)), access_log=None,
-                               handle_signals=False)
+        runner = web.AppRunner(
+            build_app(list(self.admin_routes)), access_log=None, handle_signals=False
+        )
         await runner.setup()
         host, port = split_listen(listen)
         await web.TCPSite(runner, host, port, reuse_address=True).start()

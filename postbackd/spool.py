@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sqlite3
-import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from postbackd import spool_reads, spool_writes
+from postbackd import spool_claim, spool_reads, spool_writes
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
+from postbackd.spool_errors import FreeSpaceGuard, storage_error
 from postbackd.spool_lock import acquire_owner_lock
 from postbackd.spool_model import (
     AttemptResult,
@@ -33,13 +31,12 @@ from postbackd.spool_model import (
     DeliverySummary,
     ErasedCounts,
     NewDelivery,
-    SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     TriggerSync,
 )
-from postbackd.spool_rows import id_list, selection
+from postbackd.spool_rows import decode_cursor, id_list, parse_state, selection
 from postbackd.spool_schema import open_reader, open_writer
 from postbackd.spool_threads import ConnectionThread, Operation, WriterThread
 
@@ -52,22 +49,6 @@ RETRYABLE = (S.DEAD, S.FAILED, S.HELD, S.PENDING, S.CANCELLED)
 RETRY_ALL = (S.PENDING, S.DEAD, S.FAILED)
 """What `retry()` touches with no ids and no state: not held (an operator's or an inactive
 trigger's decision) and not cancelled (superseded or removed on purpose)."""
-FREE_CHECK_INTERVAL = 1.0
-_UNAVAILABLE = {
-    "SQLITE_FULL": ("the disk is full", "free disk space"),
-    "SQLITE_READONLY": (
-        "the file is read-only",
-        "check the permissions of the file and its directory",
-    ),
-    "SQLITE_IOERR": ("an I/O error occurred", "check the disk and the system log"),
-    "SQLITE_BUSY": (
-        "another process held its lock too long",
-        "try again; look for a stuck postbackd command",
-    ),
-    "SQLITE_LOCKED": ("it is locked", "try again"),
-    "SQLITE_CANTOPEN": ("the file cannot be opened", "check that it exists and is writable"),
-    "SQLITE_PERM": ("access was denied", "check the permissions of the file and its directory"),
-}
 
 
 class Spool:
@@ -79,15 +60,13 @@ class Spool:
         writer: WriterThread,
         reader: ConnectionThread,
         lock_fd: int | None,
-        min_free: int,
+        disk: FreeSpaceGuard,
     ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
         self._lock_fd = lock_fd
-        self._min_free = min_free
-        self._free: int | None = None
-        self._free_checked = float("-inf")
+        self._disk = disk
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,13 +91,13 @@ class Spool:
         writer = WriterThread(
             "postbackd-spool-writer",
             lambda: open_writer(path, synchronous),
-            lambda exc: _storage_error(path, exc, writing=True),
+            lambda exc: storage_error(path, exc, writing=True),
         )
         await writer.start()
         reader = ConnectionThread(
             "postbackd-spool-reader",
             lambda: open_reader(path),
-            lambda exc: _storage_error(path, exc, writing=False),
+            lambda exc: storage_error(path, exc, writing=False),
         )
         lock_fd: int | None = None
         try:
@@ -138,10 +117,9 @@ class Spool:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
-        spool = cls(path, writer, reader, lock_fd, min_free)
-        if min_free > 0:
-            await spool._measure_free()
-        return spool
+        disk = FreeSpaceGuard(path, min_free)
+        await disk.measure()
+        return cls(path, writer, reader, lock_fd, disk)
 
     async def close(self) -> None:
         """Finish the queued writes, close both connections, join the threads."""
@@ -182,7 +160,7 @@ class Spool:
         for new in deliveries:
             if new.state not in NEW_STATES:
                 raise ValueError(f"delivery {new.id}: a new delivery cannot be {new.state}")
-        await self._check_free()
+        await self._disk.check()
         row = spool_writes.EventRow(
             id=event.id,
             type=event.type,
@@ -196,21 +174,6 @@ class Spool:
             lambda conn: spool_writes.submit(conn, row, deliveries)
         )
         return outcome
-
-    async def _check_free(self) -> None:
-        if self._min_free <= 0:
-            return
-        if time.monotonic() - self._free_checked >= FREE_CHECK_INTERVAL:
-            await self._measure_free()
-        if self._free is not None and self._free < self._min_free:
-            raise SpoolUnavailable(
-                f"spool {self.path}: only {self._free // 2**20} MiB free on its file system, "
-                f"below min_free ({self._min_free // 2**20} MiB); free disk space"
-            )
-
-    async def _measure_free(self) -> None:
-        self._free_checked = time.monotonic()
-        self._free = (await asyncio.to_thread(shutil.disk_usage, self.path.parent)).free
 
     # ------------------------------------------------------------------ dispatcher
 
@@ -231,15 +194,17 @@ class Spool:
         """
         if limit <= 0:
             return []
-        ids, destinations = id_list(exclude), id_list(exclude_destinations)
+        ids, destinations = frozenset(exclude), frozenset(exclude_destinations)
         claimed: list[StoredDelivery] = await self._write(
-            lambda conn: spool_writes.claim_due(conn, now, limit, ids, destinations)
+            lambda conn: spool_claim.claim_due(conn, now, limit, ids, destinations)
         )
         return claimed
 
-    async def next_due_at(self) -> float | None:
-        """The earliest next_attempt_at of pending deliveries (when the dispatcher should look)."""
-        due: float | None = await self._read(spool_reads.next_due_at)
+    async def next_due_at(self, exclude_destinations: Collection[str] = ()) -> float | None:
+        """The earliest next_attempt_at of pending deliveries (when the dispatcher should look),
+        leaving out those bound for `exclude_destinations`."""
+        excluded = frozenset(exclude_destinations)
+        due: float | None = await self._read(lambda conn: spool_claim.next_due_at(conn, excluded))
         return due
 
     async def record_attempt(self, result: AttemptResult) -> None:
@@ -311,7 +276,7 @@ class Spool:
         With neither ids nor state: pending, dead and failed ones.
         """
         if state is not None:
-            states: tuple[S, ...] = (_state(state),)
+            states: tuple[S, ...] = (parse_state(state),)
             if states[0] not in RETRYABLE:
                 raise ValueError(f"{state} deliveries cannot be retried")
         else:
@@ -352,7 +317,7 @@ class Spool:
         """Delete deliveries and their attempts; at least one selector is required."""
         if ids is None and state is None and customer is None:
             raise ValueError("purge needs delivery ids, a state or a customer")
-        states = () if state is None else (_state(state),)
+        states = () if state is None else (parse_state(state),)
         where, params = selection(ids=ids, states=states, customer=customer)
         count: int = await self._write(lambda conn: spool_writes.purge(conn, where, params))
         return count
@@ -394,7 +359,7 @@ class Spool:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         filters = spool_reads.ListFilter(
-            state=None if state is None else _state(state),
+            state=None if state is None else parse_state(state),
             customer=customer,
             trigger=trigger,
             order=order,
@@ -403,7 +368,7 @@ class Spool:
             until=until,
             destination=destination,
         )
-        after = _decode_cursor(cursor)
+        after = decode_cursor(cursor)
         page, next_seq = await self._read(
             lambda conn: spool_reads.list_deliveries(conn, filters, limit, after)
         )
@@ -428,40 +393,3 @@ class Spool:
     def _ensure_open(self) -> None:
         if self._closed:
             raise SpoolUnavailable(f"spool {self.path} is closed (postbackd is shutting down)")
-
-
-def _state(name: str) -> DeliveryState:
-    try:
-        return DeliveryState(name)
-    except ValueError:
-        known = ", ".join(state.value for state in DeliveryState)
-        raise ValueError(f"unknown delivery state {name!r}; use one of: {known}") from None
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None or cursor == "":
-        return None
-    try:
-        return int(cursor)
-    except ValueError:
-        raise ValueError(
-            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
-        ) from None
-
-
-def _storage_error(path: Path, exc: BaseException, *, writing: bool) -> BaseException:
-    """SQLite's failures as errors an operator can act on; other errors pass unchanged."""
-    if not isinstance(exc, sqlite3.Error):
-        return exc
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    for prefix, (what, action) in _UNAVAILABLE.items():
-        if name.startswith(prefix):
-            verb = "written" if writing else "read"
-            message = f"spool {path} cannot be {verb}: {what} ({exc}); {action}"
-            return SpoolUnavailable(message) if writing else SpoolError(message)
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return SpoolError(
-            f"spool {path} is damaged ({exc}); stop postbackd, move the file aside and restart "
-            "(the `sqlite3 .recover` command may save its rows)"
-        )
-    return exc

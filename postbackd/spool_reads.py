@@ -50,13 +50,6 @@ class ListFilter:
         return terms, params
 
 
-def next_due_at(conn: sqlite3.Connection) -> float | None:
-    row = conn.execute(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'"
-    ).fetchone()
-    return None if row[0] is None else float(row[0])
-
-
 def list_deliveries(
     conn: sqlite3.Connection, filters: ListFilter, limit: int, after_seq: int | None
 ) -> tuple[list[DeliverySummary], int | None]:

@@ -101,3 +101,22 @@ def selection(
         terms.append("destination = ?")
         params.append(destination)
     return (" AND ".join(terms) or "1"), params
+
+
+def parse_state(name: str) -> DeliveryState:
+    try:
+        return DeliveryState(name)
+    except ValueError:
+        known = ", ".join(state.value for state in DeliveryState)
+        raise ValueError(f"unknown delivery state {name!r}; use one of: {known}") from None
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        return int(cursor)
+    except ValueError:
+        raise ValueError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None

@@ -64,8 +64,11 @@ _V1 = (
         destination TEXT
     )
     """,
-    # claim_due walks this in next_attempt_at order and filters destinations without the table
-    "CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at, destination)",
+    # claim_due: pending rows by schedule, and by destination (see spool_claim)
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, destination) "
+    "WHERE state = 'pending'",
+    "CREATE INDEX deliveries_destination ON deliveries(destination, next_attempt_at) "
+    "WHERE state = 'pending'",
     "CREATE INDEX deliveries_state ON deliveries(state, seq)",
     "CREATE INDEX deliveries_customer ON deliveries(customer, seq)",
     "CREATE INDEX deliveries_trigger ON deliveries(trigger_name, seq)",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from postbackd.spool_claim import wake_successor
 from postbackd.spool_model import (
     FINAL_STATES,
     TRIGGER_INACTIVE,
@@ -18,17 +19,10 @@ from postbackd.spool_model import (
     DeliveryState,
     ErasedCounts,
     NewDelivery,
-    StoredDelivery,
     SubmitOutcome,
     TriggerSync,
 )
-from postbackd.spool_rows import STORED_COLUMNS, id_list, log_json, stored_from_row
-
-PENDING, INFLIGHT, HELD = DeliveryState.PENDING, DeliveryState.INFLIGHT, DeliveryState.HELD
-
-CLAIM_SCANS = 8  # at most this many index batches per claim: never walk the backlog whole
-BLOCKED_RECHECK = 5.0  # an ordered delivery waiting behind one in flight looks again after this
-HELD_RECHECK = 60.0  # ... behind a held one (an operator must act first)
+from postbackd.spool_rows import id_list, log_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,66 +111,6 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
     ).rowcount
 
 
-def claim_due(
-    conn: sqlite3.Connection, now: float, limit: int, exclude_ids: str, exclude_destinations: str
-) -> list[StoredDelivery]:
-    """Mark up to `limit` due deliveries inflight, oldest schedule first.
-
-    The due index is read in bounded batches. An ordered delivery blocked by an earlier one of
-    its (trigger, order) is not claimed but rescheduled to when the earlier one may go, so it
-    leaves the due range: the next batch (and `next_due_at`) never sees it again for nothing.
-    """
-    claimed: list[StoredDelivery] = []
-    batch = max(limit, 32)
-    for _ in range(CLAIM_SCANS):
-        rows = conn.execute(
-            f"SELECT {STORED_COLUMNS} FROM deliveries "
-            "WHERE state = 'pending' AND next_attempt_at <= ? "
-            "AND (destination IS NULL OR destination NOT IN (SELECT value FROM json_each(?))) "
-            "AND id NOT IN (SELECT value FROM json_each(?)) "
-            "ORDER BY next_attempt_at LIMIT ?",
-            (now, exclude_destinations, exclude_ids, batch),
-        ).fetchall()
-        for row in rows:
-            delivery = stored_from_row(row)
-            if delivery.ordered and _defer_if_blocked(conn, delivery, now):
-                continue
-            conn.execute(
-                "UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE seq = ?",
-                (now, delivery.seq),
-            )
-            claimed.append(replace(delivery, state=INFLIGHT))
-            if len(claimed) == limit:
-                return claimed
-        if len(rows) < batch:
-            break
-    return claimed
-
-
-def _defer_if_blocked(conn: sqlite3.Connection, delivery: StoredDelivery, now: float) -> bool:
-    if delivery.order_id is None:
-        return False
-    blocker = conn.execute(
-        "SELECT state, next_attempt_at FROM deliveries WHERE order_id = ? AND trigger_name = ? "
-        "AND seq < ? AND state IN ('pending', 'inflight', 'held') ORDER BY seq LIMIT 1",
-        (delivery.order_id, delivery.trigger, delivery.seq),
-    ).fetchone()
-    if blocker is None:
-        return False
-    state, blocker_next = blocker
-    if state == PENDING and blocker_next > now:
-        until = blocker_next
-    elif state == HELD:
-        until = now + HELD_RECHECK
-    else:
-        until = now + BLOCKED_RECHECK
-    conn.execute(
-        "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE seq = ?",
-        (until, now, delivery.seq),
-    )
-    return True
-
-
 def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
     """Log an attempt and move its delivery on; False if the delivery is gone (purged)."""
     now = time.time()
@@ -223,12 +157,7 @@ def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
         ),
     )
     if final and ordered and order_id is not None:
-        conn.execute(  # the next delivery of this order need not wait for its recheck
-            "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE seq = ("
-            "SELECT seq FROM deliveries WHERE order_id = ? AND trigger_name = ? AND seq > ? "
-            "AND state = 'pending' ORDER BY seq LIMIT 1) AND next_attempt_at > ?",
-            (now, now, order_id, trigger, seq, now),
-        )
+        wake_successor(conn, order_id, trigger, seq, now)
     return True
 
 

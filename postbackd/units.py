@@ -26,14 +26,14 @@ def parse_duration(text: str | int | float) -> float:
     A bare number is read as seconds. Raises ValueError with a message fit for a user.
     """
     if isinstance(text, bool):
-        raise ValueError(f"expected a duration like \"30s\" or \"5m\", got {text!r}")
+        raise ValueError(f'expected a duration like "30s" or "5m", got {text!r}')
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError(f"a duration cannot be negative: {text!r}")
         return float(text)
     value = text.strip()
     if not value:
-        raise ValueError("expected a duration like \"30s\" or \"5m\", got an empty string")
+        raise ValueError('expected a duration like "30s" or "5m", got an empty string')
     pos = 0
     total = 0.0
     for match in _DURATION_PART.finditer(value):
@@ -44,7 +44,7 @@ def parse_duration(text: str | int | float) -> float:
     if pos != len(value) or pos == 0:
         raise ValueError(
             f"invalid duration {text!r}: use a number with a unit (ms, s, m, h, d, w), "
-            "e.g. \"30s\", \"5m\", \"1h30m\""
+            'e.g. "30s", "5m", "1h30m"'
         )
     return total
 
@@ -52,14 +52,14 @@ def parse_duration(text: str | int | float) -> float:
 def parse_size(text: str | int) -> int:
     """Bytes in a size such as ``"1MiB"``, ``"64 MB"`` or a bare number of bytes."""
     if isinstance(text, bool):
-        raise ValueError(f"expected a size like \"1MiB\", got {text!r}")
+        raise ValueError(f'expected a size like "1MiB", got {text!r}')
     if isinstance(text, int):
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text!r}")
         return text
     match = _SIZE.fullmatch(text.strip())
     if not match:
-        raise ValueError(f"invalid size {text!r}: use e.g. \"512KiB\", \"1MiB\", \"64MB\"")
+        raise ValueError(f'invalid size {text!r}: use e.g. "512KiB", "1MiB", "64MB"')
     unit = (match.group(2) or "B").lower()
     return int(float(match.group(1)) * _SIZE_BYTES[unit])
 

@@ -38,15 +38,28 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     """Build daemons on generated configurations; every one is stopped after the test."""
     started: list[DaemonProcess] = []
 
-    def make(receiver_url: str, *, token: str | None = None, extra_trigger: str = "",
-             daemon_extra: str = "", files: dict[str, str] | None = None) -> DaemonProcess:
+    def make(
+        receiver_url: str,
+        *,
+        token: str | None = None,
+        extra_trigger: str = "",
+        daemon_extra: str = "",
+        files: dict[str, str] | None = None,
+    ) -> DaemonProcess:
         port = free_port()
         conf_dir = tmp_path / f"conf-{len(started)}"
         daemon = DaemonProcess(conf_dir, port, token=token)
-        daemon.write(files or webhook_config(
-            receiver_url, port=port, spool=tmp_path / "spool.db", extra_trigger=extra_trigger,
-            daemon_extra=daemon_extra, token=token,
-        ))
+        daemon.write(
+            files
+            or webhook_config(
+                receiver_url,
+                port=port,
+                spool=tmp_path / "spool.db",
+                extra_trigger=extra_trigger,
+                daemon_extra=daemon_extra,
+                token=token,
+            )
+        )
         started.append(daemon)
         return daemon
 

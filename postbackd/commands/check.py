@@ -13,12 +13,10 @@ import sys
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.config import ConfigError, load_config_with_warnings
+from postbackd.config_model import Config
 from postbackd.config_report import Diagnostic
 from postbackd.loading import build_engine
-from postbackd.samples import sample_event, sample_types
-from postbackd.templates import RenderError, TemplateEngine
-from postbackd.config_model import Config
-from postbackd.events import type_matches
+from postbackd.templates import TemplateEngine
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_conf_dir_option(parser)
     add_plugin_options(parser)
     parser.add_argument("--strict", action="store_true", help="fail on warnings too")
-    parser.add_argument("--connect", action="store_true",
-                        help="also connect to the SMTP server and every webhook destination")
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to the SMTP server and every webhook destination",
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,17 +38,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     conf_dir, plugins = opened
     try:
-        result = load_config_with_warnings(conf_dir, deliveries=plugins.validators(),
-                                           resolve_secret=plugins.resolve_secret)
+        result = load_config_with_warnings(
+            conf_dir, deliveries=plugins.validators(), resolve_secret=plugins.resolve_secret
+        )
     except ConfigError as exc:
         for diagnostic in exc.diagnostics:
             print(_label(diagnostic))
         return 1
     config = result.config
-    warnings = [*result.warnings, *template_warnings(config, build_engine(config, plugins.host))]
-    for diagnostic in warnings:
+    findings = template_findings(config, build_engine(config, plugins.host))
+    errors = [d for d in findings if d.is_error]
+    warnings = [*result.warnings, *(d for d in findings if not d.is_error)]
+    for diagnostic in (*errors, *warnings):
         print(_label(diagnostic))
-    failed = bool(warnings) and args.strict
+    failed = bool(errors) or (bool(warnings) and args.strict)
     if args.connect:
         from postbackd.connectivity import check_connectivity
 
@@ -61,32 +65,21 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def template_warnings(config: Config, engine: TemplateEngine) -> list[Diagnostic]:
-    """Render each trigger's template against the samples of its event types.
+def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic]:
+    """Each trigger's template rendered against the samples of its event types.
 
-    Undefined variables become warnings at the template's location; a sample that fails to
-    render is a warning too (real events may carry the missing fields).
+    Syntax errors and templates that fail on every matching sample are errors; undefined
+    variables are warnings. Each is placed at the template's file and line.
     """
-    found: dict[tuple[str, str], Diagnostic] = {}
-    for trigger in config.triggers.values():
-        template = engine.template(trigger.template)
-        where = template.location
-        for event_type in sample_types():
-            if not any(type_matches(p, event_type) for p in trigger.events):
-                continue
-            event = sample_event(event_type)
-            customer = config.customers.get(trigger.customer)
-            try:
-                rendered = engine.render(trigger.template, event, customer)
-            except RenderError as exc:
-                message = f"template {trigger.template!r} fails on the {event_type} sample: {exc}"
-                found.setdefault((trigger.template, message), Diagnostic(
-                    where.path, where.line, message, "warning"))
-                continue
-            for warning in rendered.warnings:
-                message = f"template {trigger.template!r}: {warning}"
-                found.setdefault((trigger.template, message), Diagnostic(
-                    where.path, where.line, message, "warning"))
+    found: dict[str, Diagnostic] = {}
+    for trigger in sorted(config.triggers.values(), key=lambda t: t.name):
+        where = engine.template(trigger.template).location
+        customer = config.customers.get(trigger.customer)
+        for finding in engine.check_template(
+            trigger.template, event_types=trigger.events, customer=customer
+        ):
+            message = str(finding)
+            found.setdefault(message, Diagnostic(where.path, where.line, message, finding.severity))
     return list(found.values())
 
 

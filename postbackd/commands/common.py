@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -26,7 +25,7 @@ def add_conf_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_conf_dir(explicit: Path | None) -> Path:
-    """`-c DIR`, else $POSTBACKD_CONF_DIR, else /etc/postbackd/conf.d if it exists, else ./conf.d."""
+    """`-c DIR`, else $POSTBACKD_CONF_DIR, else /etc/postbackd/conf.d if present, else ./conf.d."""
     if explicit is not None:
         return explicit
     env = os.environ.get("POSTBACKD_CONF_DIR")
@@ -45,29 +44,17 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def print_diagnostics(diagnostics: Iterable[object], stream: TextIO) -> None:
-    for diagnostic in diagnostics:
-        print(diagnostic, file=stream)
-
-
-def open_or_report(
-    args: argparse.Namespace, *, stream: TextIO
-) -> tuple[Path, Plugins] | None:
+def open_or_report(args: argparse.Namespace, *, stream: TextIO) -> tuple[Path, Plugins] | None:
     """Resolve the configuration directory and load its plugins, or print why not."""
-    from postbackd.config import ConfigError
     from postbackd.loading import open_plugins
     from postbackd.plugins import PluginError
 
     conf_dir = resolve_conf_dir(args.conf_dir)
     if not conf_dir.is_dir():
-        print(f"{conf_dir}: configuration directory not found (give one with -c DIR)",
-              file=stream)
+        print(f"{conf_dir}: configuration directory not found (give one with -c DIR)", file=stream)
         return None
     try:
         plugins = open_plugins(conf_dir, use_entry_points=not getattr(args, "no_plugins", False))
-    except ConfigError as exc:
-        print_diagnostics(exc.diagnostics, stream)
-        return None
     except PluginError as exc:
         print(f"plugin error: {exc}", file=stream)
         return None

@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     engine = build_engine(config, plugins.host)
     if not engine.has(args.template):
-        print(f"no template named {args.template!r}; known: {', '.join(engine.names())}",
-              file=sys.stderr)
+        print(
+            f"no template named {args.template!r}; known: {', '.join(engine.names())}",
+            file=sys.stderr,
+        )
         return 1
     try:
         rendered = engine.render(args.template, event, config.customers.get(event.customer))

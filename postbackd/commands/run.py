@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.daemon import Daemon
@@ -23,10 +24,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     conf_dir, plugins = opened
     daemon = Daemon(conf_dir, plugins)
-    return asyncio.run(daemon.run(), loop_factory=_loop_factory())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(daemon.run())
 
 
-def _loop_factory():  # type: ignore[no-untyped-def]
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when the `speedups` extra is installed, else the standard loop."""
     try:
         import uvloop

@@ -22,9 +22,14 @@ DEFAULT_URL = "http://127.0.0.1:8787/v1/events"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("send", help="submit event files to a running daemon")
     parser.add_argument("files", nargs="+", metavar="FILE", help="event JSON file(s); - = stdin")
-    parser.add_argument("--url", help=f"intake URL (default: from the configuration, else {DEFAULT_URL})")
-    parser.add_argument("--token", default=os.environ.get("POSTBACKD_TOKEN"),
-                        help="bearer token (default: $POSTBACKD_TOKEN)")
+    parser.add_argument(
+        "--url", help=f"intake URL (default: from the configuration, else {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("POSTBACKD_TOKEN"),
+        help="bearer token (default: $POSTBACKD_TOKEN)",
+    )
     add_conf_dir_option(parser)
     parser.set_defaults(func=run)
 
@@ -68,8 +73,7 @@ async def _send_all(url: str, files: list[str], token: str | None) -> int:
                 async with session.post(url, data=body, headers=headers) as response:
                     text = await response.text()
             except aiohttp.ClientError as exc:
-                print(f"{name}: cannot reach {url}: {exc}. Is the daemon running?",
-                      file=sys.stderr)
+                print(f"{name}: cannot reach {url}: {exc}. Is the daemon running?", file=sys.stderr)
                 return 1
             if response.status == 202:
                 print(f"{name}: {text}")

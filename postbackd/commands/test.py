@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     config = generation.config
     trigger = config.triggers.get(args.trigger)
     if trigger is None:
-        print(f"no trigger named {args.trigger!r}; known: {', '.join(sorted(config.triggers))}",
-              file=sys.stderr)
+        print(
+            f"no trigger named {args.trigger!r}; known: {', '.join(sorted(config.triggers))}",
+            file=sys.stderr,
+        )
         return 1
     customer = None if args.event else trigger.customer
     try:
@@ -63,10 +65,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rendered = outcome.rendered
     plugins.holder.value = config
+    plugins.build_deliveries(config.deliveries)
     delivery = Delivery(
-        id=str(uuid.uuid4()), event_id=event.id, event_type=event.type, customer=event.customer,
-        trigger=trigger.name, attempt=1, format=rendered.format,
-        content_type=rendered.content_type, subject=rendered.subject, body=rendered.body,
+        id=str(uuid.uuid4()),
+        event_id=event.id,
+        event_type=event.type,
+        customer=event.customer,
+        trigger=trigger.name,
+        attempt=1,
+        format=rendered.format,
+        content_type=rendered.content_type,
+        subject=rendered.subject,
+        body=rendered.body,
         order_id=event.order_id,
     )
     result, seconds = asyncio.run(_send(plugins, trigger.delivery, delivery, trigger.options))
@@ -74,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
-async def _send(plugins: Plugins, name: str, delivery: Delivery,
-                options: Any) -> tuple[Outcome, float]:
+async def _send(
+    plugins: Plugins, name: str, delivery: Delivery, options: Any
+) -> tuple[Outcome, float]:
     plugin = plugins.deliveries[name]
     started = time.perf_counter()
     try:
@@ -102,8 +113,11 @@ def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
     for key, value in (outcome.response or {}).items():
         out.write(f"{key}: {_text(value)}\n")
     out.write(f"latency: {seconds * 1000:.1f} ms\n")
-    verdict = {"ok": "delivered", "retry": "failed (would be retried)",
-               "fail": "failed permanently (would be dead)"}[str(outcome.kind)]
+    verdict = {
+        "ok": "delivered",
+        "retry": "failed (would be retried)",
+        "fail": "failed permanently (would be dead)",
+    }[str(outcome.kind)]
     out.write(f"outcome: {verdict}" + (f": {outcome.error}" if outcome.error else "") + "\n")
 
 

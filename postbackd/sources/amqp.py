@@ -12,7 +12,9 @@ the broker hands its unacknowledged messages to the others.
   declare checks that it does); with it the queue is declared durable, of ``queue_type``
   ``"classic"`` or ``"quorum"``, with ``dead_letter_exchange`` as its
   ``x-dead-letter-exchange``, and bound to ``exchange`` with ``routing_key`` (default: the
-  queue's name) when ``exchange`` is given. The exchange itself must exist.
+  queue's name) when ``exchange`` is given. The exchange itself must exist. ``delivery_limit``
+  (quorum queues) sets ``x-delivery-limit``; on RabbitMQ 4.x, whose quorum queues default to a
+  limit of 20, ``-1`` lifts it so that requeues while a spool is unavailable cannot drop a message.
 - ``reconnect_interval`` (default ``"2s"``): the pause between reconnection attempts.
 
 What happens to a message:

@@ -17,7 +17,13 @@ from postbackd.units import parse_duration
 QueueType = Literal["classic", "quorum"]
 QUEUE_TYPES: tuple[QueueType, ...] = ("classic", "quorum")
 DEFAULT_URL = "amqp://guest:guest@localhost/"
-_DECLARE_ONLY = ("queue_type", "exchange", "routing_key", "dead_letter_exchange")
+_DECLARE_ONLY = (
+    "queue_type",
+    "exchange",
+    "routing_key",
+    "dead_letter_exchange",
+    "delivery_limit",
+)
 _KNOWN = frozenset({"url", "queue", "prefetch", "declare", "reconnect_interval", *_DECLARE_ONLY})
 
 
@@ -33,6 +39,7 @@ class AmqpSettings:
     exchange: str | None = None
     routing_key: str | None = None
     dead_letter_exchange: str | None = None
+    delivery_limit: int | None = None
     reconnect_interval: float = 2.0
 
     @property
@@ -97,6 +104,20 @@ class AmqpSettings:
                         "only used with declare = true (without it the queue is consumed "
                         "as it exists on the broker); set declare = true or remove it",
                     )
+        delivery_limit = settings.get("delivery_limit")
+        if delivery_limit is not None and (
+            not isinstance(delivery_limit, int)
+            or isinstance(delivery_limit, bool)
+            or delivery_limit < -1
+            or delivery_limit == 0
+        ):
+            problem(
+                "delivery_limit",
+                f"expected -1 (no limit) or a whole number > 0, got {delivery_limit!r}",
+            )
+            delivery_limit = None
+        if delivery_limit is not None and queue_type != "quorum":
+            problem("delivery_limit", 'only quorum queues have one: set queue_type = "quorum"')
         if names["routing_key"] is not None and names["exchange"] is None:
             problem("routing_key", "needs exchange: the exchange to bind the queue to")
 
@@ -119,14 +140,17 @@ class AmqpSettings:
             exchange=names["exchange"],
             routing_key=names["routing_key"],
             dead_letter_exchange=names["dead_letter_exchange"],
+            delivery_limit=delivery_limit,
             reconnect_interval=reconnect,
         )
 
     def queue_arguments(self) -> dict[str, Any]:
-        """The x-arguments a declared queue gets (queue type, dead-letter exchange)."""
+        """The x-arguments a declared queue gets (type, dead-letter exchange, delivery limit)."""
         arguments: dict[str, Any] = {}
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
         if self.dead_letter_exchange is not None:
             arguments["x-dead-letter-exchange"] = self.dead_letter_exchange
+        if self.delivery_limit is not None:
+            arguments["x-delivery-limit"] = self.delivery_limit
         return arguments

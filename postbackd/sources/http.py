@@ -14,7 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from postbackd.api import bearer_ok, build_app, json_error, json_response, split_listen, unauthorized
+from postbackd.api import (
+    bearer_ok,
+    build_app,
+    json_error,
+    json_response,
+    split_listen,
+    unauthorized,
+)
 from postbackd.events import EventRejected, parse_events
 from postbackd.logs import get_logger
 from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
@@ -67,8 +74,13 @@ class HttpSource:
         try:
             events = parse_events(raw, max_events=MAX_EVENTS)
         except EventRejected as exc:
-            log.info("events rejected", source="http", error=exc.message, field=exc.field,
-                     peer=request.remote)
+            log.info(
+                "events rejected",
+                source="http",
+                error=exc.message,
+                field=exc.field,
+                peer=request.remote,
+            )
             return json_response(exc.as_json(), 400)
         assert self._submit is not None
         try:
@@ -89,8 +101,11 @@ class HttpSource:
 
 
 def _too_large(limit: int) -> web.Response:
-    return json_error(413, f"request body larger than max_body ({limit} bytes): send smaller "
-                      "batches or raise [sources.http] max_body")
+    return json_error(
+        413,
+        f"request body larger than max_body ({limit} bytes): send smaller "
+        "batches or raise [sources.http] max_body",
+    )
 
 
 @hookimpl

@@ -25,7 +25,9 @@ async def _delivery_states(daemon, expected: int, timeout: float = 15.0, **query
     while True:
         status, body = await daemon.get(f"/v1/deliveries?limit=500&{params}")
         assert status == 200, body
-        final = [d for d in body["deliveries"] if d["state"] in ("done", "dead", "failed", "cancelled")]
+        final = [
+            d for d in body["deliveries"] if d["state"] in ("done", "dead", "failed", "cancelled")
+        ]
         if len(final) >= expected or time.monotonic() > deadline:
             return body["deliveries"]
         await asyncio.sleep(0.1)
@@ -164,7 +166,9 @@ async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
     async def poster(worker: int) -> None:
         for n in range(60):
             try:
-                status, body = await daemon.post(event(f"crash-{worker}-{n}", order=f"o-{worker}-{n}"))
+                status, body = await daemon.post(
+                    event(f"crash-{worker}-{n}", order=f"o-{worker}-{n}")
+                )
             except Exception:
                 return  # the daemon died under us: this event was never acknowledged
             if status == 202:
@@ -180,13 +184,13 @@ async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
     await daemon.wait_ready()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        delivered = {json.loads(r.body)["id"] for r in receiver.requests}
+        delivered = {json.loads(r.body)["eventId"] for r in receiver.requests}
         if accepted <= delivered:
             break
         await asyncio.sleep(0.2)
     delivered_ids: dict[str, set[str]] = {}
     for request in receiver.requests:
-        delivered_ids.setdefault(json.loads(request.body)["id"], set()).add(
+        delivered_ids.setdefault(json.loads(request.body)["eventId"], set()).add(
             request.headers["webhook-id"]
         )
     missing = accepted - set(delivered_ids)
@@ -194,21 +198,45 @@ async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
     assert all(len(ids) == 1 for ids in delivered_ids.values()), "a duplicate changed webhook-id"
 
 
-async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory):
-    receiver.script("/hook", [500, 500, 200])
-    daemon = daemon_factory(receiver.url("/hook"), extra_trigger="ordered = true\nsupersede = true")
+async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, tmp_path):
+    receiver.script("/hook", [500])
+    port = free_port()
+    files = webhook_config(
+        receiver.url("/hook"), port=port, spool=tmp_path / "ordered.db",
+        extra_trigger="ordered = true\nsupersede = true",
+    )
+    files["acme.toml"] = files["acme.toml"].replace(
+        'retry_schedule = ["200ms", "200ms", "200ms"]', 'retry_schedule = ["1500ms", "1500ms"]'
+    )
+    daemon = daemon_factory(receiver.url("/hook"), files=files)
+    daemon.port = port
     daemon.start()
     await daemon.wait_ready()
     await daemon.post(event("o-shipped", "order.shipped", order="o-9"))
     await receiver.wait_for(1)
+    await asyncio.sleep(0.3)  # its failure is recorded: it waits for a retry
     await daemon.post(event("o-transit", "order.in_transit", order="o-9"))
+    await receiver.wait_for(2)  # the waiting "shipped" was replaced, "in transit" went out
+    await asyncio.sleep(0.3)
     await daemon.post(event("o-delivered", "order.delivered", order="o-9"))
+    await receiver.wait_for(3)
+    receiver.script("/hook", [200])
     deliveries = await _delivery_states(daemon, 3, order="o-9")
     states = {d["event_id"]: d["state"] for d in deliveries}
-    assert states["o-delivered"] == "done"
-    assert states["o-transit"] == "cancelled"  # superseded while it waited
-    assert states["o-shipped"] in ("done", "cancelled")  # done, or superseded between retries
-    heard = [json.loads(r.body)["id"] for r in receiver.requests if r.headers]
-    last_delivered = max(i for i, v in enumerate(heard) if v == "o-delivered")
-    assert all(v == "o-delivered" for v in heard[last_delivered:])
-    assert "o-transit" not in heard
+    assert states == {"o-shipped": "cancelled", "o-transit": "cancelled", "o-delivered": "done"}
+    heard = [json.loads(r.body)["eventId"] for r in receiver.requests]
+    assert heard[:3] == ["o-shipped", "o-transit", "o-delivered"]
+    assert set(heard[3:]) == {"o-delivered"}  # after "delivered", nothing older is heard
+
+
+async def test_ordered_waits_for_the_earlier_status(receiver, daemon_factory):
+    receiver.script("/hook", [500, 500, 200])
+    daemon = daemon_factory(receiver.url("/hook"), extra_trigger="ordered = true")
+    daemon.start()
+    await daemon.wait_ready()
+    await daemon.post(event("w-shipped", "order.shipped", order="o-7"))
+    await receiver.wait_for(1)
+    await daemon.post(event("w-transit", "order.in_transit", order="o-7"))
+    await receiver.wait_for(4, timeout=10)
+    heard = [json.loads(r.body)["eventId"] for r in receiver.requests]
+    assert heard == ["w-shipped", "w-shipped", "w-shipped", "w-transit"]
