@@ -27,8 +27,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def webhook_config(receiver_url: str, *, port: int, spool: Path, extra_trigger: str = "",
-                   daemon_extra: str = "", token: str | None = None) -> dict[str, str]:
+def webhook_config(
+    receiver_url: str,
+    *,
+    port: int,
+    spool: Path,
+    extra_trigger: str = "",
+    daemon_extra: str = "",
+    token: str | None = None,
+) -> dict[str, str]:
     """A one-customer configuration that posts every order event to `receiver_url`."""
     token_line = f'token = "{token}"' if token else ""
     return {
@@ -99,7 +106,9 @@ class DaemonProcess:
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:
-                    raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.logs()}")
+                    raise AssertionError(
+                        f"daemon exited with {self.process.returncode}:\n{self.logs()}"
+                    )
                 try:
                     async with session.get(f"{self.base}/readyz") as response:
                         if response.status == 200:
@@ -109,15 +118,18 @@ class DaemonProcess:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"daemon not ready within {timeout}s:\n{self.logs()}")
 
-    async def post(self, payload: Any, *, token: str | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+    async def post(
+        self, payload: Any, *, token: str | None = None, raw: bytes | None = None
+    ) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"}
         bearer = token if token is not None else self.token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         body = raw if raw is not None else json.dumps(payload).encode()
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{self.base}/v1/events", data=body, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.base}/v1/events", data=body, headers=headers) as response,
+        ):
             text = await response.text()
             try:
                 return response.status, json.loads(text)
@@ -126,9 +138,10 @@ class DaemonProcess:
 
     async def get(self, path: str) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with aiohttp.ClientSession() as session, session.get(
-            f"{self.base}{path}", headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.base}{path}", headers=headers) as response,
+        ):
             text = await response.text()
             try:
                 return response.status, json.loads(text)
@@ -153,13 +166,24 @@ class DaemonProcess:
                 self.process.wait()
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
 
-def event(event_id: str, type_: str = "order.shipped", order: str = "o-1", **data: Any) -> dict[str, Any]:
+def event(
+    event_id: str, type_: str = "order.shipped", order: str = "o-1", **data: Any
+) -> dict[str, Any]:
     return {
         "id": event_id,
         "type": type_,
         "customer": "acme",
-        "data": {"orderId": order, "orderReferenceId": f"ref-{order}", "fulfillmentStatus": type_.split(".")[-1], **data},
+        "data": {
+            "orderId": order,
+            "orderReferenceId": f"ref-{order}",
+            "fulfillmentStatus": type_.split(".")[-1],
+            **data,
+        },
     }

@@ -70,7 +70,9 @@ class Receiver:
     def ok_requests(self, path: str | None = None) -> list[Received]:
         return [r for r in self.requests if path is None or r.path == path]
 
-    async def wait_for(self, count: int, *, timeout: float = 10.0, path: str | None = None) -> list[Received]:
+    async def wait_for(
+        self, count: int, *, timeout: float = 10.0, path: str | None = None
+    ) -> list[Received]:
         """Wait until `count` requests (to `path`) arrived; fails after `timeout` seconds."""
         assert self._arrived is not None
         deadline = time.monotonic() + timeout
