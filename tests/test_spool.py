@@ -32,7 +32,10 @@ S = DeliveryState
 
 
 def make_event(
-    event_id: str, *, order: str | None = "o1", customer: str = "acme",
+    event_id: str,
+    *,
+    order: str | None = "o1",
+    customer: str = "acme",
     type_: str = "order.shipped",
 ) -> Event:
     data: dict[str, Any] = {"customerId": customer, "items": []}
@@ -57,15 +60,30 @@ def new_delivery(
     next_attempt_at: float | None = None,
 ) -> NewDelivery:
     return NewDelivery(
-        id=delivery_id, trigger=trigger, plugin="webhook", customer=customer,
-        event_type=event_type, order_id=order, format="json", content_type="application/json",
-        subject=None, body=body, render_error=render_error, state=state, ordered=ordered,
-        supersede=supersede, destination=destination, next_attempt_at=next_attempt_at,
+        id=delivery_id,
+        trigger=trigger,
+        plugin="webhook",
+        customer=customer,
+        event_type=event_type,
+        order_id=order,
+        format="json",
+        content_type="application/json",
+        subject=None,
+        body=body,
+        render_error=render_error,
+        state=state,
+        ordered=ordered,
+        supersede=supersede,
+        destination=destination,
+        next_attempt_at=next_attempt_at,
     )
 
 
 async def add(
-    spool: Spool, event_id: str, *deliveries: NewDelivery, order: str | None = "o1",
+    spool: Spool,
+    event_id: str,
+    *deliveries: NewDelivery,
+    order: str | None = "o1",
     customer: str = "acme",
 ) -> SubmitOutcome:
     event = make_event(event_id, order=order, customer=customer)
@@ -87,9 +105,19 @@ def result(
     counted: bool = True,
 ) -> AttemptResult:
     return AttemptResult(
-        delivery_id=delivery_id, number=number, started_at=time.time(), duration=0.05,
-        outcome=outcome, new_state=state, next_attempt_at=next_at, status=status, error=error,
-        request=request, response=response, destination=destination, counted=counted,
+        delivery_id=delivery_id,
+        number=number,
+        started_at=time.time(),
+        duration=0.05,
+        outcome=outcome,
+        new_state=state,
+        next_attempt_at=next_at,
+        status=status,
+        error=error,
+        request=request,
+        response=response,
+        destination=destination,
+        counted=counted,
     )
 
 
@@ -190,8 +218,11 @@ async def test_submit_is_idempotent_on_event_id(spool: Spool) -> None:
 
 async def test_unmatched_event_and_render_failure(spool: Spool) -> None:
     await add(spool, "e0")
-    await add(spool, "e1", new_delivery("d1", state=S.FAILED, body=None,
-                                        render_error="line 3: 'foo' is undefined"))
+    await add(
+        spool,
+        "e1",
+        new_delivery("d1", state=S.FAILED, body=None, render_error="line 3: 'foo' is undefined"),
+    )
     stats = await spool.stats()
     assert (stats.events, stats.unmatched_events) == (2, 1)
     detail = await spool.get_delivery("d1")
@@ -269,10 +300,10 @@ async def test_new_delivery_state_is_checked(spool: Spool) -> None:
 async def test_claim_due_marks_inflight_oldest_first(spool: Spool) -> None:
     now = time.time()
     await add(spool, "e1", new_delivery("late", next_attempt_at=now - 10), order="o1")
-    await add(spool, "e2", new_delivery("early", order="o2", next_attempt_at=now - 100),
-              order="o2")
-    await add(spool, "e3", new_delivery("future", order="o3", next_attempt_at=now + 3600),
-              order="o3")
+    await add(spool, "e2", new_delivery("early", order="o2", next_attempt_at=now - 100), order="o2")
+    await add(
+        spool, "e3", new_delivery("future", order="o3", next_attempt_at=now + 3600), order="o3"
+    )
     claimed = await spool.claim_due(now, 10)
     assert [d.id for d in claimed] == ["early", "late"]
     assert all(d.state is S.INFLIGHT for d in claimed)
@@ -284,8 +315,12 @@ async def test_claim_due_marks_inflight_oldest_first(spool: Spool) -> None:
 async def test_claim_due_respects_limit_and_exclusions(spool: Spool) -> None:
     for index in range(6):
         dest = "https://down.example:443" if index < 2 else None
-        await add(spool, f"e{index}", new_delivery(f"d{index}", order=f"o{index}",
-                                                   destination=dest), order=f"o{index}")
+        await add(
+            spool,
+            f"e{index}",
+            new_delivery(f"d{index}", order=f"o{index}", destination=dest),
+            order=f"o{index}",
+        )
     claimed = await spool.claim_due(
         soon(), 3, exclude=["d2"], exclude_destinations=["https://down.example:443"]
     )
@@ -314,8 +349,9 @@ async def test_ordered_deliveries_wait_for_earlier_ones(spool: Spool) -> None:
     assert await spool.claim_due(now + 60, 10) == []  # first is inflight
 
     retry_at = now + 600  # first fails and is scheduled again: second still waits
-    await spool.record_attempt(result("first", S.PENDING, outcome="retry", next_at=retry_at,
-                                      status=503))
+    await spool.record_attempt(
+        result("first", S.PENDING, outcome="retry", next_at=retry_at, status=503)
+    )
     assert await spool.claim_due(now + 60, 10) == []
     assert await spool.next_due_at() == pytest.approx(retry_at)
 
@@ -334,6 +370,7 @@ async def test_ordered_delivery_released_when_earlier_is_done(spool: Spool) -> N
     await add(spool, "e1", new_delivery("first", ordered=True))
     await add(spool, "e2", new_delivery("second", ordered=True))
     (first,) = await spool.claim_due(soon(), 10)
+    assert first.id == "first"
     await spool.record_attempt(result("first", S.DONE))
     (second,) = await spool.claim_due(soon(), 10)
     assert second.id == "second"
@@ -369,16 +406,28 @@ async def test_supersede_leaves_inflight_alone(spool: Spool) -> None:
 async def test_record_attempt_and_detail_show_the_four_stages(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1"))
     await spool.claim_due(soon(), 10)
-    request = {"method": "POST", "url": "https://hooks.example/in",
-               "headers": {"webhook-signature": "***"}, "body": b'{"status":"shipped"}'}
-    await spool.record_attempt(result(
-        "d1", S.PENDING, outcome="retry", next_at=time.time() - 1, status=503,
-        error="HTTP 503", request=request,
-        response={"status": 503, "headers": {"Retry-After": "1"}, "body": "busy"},
-    ))
+    request = {
+        "method": "POST",
+        "url": "https://hooks.example/in",
+        "headers": {"webhook-signature": "***"},
+        "body": b'{"status":"shipped"}',
+    }
+    await spool.record_attempt(
+        result(
+            "d1",
+            S.PENDING,
+            outcome="retry",
+            next_at=time.time() - 1,
+            status=503,
+            error="HTTP 503",
+            request=request,
+            response={"status": 503, "headers": {"Retry-After": "1"}, "body": "busy"},
+        )
+    )
     await spool.claim_due(soon(), 10)
-    await spool.record_attempt(result("d1", S.DONE, number=2, request=request,
-                                      response={"status": 200, "body": "ok"}))
+    await spool.record_attempt(
+        result("d1", S.DONE, number=2, request=request, response={"status": 200, "body": "ok"})
+    )
     detail = await spool.get_delivery("d1")
     assert detail is not None
     assert detail.summary.state is S.DONE
@@ -392,8 +441,11 @@ async def test_record_attempt_and_detail_show_the_four_stages(spool: Spool) -> N
     assert detail.attempts[0].status == 503 and detail.attempts[0].error == "HTTP 503"
     assert detail.attempts[0].request is not None
     assert detail.attempts[0].request["body"] == '{"status":"shipped"}'
-    assert detail.attempts[0].response == {"status": 503, "headers": {"Retry-After": "1"},
-                                           "body": "busy"}
+    assert detail.attempts[0].response == {
+        "status": 503,
+        "headers": {"Retry-After": "1"},
+        "body": "busy",
+    }
     as_json = json.loads(json.dumps(detail.to_dict()))
     assert as_json["template"]["body"] == '{"status":"shipped"}'
     assert as_json["delivery"]["state"] == "done"
@@ -403,8 +455,16 @@ async def test_record_attempt_and_detail_show_the_four_stages(spool: Spool) -> N
 async def test_uncounted_result_keeps_attempts_and_status(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1"))
     await spool.claim_due(soon(), 10)
-    await spool.record_attempt(result("d1", S.CANCELLED, outcome="fail", status=None,
-                                      error="trigger 't1' was removed", counted=False))
+    await spool.record_attempt(
+        result(
+            "d1",
+            S.CANCELLED,
+            outcome="fail",
+            status=None,
+            error="trigger 't1' was removed",
+            counted=False,
+        )
+    )
     detail = await spool.get_delivery("d1")
     assert detail is not None
     assert (detail.summary.state, detail.summary.attempts) == (S.CANCELLED, 0)
@@ -431,8 +491,9 @@ async def test_failed_delivery_retried_is_rendered_again(spool: Spool) -> None:
     assert await spool.retry(["d1"]) == 1
     (claimed,) = await spool.claim_due(soon(), 10)
     assert claimed.needs_render
-    assert await spool.set_rendered("d1", b"<ok/>", "Shipped", None, format="xml",
-                                    content_type="application/xml")
+    assert await spool.set_rendered(
+        "d1", b"<ok/>", "Shipped", None, format="xml", content_type="application/xml"
+    )
     detail = await spool.get_delivery("d1")
     assert detail is not None
     assert (detail.body, detail.subject, detail.render_error) == (b"<ok/>", "Shipped", None)
