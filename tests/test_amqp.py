@@ -149,7 +149,12 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     collector = Collector(delay=0.02)
     source = await started(
         make_source(
-            queue_name, declare=True, queue_type="quorum", prefetch=8, reconnect_interval="0.5s"
+            queue_name,
+            declare=True,
+            queue_type="quorum",
+            delivery_limit=1000,
+            prefetch=8,
+            reconnect_interval="0.5s",
         ),
         collector,
     )
@@ -291,14 +296,21 @@ def test_settings_report_every_problem_by_key() -> None:
     assert "[sources.amqp] prefetch:" in text
     assert "[sources.amqp] exchange: only used with declare = true" in text
     assert "[sources.amqp] queu: unknown setting" in text
+    with pytest.raises(ValueError, match="delivery_limit: only quorum queues have one"):
+        AmqpSettings.from_mapping({"queue": "q", "declare": True, "delivery_limit": 5})
     settings = AmqpSettings.from_mapping(
         {
             "queue": "q",
             "declare": True,
             "queue_type": "quorum",
             "dead_letter_exchange": "dlx",
+            "delivery_limit": -1,
             "url": "amqp://u:secret@broker/",
         }
     )
-    assert settings.queue_arguments() == {"x-queue-type": "quorum", "x-dead-letter-exchange": "dlx"}
+    assert settings.queue_arguments() == {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "dlx",
+        "x-delivery-limit": -1,
+    }
     assert "secret" not in settings.safe_url
