@@ -88,6 +88,8 @@ def selection(
     """A WHERE clause (never empty) and its parameters for the operator verbs."""
     terms: list[str] = []
     params: list[Any] = []
+    if isinstance(ids, str):
+        raise TypeError(f"pass a list of delivery ids, not the string {ids!r}")
     if ids is not None:
         terms.append("id IN (SELECT value FROM json_each(?))")
         params.append(id_list(ids))
