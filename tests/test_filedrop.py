@@ -329,3 +329,19 @@ def test_settings_name_each_problem() -> None:
     assert "[sources.filedrop] dir: unknown setting" in text
     settings = FileDropSettings.from_mapping({"directory": "/srv/in", "keep_processed": "0s"})
     assert (settings.directory, settings.keep_processed) == (Path("/srv/in"), 0.0)
+
+
+async def test_a_source_can_be_stopped_and_started_again(
+    make_source: MakeSource, incoming: Path
+) -> None:
+    collector = Collector()
+    source = await running(make_source, collector)
+    await source.stop()
+    assert not source.ready
+    write_then_rename(incoming, "while-stopped.json", json.dumps(event(1)))
+
+    await source.start(collector)
+
+    assert source.ready
+    await collector.wait_count(1, timeout=10)
+    await eventually(lambda: listing(incoming / "processed") == ["while-stopped.json"], timeout=10)

@@ -113,6 +113,7 @@ class FileDropSource:
         """Create the folders, start watching, and queue the files already there."""
         self._submit = submit
         self._stopping.clear()
+        self._queue, self._queued, self._watching = asyncio.Queue(), set(), {}
         try:
             self._observer = await asyncio.to_thread(
                 self._start_observer, asyncio.get_running_loop()
