@@ -41,6 +41,8 @@ class AdminBackend(Protocol):
 
     def wake(self) -> None: ...
 
+    async def refresh_gauges(self) -> object: ...
+
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=jsoncodec.dumps(data), status=status, content_type="application/json")
@@ -99,10 +101,7 @@ class AdminApi:
         return json_response(readiness, 200 if readiness["ready"] else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        stats = await self.backend.spool.stats()
-        for state, count in stats.by_state.items():
-            self.backend.metrics.spool_deliveries.labels(state).set(count)
-        self.backend.metrics.oldest_pending.set(stats.oldest_pending_age or 0)
+        await self.backend.refresh_gauges()
         return web.Response(
             body=self.backend.metrics.render(),
             headers={"Content-Type": self.backend.metrics.content_type},

@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "postbackd.commands.render",
     "postbackd.commands.test",
     "postbackd.commands.send",
+    "postbackd.commands.reload",
     "postbackd.commands.samples",
     "postbackd.commands.customer",
 )

@@ -20,12 +20,15 @@ from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
 from postbackd.config import ConfigError
+from postbackd.confwatch import ConfigWatcher
 from postbackd.dispatcher import Dispatcher
 from postbackd.events import Event
+from postbackd.housekeeping import Housekeeping
 from postbackd.intake import Generation, Intake
 from postbackd.loading import Plugins, load_generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
+from postbackd.plugins import PluginError
 from postbackd.sdnotify import Notifier
 from postbackd.sources_runner import SourceSet
 from postbackd.spool import Spool
@@ -56,6 +59,9 @@ class Daemon:
             for diagnostic in exc.diagnostics:
                 log.error("configuration error", detail=str(diagnostic))
             return 1
+        except PluginError as exc:
+            log.error("plugin error", detail=str(exc))
+            return 1
         try:
             await self._stop.wait()
         finally:
@@ -67,7 +73,7 @@ class Daemon:
         self._apply(generation)
         daemon = generation.config.daemon
         self.spool = await Spool.open(
-            daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free
+            daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free, exclusive=True
         )
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
@@ -79,6 +85,10 @@ class Daemon:
         )
         self.intake = Intake(self.spool, self.current, self.metrics, self._committed)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self.housekeeping = Housekeeping(
+            self.spool, self.current, self.metrics, self.breakers, self.notifier
+        )
+        self._tasks.extend(self.housekeeping.tasks())
         admin_routes = tuple(AdminApi(self).routes())
         self.sources = SourceSet(
             self.plugins.host,
@@ -89,6 +99,8 @@ class Daemon:
         )
         await self.sources.apply(generation.config)
         self._install_signals()
+        self.watcher = ConfigWatcher(self.conf_dir, self.reload)
+        self.watcher.start()
         log.info(
             "postbackd ready",
             conf_dir=str(self.conf_dir),
@@ -103,6 +115,7 @@ class Daemon:
         self.notifier.stopping()
         log.info("postbackd stopping: intake closed, finishing attempts in flight")
         self.intake.closed = True
+        self.watcher.stop()
         await self.sources.stop_all()
         await self.dispatcher.stop(self.current().config.daemon.grace)
         for task in self._tasks:
@@ -139,6 +152,9 @@ class Daemon:
     def wake(self) -> None:
         self.dispatcher.wake()
 
+    async def refresh_gauges(self) -> object:
+        return await self.housekeeping.refresh_gauges()
+
     def _committed(self, event: Event) -> None:
         self.dispatcher.wake()
         try:
@@ -152,10 +168,19 @@ class Daemon:
             )
 
     def _apply(self, generation: Generation) -> list[Any]:
-        """Swap in a generation; returns delivery plugin instances it replaced (to close)."""
-        self._generation = generation
+        """Swap in a generation; returns delivery plugin instances it replaced (to close).
+
+        Delivery plugins whose ``[deliveries.NAME]`` table changed are rebuilt first: if one
+        refuses its new settings (PluginError), nothing is swapped.
+        """
         self.plugins.holder.value = generation.config
-        replaced = self.plugins.build_deliveries(generation.config.deliveries)
+        try:
+            replaced = self.plugins.build_deliveries(generation.config.deliveries)
+        except PluginError:
+            if self._generation is not None:
+                self.plugins.holder.value = self._generation.config
+            raise
+        self._generation = generation
         self.metrics.config_generation.set(generation.number)
         return replaced
 
@@ -176,17 +201,22 @@ class Daemon:
                 generation = await asyncio.to_thread(
                     load_generation, self.conf_dir, self.plugins, number
                 )
-            except ConfigError as exc:
-                self.last_error = "\n".join(str(d) for d in exc.diagnostics if d.is_error)
+                replaced = self._apply(generation)
+            except (ConfigError, PluginError) as exc:
+                errors = (
+                    [str(d) for d in exc.diagnostics if d.is_error]
+                    if isinstance(exc, ConfigError)
+                    else [str(exc)]
+                )
+                self.last_error = "\n".join(errors)
                 self.metrics.config_reloads.labels("rejected").inc()
                 log.error(
                     "reload rejected; the running configuration stays",
                     reason=reason,
-                    errors=[str(d) for d in exc.diagnostics if d.is_error],
+                    errors=errors,
                 )
                 self.notifier.ready(self._status())
                 return {"ok": False, "generation": self.current().number, "error": self.last_error}
-            replaced = self._apply(generation)
             self.last_error = None
             daemon = generation.config.daemon
             self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)

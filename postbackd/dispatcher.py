@@ -126,7 +126,8 @@ class Dispatcher:
     async def _sleep(self, room: int) -> None:
         timeout = IDLE_POLL
         if room:
-            next_due = await self.spool.next_due_at()
+            per_destination = self.current().config.daemon.per_destination
+            next_due = await self.spool.next_due_at(self._unavailable(per_destination))
             if next_due is not None:
                 timeout = min(IDLE_POLL, max(0.0, next_due - time.time()))
         self._wake.clear()

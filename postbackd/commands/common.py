@@ -59,3 +59,22 @@ def open_or_report(args: argparse.Namespace, *, stream: TextIO) -> tuple[Path, P
         print(f"plugin error: {exc}", file=stream)
         return None
     return conf_dir, plugins
+
+
+def admin_base_url(conf_dir: Path) -> tuple[str, str | None]:
+    """Where the running daemon's admin API listens, and its admin token, from the config.
+
+    The HTTP source's listener when there is one, else ``[daemon] admin_listen``. Secrets are
+    resolved as the daemon resolves them (this runs as ExecReload, in the unit's environment).
+    """
+    from postbackd.config import load_config
+
+    config = load_config(conf_dir)
+    http = config.sources.get("http")
+    listen = str(http.settings.get("listen", "127.0.0.1:8787")) if http else None
+    host, _, port = (listen or config.daemon.admin_listen).rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}", config.daemon.admin_token

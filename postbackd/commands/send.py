@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
+from postbackd.commands.common import add_conf_dir_option, admin_base_url, resolve_conf_dir
 
 DEFAULT_URL = "http://127.0.0.1:8787/v1/events"
 
@@ -40,19 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _configured_url(args: argparse.Namespace) -> str:
-    from postbackd.config import ConfigError, load_config
+    from postbackd.config import ConfigError
 
-    conf_dir = resolve_conf_dir(args.conf_dir)
     try:
-        config = load_config(conf_dir, resolve_secret=lambda ref: "")
+        base, _ = admin_base_url(resolve_conf_dir(args.conf_dir))
     except (ConfigError, OSError):
         return DEFAULT_URL
-    http = config.sources.get("http")
-    listen = str(http.settings.get("listen", "")) if http else config.daemon.admin_listen
-    if not http or not listen:
-        return DEFAULT_URL
-    host, _, port = listen.rpartition(":")
-    return f"http://{host or '127.0.0.1'}:{port}/v1/events"
+    return f"{base}/v1/events"
 
 
 async def _send_all(url: str, files: list[str], token: str | None) -> int:
