@@ -94,6 +94,7 @@ cmd_start() {
         return 0
     fi
     if port_open; then
+        stop_idle_epmd
         die "port 127.0.0.1:$PORT is taken by another process (not node $NODE): stop it, or \
 set RABBITMQ_NODE_PORT to a free port"
     fi
@@ -113,6 +114,14 @@ set RABBITMQ_NODE_PORT to a free port"
     say "ready: amqp://guest:guest@127.0.0.1:$PORT/"
 }
 
+# rabbitmqctl starts epmd (Erlang's name server) when it is not running; end it again when no
+# Erlang node is registered with it, so a status check leaves nothing behind.
+stop_idle_epmd() {
+    if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q '^name '; then
+        epmd -kill >/dev/null 2>&1 || true
+    fi
+}
+
 cmd_stop() {
     [ -x "$RMQ_BIN/rabbitmqctl" ] || { say "not installed; nothing to stop"; return 0; }
     node_env
@@ -129,9 +138,7 @@ cmd_stop() {
         fi
     fi
     rm -f "$RABBITMQ_PID_FILE"
-    if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q '^name '; then
-        epmd -kill >/dev/null 2>&1 || true
-    fi
+    stop_idle_epmd
     say "stopped"
 }
 
@@ -142,6 +149,7 @@ cmd_status() {
         say "running: node $NODE, amqp://guest:guest@127.0.0.1:$PORT/"
         return 0
     fi
+    stop_idle_epmd
     say "not running"
     return 1
 }
