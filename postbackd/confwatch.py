@@ -1,9 +1,12 @@
 """Watches the configuration directory and asks for a reload when it changes.
 
-Created, changed, moved and deleted files all count; editors' temporary files (names starting
-with ``.`` or ending in ``~``, ``.tmp``, ``.swp``) do not. A burst of changes — an editor
-saving, ``cp -r``, a config-management run — is coalesced into one reload after a short quiet
-period.
+Created, changed, moved and deleted files all count; editors' temporary files (a name, or a
+directory on the way, starting with ``.`` or ending in ``~``, ``.tmp``, ``.swp``) do not, and
+neither does the "directory modified" notice the kernel adds to each of those — otherwise
+opening a file in vim would reload. A burst of changes (an editor saving, ``cp -r``, a
+config-management run) is coalesced into one reload once the directory has been quiet for
+`DEBOUNCE`, but never later than `MAX_DELAY` after the first change of the burst, so a file
+rewritten continuously cannot hold reloads off for ever.
 """
 
 from __future__ import annotations
@@ -15,75 +18,108 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from postbackd.config_files import is_ignored
 from postbackd.logs import get_logger
 
 log = get_logger("postbackd.confwatch")
 
 DEBOUNCE = 0.3
-IGNORED_SUFFIXES = ("~", ".tmp", ".swp", ".swx", ".part")
+MAX_DELAY = 2.0
+EXTRA_IGNORED_SUFFIXES = (".swx", ".part")
+IGNORED_EVENTS = ("opened", "closed_no_write")
 
 
-def relevant(path: str) -> bool:
-    """Whether a change to `path` may change the configuration."""
-    name = Path(path).name
-    return bool(name) and not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
+def relevant(path: str, directory: Path) -> bool:
+    """Whether a change to `path` (inside `directory`) may change the configuration."""
+    try:
+        parts = Path(path).relative_to(directory).parts
+    except ValueError:
+        return False
+    return bool(parts) and not any(
+        is_ignored(part) or part.endswith(EXTRA_IGNORED_SUFFIXES) for part in parts
+    )
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, loop: asyncio.AbstractEventLoop, notify: Callable[[str], None]) -> None:
+    """Runs on watchdog's thread: filters, then hands relevant paths to the event loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, directory: Path, notify: Callable[[str], None]
+    ) -> None:
         self.loop = loop
+        self.directory = directory
         self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in IGNORED_EVENTS:
             return
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        for path in paths:
+        if event.is_directory and event.event_type == "modified":
+            return  # the parent's notice of a change to a file inside: judged by that file
+        for path in (event.dest_path, event.src_path):  # a move is named by where it went
             text = path.decode() if isinstance(path, bytes) else path
-            if text and relevant(text):
+            if text and relevant(text, self.directory):
                 self.loop.call_soon_threadsafe(self.notify, text)
                 return
 
 
 class ConfigWatcher:
-    """Runs `reload(reason)` on the event loop after the directory settled for `DEBOUNCE`."""
+    """Runs `reload(reason)` on the event loop once a burst of changes has settled."""
 
     def __init__(self, directory: Path, reload: Callable[[str], Awaitable[object]]) -> None:
         self.directory = directory
         self.reload = reload
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._timer: asyncio.TimerHandle | None = None
+        self._burst_started: float | None = None
         self._changed: set[str] = set()
-        self._task: asyncio.Task[object] | None = None
+        self._reloads: set[asyncio.Task[object]] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         observer = Observer()
-        observer.schedule(_Handler(loop, self._changed_path), str(self.directory), recursive=True)
+        handler = _Handler(loop, self.directory, self._changed_path)
+        observer.schedule(handler, str(self.directory), recursive=True)
         observer.daemon = True
         observer.start()
         self._observer = observer
+        log.debug("watching the configuration directory", conf_dir=str(self.directory))
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop watching; a reload already running is left to finish (it holds the lock)."""
         if self._timer is not None:
             self._timer.cancel()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+            self._timer = None
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5)
 
     def _changed_path(self, path: str) -> None:
+        if self._observer is None:
+            return  # stopped meanwhile
+        log.debug("configuration file changed", path=path)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         self._changed.add(path)
+        if self._burst_started is None:
+            self._burst_started = now
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(DEBOUNCE, self._fire)
+        fire_at = min(now + DEBOUNCE, self._burst_started + MAX_DELAY)
+        self._timer = loop.call_at(fire_at, self._fire)
 
     def _fire(self) -> None:
-        self._timer = None
+        self._timer, self._burst_started = None, None
         changed, self._changed = sorted(self._changed), set()
-        shown = ", ".join(
-            str(Path(p).relative_to(self.directory)) if p.startswith(str(self.directory)) else p
-            for p in changed[:5]
-        )
+        shown = ", ".join(_shown(p, self.directory) for p in changed[:5])
         more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-        self._task = asyncio.ensure_future(self.reload(f"files changed: {shown}{more}"))
+        task = asyncio.ensure_future(self.reload(f"files changed: {shown}{more}"))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+
+def _shown(path: str, directory: Path) -> str:
+    try:
+        return str(Path(path).relative_to(directory))
+    except ValueError:
+        return path

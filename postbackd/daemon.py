@@ -5,6 +5,13 @@ the dispatcher → start the sources (intake last, so nothing is accepted before
 delivered) → READY. Stop: stop intake first, let attempts in flight finish within `grace`,
 close plugins, close the spool. A second SIGTERM/SIGINT exits at once; the spool stays
 consistent either way (every write is a committed transaction).
+
+A reload is a transaction (as in Vector's topology): the whole directory is loaded and
+validated — trigger options by their delivery plugin, sources by building them — before
+anything is swapped; on any error the running generation stays and the error is logged with
+file and line. Then only what changed is rebuilt. The reload runs in its own task, and its
+answer is given as soon as the swap is done: a ``POST /v1/reload`` that arrived on a listener
+the reload itself replaces must not wait for that listener's graceful shutdown.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
 from postbackd.config import ConfigError
+from postbackd.config_model import Config
 from postbackd.confwatch import ConfigWatcher
 from postbackd.dispatcher import Dispatcher
 from postbackd.events import Event
@@ -28,12 +36,24 @@ from postbackd.intake import Generation, Intake
 from postbackd.loading import Plugins, load_generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugins import PluginError
+from postbackd.plugin import PluginContext
+from postbackd.plugins import PluginError, PluginHost, instantiate
 from postbackd.sdnotify import Notifier
 from postbackd.sources_runner import SourceSet
 from postbackd.spool import Spool
+from postbackd.spool_model import SpoolError
 
 log = get_logger("postbackd.daemon")
+
+ReloadResult = dict[str, Any]
+
+
+class ReloadRejected(Exception):
+    """The new configuration is invalid; `errors` say where and what (file:line: message)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
 
 
 class Daemon:
@@ -45,10 +65,19 @@ class Daemon:
         self._generation: Generation | None = None
         self.last_error: str | None = None
         self.spool: Spool
+        self._opened: Spool | None = None  # what shutdown must close, even after a failed start
+        self.sources: SourceSet | None = None
+        self.watcher: ConfigWatcher | None = None
+        self.intake: Intake | None = None
+        self.dispatcher: Dispatcher | None = None
         self._stop = asyncio.Event()
         self._signals = 0
+        self._exit_code = 0
+        self._stopping = False
         self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Future[Any]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._dispatcher_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -56,46 +85,50 @@ class Daemon:
         try:
             await self.startup()
         except ConfigError as exc:
-            for diagnostic in exc.diagnostics:
+            for diagnostic in exc.errors:
                 log.error("configuration error", detail=str(diagnostic))
+            await self.shutdown()
             return 1
-        except PluginError as exc:
-            log.error("plugin error", detail=str(exc))
+        except (ReloadRejected, PluginError, SpoolError, OSError) as exc:
+            log.error("cannot start", error=str(exc))
+            await self.shutdown()
             return 1
         try:
             await self._stop.wait()
         finally:
             await self.shutdown()
-        return 0
+        return self._exit_code
 
     async def startup(self) -> None:
         generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
+        admin_routes = tuple(AdminApi(self).routes())
+        self.source_context = self.plugins.context(admin_routes)
+        problems = source_problems(self.plugins.host, generation.config, self.source_context)
+        if problems:
+            raise ReloadRejected(problems)
         self._apply(generation)
         daemon = generation.config.daemon
-        self.spool = await Spool.open(
+        self.spool = self._opened = spool = await Spool.open(
             daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free, exclusive=True
         )
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
         runner = AttemptRunner(
-            self.spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
+            spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
         )
         self.dispatcher = Dispatcher(
-            self.spool, self.current, self.plugins.deliveries, self.breakers, runner
+            spool, self.current, self.plugins.deliveries, self.breakers, runner
         )
-        self.intake = Intake(self.spool, self.current, self.metrics, self._committed)
-        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self.intake = Intake(spool, self.current, self.metrics, self._committed)
+        self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
+        self._dispatcher_task.add_done_callback(self._dispatcher_ended)
+        self._tasks.append(self._dispatcher_task)
         self.housekeeping = Housekeeping(
-            self.spool, self.current, self.metrics, self.breakers, self.notifier
+            spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
         self._tasks.extend(self.housekeeping.tasks())
-        admin_routes = tuple(AdminApi(self).routes())
         self.sources = SourceSet(
-            self.plugins.host,
-            self.plugins.context(admin_routes),
-            self.intake,
-            self.metrics,
-            admin_routes,
+            self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
         )
         await self.sources.apply(generation.config)
         self._install_signals()
@@ -105,6 +138,7 @@ class Daemon:
             "postbackd ready",
             conf_dir=str(self.conf_dir),
             spool=str(daemon.spool),
+            generation=generation.number,
             customers=len(generation.config.customers),
             triggers=len(generation.config.triggers),
             pid=os.getpid(),
@@ -112,12 +146,19 @@ class Daemon:
         self.notifier.ready(self._status())
 
     async def shutdown(self) -> None:
+        """Stop what was started, in reverse order; tolerates a start-up that failed midway."""
+        self._stopping = True
         self.notifier.stopping()
         log.info("postbackd stopping: intake closed, finishing attempts in flight")
-        self.intake.closed = True
-        self.watcher.stop()
-        await self.sources.stop_all()
-        await self.dispatcher.stop(self.current().config.daemon.grace)
+        if self.intake is not None:
+            self.intake.closed = True
+        if self.watcher is not None:
+            await self.watcher.stop()
+        async with self._reload_lock:  # a reload in progress finishes first
+            if self.sources is not None:
+                await self.sources.stop_all()
+        if self.dispatcher is not None and self._generation is not None:
+            await self.dispatcher.stop(self.current().config.daemon.grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -126,7 +167,8 @@ class Daemon:
                 await plugin.close()
             except Exception as exc:
                 log.error("delivery plugin failed to close", plugin=name, error=str(exc))
-        await self.spool.close()
+        if self._opened is not None:
+            await self._opened.close()
         log.info("postbackd stopped")
 
     def request_stop(self, signame: str = "SIGTERM") -> None:
@@ -141,7 +183,21 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, self._start_reload, "SIGHUP")
+
+    def _start_reload(self, reason: str) -> None:
+        task = asyncio.ensure_future(self.reload(reason))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
+        """The dispatcher never returns on its own: if it died, nothing would be delivered."""
+        if task.cancelled() or self._stopping:
+            return
+        error = task.exception()
+        log.error("the dispatcher stopped unexpectedly; exiting", error=repr(error))
+        self._exit_code = 1
+        self._stop.set()
 
     # ------------------------------------------------------------------ state
 
@@ -149,14 +205,19 @@ class Daemon:
         assert self._generation is not None
         return self._generation
 
+    def healthy(self) -> bool:
+        """Whether systemd's watchdog should be fed: the loop turns and the dispatcher runs."""
+        return self._dispatcher_task is not None and not self._dispatcher_task.done()
+
     def wake(self) -> None:
-        self.dispatcher.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     async def refresh_gauges(self) -> object:
         return await self.housekeeping.refresh_gauges()
 
     def _committed(self, event: Event) -> None:
-        self.dispatcher.wake()
+        self.wake()
         try:
             self.plugins.host.hook.postbackd_after_event_accepted(event=event)
         except Exception as exc:
@@ -164,6 +225,7 @@ class Daemon:
                 "observer plugin raised",
                 hook="postbackd_after_event_accepted",
                 event_id=event.id,
+                customer=event.customer,
                 error=f"{type(exc).__name__}: {exc}",
             )
 
@@ -173,12 +235,12 @@ class Daemon:
         Delivery plugins whose ``[deliveries.NAME]`` table changed are rebuilt first: if one
         refuses its new settings (PluginError), nothing is swapped.
         """
+        previous = self.plugins.holder.value
         self.plugins.holder.value = generation.config
         try:
             replaced = self.plugins.build_deliveries(generation.config.deliveries)
         except PluginError:
-            if self._generation is not None:
-                self.plugins.holder.value = self._generation.config
+            self.plugins.holder.value = previous
             raise
         self._generation = generation
         self.metrics.config_generation.set(generation.number)
@@ -186,57 +248,120 @@ class Daemon:
 
     async def _sync_triggers(self, generation: Generation) -> None:
         triggers = generation.config.triggers.values()
-        await self.spool.sync_triggers(
+        changed = await self.spool.sync_triggers(
             active=[t.name for t in triggers if t.active],
             inactive=[t.name for t in triggers if not t.active],
         )
+        if changed.held or changed.resumed or changed.cancelled:
+            log.info(
+                "deliveries follow their triggers",
+                generation=generation.number,
+                held=changed.held,
+                resumed=changed.resumed,
+                cancelled=changed.cancelled,
+            )
 
-    async def reload(self, reason: str) -> dict[str, Any]:
-        """Load, validate and swap in the configuration; on any error keep the running one."""
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, reason: str) -> ReloadResult:
+        """Load, validate and swap in the configuration; on any error keep the running one.
+
+        Returns ``{"ok", "generation", "error"}`` once the outcome is known; sources that
+        changed are rebuilt after that, still under the reload lock.
+        """
+        answer: asyncio.Future[ReloadResult] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._reload(reason, answer), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+        return await asyncio.shield(answer)
+
+    async def _reload(self, reason: str, answer: asyncio.Future[ReloadResult]) -> None:
         async with self._reload_lock:
+            if self._stopping:
+                answer.set_result(self._rejected(reason, ["postbackd is shutting down"]))
+                return
             self.notifier.reloading()
             started = time.monotonic()
             number = self.current().number + 1
             try:
-                generation = await asyncio.to_thread(
-                    load_generation, self.conf_dir, self.plugins, number
-                )
-                replaced = self._apply(generation)
-            except (ConfigError, PluginError) as exc:
-                errors = (
-                    [str(d) for d in exc.diagnostics if d.is_error]
-                    if isinstance(exc, ConfigError)
-                    else [str(exc)]
-                )
-                self.last_error = "\n".join(errors)
-                self.metrics.config_reloads.labels("rejected").inc()
-                log.error(
-                    "reload rejected; the running configuration stays",
+                try:
+                    generation, replaced = await self._validate_and_swap(number)
+                except ReloadRejected as exc:
+                    answer.set_result(self._rejected(reason, exc.errors))
+                    return
+                self.last_error = None
+                await self._follow(generation, replaced)
+                answer.set_result({"ok": True, "generation": number, "error": None})
+                await self._rebuild_sources(generation.config)
+                self.metrics.config_reloads.labels("applied").inc()
+                log.info(
+                    "reload applied",
                     reason=reason,
-                    errors=errors,
+                    generation=number,
+                    customers=len(generation.config.customers),
+                    triggers=len(generation.config.triggers),
+                    ms=round((time.monotonic() - started) * 1000, 1),
                 )
+            except Exception as exc:  # a bug, but the daemon must go on with a known state
+                log.exception("reload failed after the swap", reason=reason, generation=number)
+                if not answer.done():
+                    answer.set_result(
+                        {"ok": False, "generation": self.current().number, "error": repr(exc)}
+                    )
+            finally:
                 self.notifier.ready(self._status())
-                return {"ok": False, "generation": self.current().number, "error": self.last_error}
-            self.last_error = None
-            daemon = generation.config.daemon
-            self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
-            await self._sync_triggers(generation)
-            await self.sources.apply(generation.config)
-            self.dispatcher.wake()
-            for plugin in replaced:
-                self._tasks.append(asyncio.create_task(_close_later(plugin)))
-            self.metrics.config_reloads.labels("applied").inc()
-            log.info(
-                "reload applied",
-                reason=reason,
-                generation=number,
-                ms=round((time.monotonic() - started) * 1000, 1),
+
+    async def _validate_and_swap(self, number: int) -> tuple[Generation, list[Any]]:
+        """The transaction: nothing is changed unless every check passed."""
+        try:
+            generation = await asyncio.to_thread(
+                load_generation, self.conf_dir, self.plugins, number
             )
-            self.notifier.ready(self._status())
-            return {"ok": True, "generation": number, "error": None}
+        except ConfigError as exc:
+            raise ReloadRejected([str(d) for d in exc.errors]) from exc
+        except (PluginError, OSError) as exc:
+            raise ReloadRejected([str(exc)]) from exc
+        problems = source_problems(self.plugins.host, generation.config, self.source_context)
+        if problems:
+            raise ReloadRejected(problems)
+        try:
+            return generation, self._apply(generation)
+        except PluginError as exc:
+            raise ReloadRejected([str(exc)]) from exc
+
+    async def _follow(self, generation: Generation, replaced: list[Any]) -> None:
+        """What depends on the new generation besides the sources: breakers, spool states."""
+        daemon = generation.config.daemon
+        self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
+        await self._sync_triggers(generation)
+        self.wake()
+        for plugin in replaced:
+            self._tasks.append(asyncio.create_task(_close_later(plugin)))
+
+    async def _rebuild_sources(self, config: Config) -> None:
+        assert self.sources is not None
+        try:
+            await self.sources.apply(config)
+        except OSError as exc:  # e.g. the new admin_listen is taken; the rest is applied
+            self.last_error = f"[daemon] admin_listen: {exc}"
+            log.error("admin listener not started", error=str(exc))
+
+    def _rejected(self, reason: str, errors: list[str]) -> ReloadResult:
+        self.last_error = "\n".join(errors)
+        self.metrics.config_reloads.labels("rejected").inc()
+        for error in errors:
+            log.error(
+                "reload rejected; the running configuration stays",
+                reason=reason,
+                generation=self.current().number,
+                error=error,
+            )
+        return {"ok": False, "generation": self.current().number, "error": self.last_error}
+
+    # ------------------------------------------------------------------ reporting
 
     def readiness(self) -> dict[str, Any]:
-        sources = self.sources.readiness()
+        sources = self.sources.readiness() if self.sources is not None else {}
         ready = self._generation is not None and all(sources.values())
         return {"ready": ready, "generation": self.current().number, "sources": sources}
 
@@ -260,7 +385,34 @@ class Daemon:
         }
 
     def _status(self) -> str:
-        return f"generation {self.current().number}, {len(self.current().config.triggers)} triggers"
+        config = self.current().config
+        return (
+            f"generation {self.current().number}: {len(config.customers)} customers, "
+            f"{len(config.triggers)} triggers"
+        )
+
+
+def source_problems(host: PluginHost, config: Config, context: PluginContext) -> list[str]:
+    """Every ``[sources.NAME]`` that names no registered source or that it refuses to build.
+
+    Building a source only reads its settings (start() does the I/O), so this is cheap and
+    leaves nothing behind; the instances are dropped.
+    """
+    problems = []
+    for name, source in config.sources.items():
+        registered = host.sources.get(name)
+        if registered is None:
+            known = ", ".join(sorted(host.sources)) or "none"
+            problems.append(
+                f"{source.location}: [sources.{name}]: no source plugin registered under this "
+                f"name (known: {known}); fix the name or install the plugin"
+            )
+            continue
+        try:
+            instantiate(registered.value, source.settings, context)
+        except PluginError as exc:
+            problems.append(f"{source.location}: [sources.{name}]: {exc}")
+    return problems
 
 
 async def _close_later(plugin: Any, delay: float = 60.0) -> None:

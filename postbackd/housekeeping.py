@@ -3,7 +3,8 @@
 Retention deletes finished deliveries (and their request log) older than
 ``[daemon] retention`` in small batches, yielding between them, so pruning a large spool
 never stalls delivery. The systemd watchdog is pinged at half its interval only while the
-event loop turns — a wedged loop stops the pings and systemd restarts the daemon.
+event loop turns and the daemon calls itself `healthy` (its dispatcher runs) — a wedged loop
+or a dead dispatcher stops the pings, and systemd restarts the daemon.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ class Housekeeping:
         metrics: Metrics,
         breakers: BreakerBoard,
         notifier: Notifier,
+        healthy: Callable[[], bool] = lambda: True,
     ) -> None:
         self.spool = spool
         self.current = current
         self.metrics = metrics
         self.breakers = breakers
         self.notifier = notifier
+        self.healthy = healthy
         self._done_before: float | None = None
         self._done_at = time.monotonic()
 
@@ -110,6 +113,7 @@ class Housekeeping:
         )
 
     async def _watchdog_forever(self, interval: float) -> None:
-        while True:
+        while self.healthy():
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+        log.error("not healthy: systemd watchdog pings stopped, expect a restart")

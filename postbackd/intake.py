@@ -4,22 +4,30 @@ Every source — HTTP, file drop, AMQP, a plugin — gets its `submit` from here
 guarantees of DESIGN §1 hold for all of them: the caller hears "accepted" only after the
 commit, the same event id twice yields one set of deliveries, and an event that matches
 nothing is still recorded, logged and counted.
+
+A source also reports what it refused before there was an event to submit (malformed JSON,
+a wrong token, a body too large) through ``submit.rejected(reason)``, so
+``postbackd_events_rejected_total{source,reason}`` counts every refusal, whatever the source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from postbackd.config_model import Config
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugin import SpoolUnavailable, Submit, SubmitResult
+from postbackd.plugin import SpoolUnavailable, SubmitResult
 from postbackd.router import Router
 from postbackd.spool import Spool
 
 log = get_logger("postbackd.intake")
+
+RejectReason = Literal["invalid", "unauthorized", "too_large", "unavailable"]
+"""Why a source refused input; the ``reason`` label of postbackd_events_rejected_total."""
 
 
 @dataclass(frozen=True)
@@ -46,23 +54,24 @@ class Intake:
         self.on_committed = on_committed
         self.closed = False
 
-    def submitter(self, source: str) -> Submit:
+    def submitter(self, source: str) -> SourceSubmit:
         """The `submit` callable handed to a source plugin."""
+        return SourceSubmit(self, source)
 
-        async def submit(event: Event) -> SubmitResult:
-            return await self.submit(event, source=source)
-
-        return submit
+    def rejected(self, source: str, reason: RejectReason, count: int = 1) -> None:
+        """Count input a source refused (`count` events, or 1 for a request it could not read)."""
+        self.metrics.events_rejected.labels(source, reason).inc(count)
 
     async def submit(self, event: Event, *, source: str) -> SubmitResult:
         if self.closed:
+            self.rejected(source, "unavailable")
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
         generation = self.current()
         deliveries = generation.router.route(event)
         try:
             outcome = await self.spool.submit(event, deliveries, source=source)
         except SpoolUnavailable as exc:
-            self.metrics.events_rejected.labels(source, "unavailable").inc()
+            self.rejected(source, "unavailable")
             log.error(
                 "event not stored",
                 event_id=event.id,
@@ -100,3 +109,17 @@ class Intake:
                 )
         self.on_committed(event)
         return SubmitResult(event.id, duplicate=False, deliveries=len(deliveries))
+
+
+class SourceSubmit:
+    """A source's `submit` (see `postbackd.plugin.Submit`), plus `rejected(reason)` to count."""
+
+    def __init__(self, intake: Intake, source: str) -> None:
+        self.intake = intake
+        self.source = source
+
+    async def __call__(self, event: Event) -> SubmitResult:
+        return await self.intake.submit(event, source=self.source)
+
+    def rejected(self, reason: RejectReason, count: int = 1) -> None:
+        self.intake.rejected(self.source, reason, count)

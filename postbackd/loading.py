@@ -48,17 +48,19 @@ class Plugins:
     def build_deliveries(self, tables: Mapping[str, Mapping[str, Any]]) -> list[Any]:
         """(Re)build delivery instances whose ``[deliveries.NAME]`` table changed.
 
-        Returns the replaced instances, for the caller to close once nothing uses them.
+        Returns the replaced instances, for the caller to close once nothing uses them. All
+        or nothing: if one plugin refuses its settings (PluginError), none is replaced.
         """
         context = self.context()
-        replaced = []
+        built: dict[str, tuple[Any, dict[str, Any]]] = {}
         for name, registered in self.host.deliveries.items():
             table = dict(tables.get(name, {}))
             if name in self.deliveries and self._built_with.get(name) == table:
                 continue
-            if name in self.deliveries:
-                replaced.append(self.deliveries[name])
-            self.deliveries[name] = instantiate(registered.value, table, context)
+            built[name] = (instantiate(registered.value, table, context), table)
+        replaced = [self.deliveries[name] for name in built if name in self.deliveries]
+        for name, (instance, table) in built.items():
+            self.deliveries[name] = instance
             self._built_with[name] = table
         return replaced
 

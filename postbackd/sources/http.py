@@ -63,17 +63,27 @@ class HttpSource:
             await self._runner.cleanup()
             self._runner = None
 
+    def _count_rejected(self, reason: str) -> None:
+        """Count a refused request in postbackd_events_rejected_total (the daemon's submit can)."""
+        rejected = getattr(self._submit, "rejected", None)
+        if rejected is not None:
+            rejected(reason)
+
     async def post_events(self, request: web.Request) -> web.Response:
         if not bearer_ok(request, self.token):
+            self._count_rejected("unauthorized")
             return unauthorized()
         if request.content_length is not None and request.content_length > self.max_body:
+            self._count_rejected("too_large")
             return _too_large(self.max_body)
         raw = await request.content.read(self.max_body + 1)
         if len(raw) > self.max_body:
+            self._count_rejected("too_large")
             return _too_large(self.max_body)
         try:
             events = parse_events(raw, max_events=MAX_EVENTS)
         except EventRejected as exc:
+            self._count_rejected("invalid")
             log.info(
                 "events rejected",
                 source="http",
@@ -90,6 +100,7 @@ class HttpSource:
             response.headers["Retry-After"] = "5"
             return response
         except EventRejected as exc:
+            self._count_rejected("invalid")
             return json_response(exc.as_json(), 400)
         return json_response(
             {
