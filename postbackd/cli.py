@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "postbackd.commands.reload",
     "postbackd.commands.samples",
     "postbackd.commands.customer",
+    "postbackd.commands.plugins",
 )
 
 

@@ -7,6 +7,14 @@ one instance per name with the ``[deliveries.NAME]`` table (or ``{}``) and calls
 it is built from its ``[sources.NAME]`` table and runs between ``start(submit)`` and ``stop()``.
 
 A class whose ``__init__`` accepts a ``context`` keyword also receives a `PluginContext`.
+`parse_event` (a decoded envelope → `Event`, or `EventRejected` naming the field) and
+`parse_duration` (``"5s"`` → 5.0) let a plugin check its input the way postbackd does.
+
+`API_VERSION` is the version of this surface and of the hooks in `postbackd.hookspecs`. It
+goes up only when something a plugin relies on changes incompatibly (a hook or a field
+removed or changed); additions keep it. A plugin may declare the version it was written for
+as a module attribute ``POSTBACKD_API_VERSION``: a plugin written for another version is
+refused at start-up with its name, instead of failing at its first event.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from postbackd import __version__
-from postbackd.events import Event, EventRejected
+from postbackd.events import Event, EventRejected, parse_event
+from postbackd.units import parse_duration
 
 if TYPE_CHECKING:
     from postbackd.config_model import Config
@@ -28,6 +37,7 @@ API_VERSION = 1
 PROJECT = "postbackd"
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a hook implementation: ``@hookimpl`` above ``def postbackd_register_deliveries``."""
 
 
 class OutcomeKind(StrEnum):
@@ -127,6 +137,8 @@ class PluginContext:
 
 
 class DeliveryPlugin(Protocol):
+    """What a delivery class provides; ``destination(options) -> str`` is optional."""
+
     def validate_options(self, options: Mapping[str, Any]) -> list[str]: ...
 
     async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome: ...
@@ -135,10 +147,25 @@ class DeliveryPlugin(Protocol):
 
 
 class SourcePlugin(Protocol):
-    async def start(self, submit: Submit) -> None: ...
+    """What a source class provides. ``ready`` (a bool attribute or property) is optional.
+
+    ``start`` returns once the source runs. It may return an awaitable — typically the
+    `asyncio.Task` of its main loop — which postbackd watches: if it ends before ``stop``
+    (an exception, or simply returning), the source has crashed and is stopped and started
+    again with backoff, like a ``start`` that raised.
+    """
+
+    async def start(self, submit: Submit) -> Awaitable[object] | None: ...
 
     async def stop(self) -> None: ...
 
+
+RegisterSource = Callable[[str, type], None]
+"""The ``register`` of `postbackd_register_sources`: ``register("mis-poll", MisPollSource)``."""
+RegisterDelivery = Callable[[str, type], None]
+"""The ``register`` of `postbackd_register_deliveries`: ``register("chat", ChatDelivery)``."""
+RegisterFunction = Callable[[str, Callable[..., Any]], None]
+"""The ``register`` of the template hooks: ``register("money", money)``."""
 
 __all__ = [
     "API_VERSION",
@@ -149,9 +176,14 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "PluginContext",
+    "RegisterDelivery",
+    "RegisterFunction",
+    "RegisterSource",
     "SourcePlugin",
     "SpoolUnavailable",
     "Submit",
     "SubmitResult",
     "hookimpl",
+    "parse_duration",
+    "parse_event",
 ]

@@ -3,20 +3,24 @@
 Only what changed is rebuilt: a source whose ``[sources.NAME]`` table is unchanged keeps
 running (its listener keeps serving) across a reload; a changed one is stopped and started
 with its new settings. With no HTTP source, the admin API still listens on
-``[daemon] admin_listen`` so health and metrics always exist. A source whose start fails is
-retried with backoff and reported not ready.
+``[daemon] admin_listen`` so health and metrics always exist.
+
+Sources are supervised: one whose ``start`` raises, or whose watched task (what ``start``
+returned) dies, is stopped, reported not ready, counted, and started again with backoff —
+the rest of the daemon goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from postbackd.api import build_app, split_listen
 from postbackd.config_model import Config
@@ -24,20 +28,23 @@ from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import PluginContext
-from postbackd.plugins import PluginHost, instantiate
+from postbackd.plugins import PluginError, PluginHost, instantiate
 
 log = get_logger("postbackd.sources")
 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+STABLE_AFTER = 60.0  # a source that ran this long before crashing starts the backoff afresh
 HTTP_SOURCE = "http"
 
 
 @dataclass
 class _Running:
     settings: Mapping[str, Any]
-    instance: Any
+    instance: Any  # None when no plugin could be built; `error` says why
     started: bool = False
+    error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    watched: asyncio.Future[Any] | None = field(default=None, repr=False)
 
 
 class SourceSet:
@@ -54,75 +61,134 @@ class SourceSet:
         self.intake = intake
         self.metrics = metrics
         self.admin_routes = admin_routes
+        self.restarts = Counter(
+            "postbackd_source_restarts",
+            "Sources started again after their start raised or their task ended",
+            ["source"],
+            registry=metrics.registry,
+        )
         self._running: dict[str, _Running] = {}
         self._admin: web.AppRunner | None = None
         self._admin_listen: str | None = None
+        self._applied = False
 
     async def apply(self, config: Config) -> None:
+        """Start, stop and restart sources to match `config`.
+
+        At start-up a source that cannot be built (unknown name, bad settings) raises
+        PluginError, which stops the daemon with that message; after a reload it is logged
+        and reported not ready, and the other sources go on.
+        """
         wanted = {name: dict(source.settings) for name, source in config.sources.items()}
         for name in list(self._running):
             if name not in wanted or wanted[name] != self._running[name].settings:
                 await self._stop(name)
         for name, settings in wanted.items():
             if name not in self._running:
-                self._start(name, settings)
+                self._start(name, settings, strict=not self._applied)
+        self._applied = True
         await self._apply_admin_listener(config)
 
     def readiness(self) -> dict[str, bool]:
         result = {}
         for name, running in self._running.items():
-            ready = running.started and bool(getattr(running.instance, "ready", True))
+            ready = (
+                running.instance is not None
+                and running.started
+                and bool(getattr(running.instance, "ready", True))
+            )
             result[name] = ready
             self.metrics.sources_ready.labels(name).set(1 if ready else 0)
         return result
+
+    def errors(self) -> dict[str, str]:
+        """The last crash or start error of each source that has one."""
+        return {name: r.error for name, r in self._running.items() if r.error is not None}
 
     async def stop_all(self) -> None:
         for name in list(self._running):
             await self._stop(name)
         await self._stop_admin()
 
-    def _start(self, name: str, settings: Mapping[str, Any]) -> None:
-        registered = self.host.sources.get(name)
-        if registered is None:  # the config loader reports this; never start a stranger
-            log.error("no source plugin registered under this name", source=name)
+    def _start(self, name: str, settings: Mapping[str, Any], *, strict: bool) -> None:
+        try:
+            instance = self._build(name, settings)
+        except PluginError as exc:
+            if strict:
+                raise
+            log.error("source not started", source=name, error=str(exc))
+            self._running[name] = _Running(settings, None, error=str(exc))
             return
-        instance = instantiate(registered.value, settings, self.context)
         running = _Running(settings, instance)
-        running.task = asyncio.create_task(self._keep_started(name, running), name=f"source-{name}")
+        running.task = asyncio.create_task(self._supervise(name, running), name=f"source-{name}")
         self._running[name] = running
 
-    async def _keep_started(self, name: str, running: _Running) -> None:
-        """Start a source; if `start` raises, try again with backoff until it works."""
-        for attempt in itertools.count():
+    def _build(self, name: str, settings: Mapping[str, Any]) -> Any:
+        registered = self.host.sources.get(name)
+        if registered is None:
+            known = ", ".join(sorted(self.host.sources)) or "none"
+            raise PluginError(
+                f"[sources.{name}]: no source plugin is registered under {name!r} "
+                f"(registered: {known}); install the plugin or remove the table"
+            )
+        label = f"[sources.{name}] of plugin {self.host.label(registered.plugin)}"
+        return instantiate(registered.value, settings, self.context, label=label)
+
+    async def _supervise(self, name: str, running: _Running) -> None:
+        """Start a source and keep it running.
+
+        A `start` that raises, or a watched awaitable (what `start` returned) that ends while
+        the source should run, is a crash: the source is stopped, counted in
+        ``postbackd_source_restarts``, reported not ready, and started again after a backoff.
+        """
+        failures = 0
+        while True:
+            began = time.monotonic()
             try:
-                await running.instance.start(self.intake.submitter(name))
+                returned = await running.instance.start(self.intake.submitter(name))
+                running.started, running.error = True, None
+                if returned is None:
+                    return
+                running.watched = asyncio.ensure_future(returned)
+                await asyncio.wait([running.watched])
+                if running.watched.cancelled():
+                    raise RuntimeError("its task was cancelled while the source should be running")
+                running.watched.result()
+                raise RuntimeError("its task returned while the source should be running")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                delay = RESTART_BACKOFF[min(attempt, len(RESTART_BACKOFF) - 1)]
-                log.error(
-                    "source failed to start; retrying",
-                    source=name,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in_s=delay,
-                )
-                with contextlib.suppress(Exception):
-                    await running.instance.stop()
-                await asyncio.sleep(delay)
-                continue
-            running.started = True
-            return
+                crashed = running.started
+                running.started = False
+                running.error = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - began >= STABLE_AFTER:
+                failures = 0
+            delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)]
+            failures += 1
+            self.restarts.labels(name).inc()
+            log.error(
+                "source crashed; restarting" if crashed else "source failed to start; retrying",
+                source=name,
+                plugin=self.host.label(self.host.sources[name].plugin),
+                error=running.error,
+                retry_in_s=delay,
+            )
+            with contextlib.suppress(Exception):
+                await running.instance.stop()
+            await _cancel(running.watched)
+            running.watched = None
+            await asyncio.sleep(delay)
 
     async def _stop(self, name: str) -> None:
         running = self._running.pop(name)
-        if running.task is not None and not running.task.done():
-            running.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running.task
+        await _cancel(running.task)
+        if running.instance is None:
+            return
         try:
             await running.instance.stop()
         except Exception as exc:
             log.error("source failed to stop cleanly", source=name, error=str(exc))
+        await _cancel(running.watched)
 
     async def _apply_admin_listener(self, config: Config) -> None:
         listen = None if HTTP_SOURCE in config.sources else config.daemon.admin_listen
@@ -144,3 +210,13 @@ class SourceSet:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin, self._admin_listen = None, None
+
+
+async def _cancel(future: asyncio.Future[Any] | None) -> None:
+    """Cancel a task (if still running) and wait for it; its own error is not ours to raise."""
+    if future is None:
+        return
+    if not future.done():
+        future.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await future
