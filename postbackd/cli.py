@@ -24,6 +24,9 @@ COMMANDS: tuple[str, ...] = (
     "postbackd.commands.samples",
     "postbackd.commands.customer",
     "postbackd.commands.plugins",
+    "postbackd.commands.requests",
+    "postbackd.commands.queue",
+    "postbackd.commands.erase",
 )
 
 

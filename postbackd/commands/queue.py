@@ -1,0 +1,276 @@
+"""`postbackd queue list|show|retry|hold|release|purge|stats`: Postfix's operator verbs on the
+spool, beside the running daemon (its dispatcher picks the changes up within a second).
+
+The verbs compose with jq: ``queue list --state dead --json | jq -r .id | queue retry -``.
+Each says what it did ("retried 3 deliveries"); given explicit ids of which none could be
+acted on, it exits 1. `purge` asks first on a terminal and, with no terminal, wants --yes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from yarl import URL
+
+from postbackd.commands.requests import list_requests, show_delivery
+from postbackd.commands.spool_access import (
+    STATE_NAMES,
+    CommandFailed,
+    ListQuery,
+    add_filter_options,
+    add_id_arguments,
+    add_spool_options,
+    ask,
+    iter_deliveries,
+    plural,
+    print_json_line,
+    read_ids,
+    require_consent,
+    resolve_ids,
+    run_on_spool,
+    short_duration,
+)
+from postbackd.spool import RETRYABLE, Spool
+from postbackd.spool_model import DeliveryState
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "queue",
+        help="list, show, retry, hold, release or purge deliveries in the spool",
+        description="Operator verbs on the spool, usable while the daemon runs. Ids may come "
+        "from stdin with '-', one a line.",
+    )
+    verbs = parser.add_subparsers(title="verbs", metavar="VERB", required=True)
+
+    listing = verbs.add_parser("list", help="deliveries in every state, newest first")
+    add_filter_options(listing, default_limit=None)
+    _common(listing, _list)
+
+    show = verbs.add_parser("show", help="one delivery: event, template, requests, responses")
+    show.add_argument("id", metavar="ID", help="delivery id (or its first 8+ characters)")
+    show.add_argument("--json", action="store_true", help="the delivery as one JSON object")
+    _common(show, _show)
+
+    retry = verbs.add_parser(
+        "retry",
+        help="make deliveries due now (dead and failed ones start a fresh schedule)",
+        description="Make deliveries due now. Dead, failed and cancelled ones start a fresh "
+        "retry schedule; failed ones are rendered again with the current template.",
+    )
+    add_id_arguments(retry)
+    retry.add_argument(
+        "--destination",
+        metavar="HOST",
+        help='only deliveries to this destination: "https://host:443", "host:port" or a '
+        "bare host (any scheme and port)",
+    )
+    retry.add_argument(
+        "--state",
+        choices=[str(state) for state in RETRYABLE],
+        help="only deliveries in this state (default: pending, dead and failed)",
+    )
+    retry.add_argument("--customer", metavar="C", help="only this customer's deliveries")
+    retry.add_argument("--all", action="store_true", help="every pending, dead, failed delivery")
+    _common(retry, _retry)
+
+    hold = verbs.add_parser("hold", help="pending → held: never attempted until released")
+    add_id_arguments(hold)
+    hold.add_argument("--customer", metavar="C", help="every pending delivery of this customer")
+    _common(hold, _hold)
+
+    release = verbs.add_parser("release", help="held → pending, due now")
+    add_id_arguments(release)
+    release.add_argument("--customer", metavar="C", help="every held delivery of this customer")
+    _common(release, _release)
+
+    purge = verbs.add_parser("purge", help="delete deliveries and their request log")
+    add_id_arguments(purge)
+    purge.add_argument("--state", choices=STATE_NAMES, help="only deliveries in this state")
+    purge.add_argument("--customer", metavar="C", help="only this customer's deliveries")
+    purge.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    _common(purge, _purge)
+
+    stats = verbs.add_parser("stats", help="deliveries per state, oldest pending, events")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    _common(stats, _stats)
+
+
+def _common(parser: argparse.ArgumentParser, verb: object) -> None:
+    add_spool_options(parser)
+    parser.set_defaults(func=run, verb=verb)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_on_spool(args, lambda spool: args.verb(spool, args))
+
+
+# ---------------------------------------------------------------------- verbs
+
+
+async def _list(spool: Spool, args: argparse.Namespace) -> int:
+    return await list_requests(spool, args)
+
+
+async def _show(spool: Spool, args: argparse.Namespace) -> int:
+    return await show_delivery(spool, args.id, args.json)
+
+
+async def _retry(spool: Spool, args: argparse.Namespace) -> int:
+    _require_selection(args, "retry", "--destination HOST, --state S, --customer C or --all")
+    ids = await _given_ids(spool, args)
+    if args.destination is None:
+        count = await spool.retry(ids, state=args.state, customer=args.customer)
+    else:
+        count = 0
+        for destination in await _destinations(spool, args.destination, args.customer):
+            count += await spool.retry(
+                ids, state=args.state, customer=args.customer, destination=destination
+            )
+    return _report("retried", count, ids, "none of them is dead, failed, held or pending")
+
+
+async def _hold(spool: Spool, args: argparse.Namespace) -> int:
+    _require_selection(args, "hold", "--customer C")
+    ids = await _given_ids(spool, args)
+    count = await spool.hold(ids, customer=args.customer)
+    return _report("held", count, ids, "none of them is pending")
+
+
+async def _release(spool: Spool, args: argparse.Namespace) -> int:
+    _require_selection(args, "release", "--customer C")
+    ids = await _given_ids(spool, args)
+    count = await spool.release(ids, customer=args.customer)
+    return _report("released", count, ids, "none of them is held")
+
+
+async def _purge(spool: Spool, args: argparse.Namespace) -> int:
+    _require_selection(args, "purge", "--state S or --customer C")
+    stdin_used = "-" in args.ids
+    require_consent(yes=args.yes, stdin_used=stdin_used, refusal="not purging")
+    ids = await _given_ids(spool, args)
+    if not args.yes:
+        matching = await _count(spool, ids, args.state, args.customer)
+        if matching:
+            ask(f"Delete {plural(matching, 'delivery', 'deliveries')} and their request log?")
+    count = await spool.purge(ids, state=args.state, customer=args.customer)
+    return _report("purged", count, ids, "none of them is in the spool")
+
+
+async def _stats(spool: Spool, args: argparse.Namespace) -> int:
+    stats = await spool.stats()
+    if args.json:
+        print_json_line(stats.to_dict())
+        return 0
+    oldest = stats.oldest_pending_age
+    rows = [
+        ("deliveries", str(stats.deliveries)),
+        *((f"  {state}", str(count)) for state, count in stats.by_state.items()),
+        ("oldest pending", "-" if oldest is None else short_duration(oldest)),
+        ("events", str(stats.events)),
+        ("unmatched events", str(stats.unmatched_events)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value.rjust(6)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _require_selection(args: argparse.Namespace, verb: str, selectors: str) -> None:
+    chosen = [
+        args.ids,
+        getattr(args, "destination", None),
+        getattr(args, "state", None),
+        getattr(args, "customer", None),
+        getattr(args, "all", False),
+    ]
+    if not any(chosen):
+        raise CommandFailed(
+            f"postbackd queue {verb}: say which deliveries: ID..., - (ids on stdin) or {selectors}",
+            2,
+        )
+
+
+async def _given_ids(spool: Spool, args: argparse.Namespace) -> list[str] | None:
+    """The ids of the command line or stdin (prefixes resolved); None when none were given."""
+    if not args.ids:
+        return None
+    return await resolve_ids(spool, read_ids(args.ids))
+
+
+def _report(done: str, count: int, ids: list[str] | None, why_none: str) -> int:
+    print(f"{done} {plural(count, 'delivery', 'deliveries')}")
+    if ids is not None and count == 0:
+        given = plural(len(ids), "delivery id", "delivery ids")
+        print(f"nothing {done} among the {given} given: {why_none}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _count(
+    spool: Spool, ids: list[str] | None, state: str | None, customer: str | None
+) -> int:
+    """How many deliveries a purge with these selectors would delete (for its question)."""
+    if ids is None:
+        return sum(
+            [1 async for _ in iter_deliveries(spool, ListQuery(state=state, customer=customer))]
+        )
+    count = 0
+    for delivery_id in ids:
+        detail = await spool.get_delivery(delivery_id)
+        if detail is None:
+            continue
+        summary = detail.summary
+        if (state is None or summary.state == state) and customer in (None, summary.customer):
+            count += 1
+    return count
+
+
+async def _destinations(spool: Spool, pattern: str, customer: str | None) -> list[str]:
+    """The stored destinations `pattern` names (see `destination_matches`)."""
+    seen: set[str] = set()
+    async for summary in iter_deliveries(spool, ListQuery(customer=customer)):
+        if summary.destination and summary.state is not DeliveryState.DONE:
+            seen.add(summary.destination)
+    matching = sorted(d for d in seen if destination_matches(pattern, d))
+    if not matching:
+        known = ", ".join(sorted(seen)) or "none"
+        print(
+            f"no delivery waiting or failed goes to {pattern!r} (destinations: {known})",
+            file=sys.stderr,
+        )
+    return matching
+
+
+def destination_matches(pattern: str, destination: str) -> bool:
+    """Whether an operator's `pattern` names `destination` (``scheme://host:port``).
+
+    ``https://acme.example`` means port 443; ``acme.example:8443`` any scheme on that port;
+    a bare host (or IP address) any scheme and port of it.
+    """
+    if pattern == destination:
+        return True
+    target = _split(destination, "://" in destination)
+    wanted = _split(pattern, "://" in pattern)
+    if target is None or wanted is None:
+        return False
+    return all(want is None or want == have for want, have in zip(wanted, target, strict=True))
+
+
+def _split(text: str, with_scheme: bool) -> tuple[str | None, str | None, int | None] | None:
+    """(scheme, host, port) of a destination or pattern; None for what is neither."""
+    if not with_scheme and text.count(":") > 1 and not text.startswith("["):
+        return None, text.lower(), None  # a bare IPv6 address
+    try:
+        url = URL(text if with_scheme else f"//{text}")
+    except ValueError:
+        return None
+    if not url.host:
+        return None
+    if with_scheme:
+        return url.scheme or None, url.host.lower(), url.port
+    return None, url.host.lower(), url.explicit_port

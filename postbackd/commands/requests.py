@@ -1,0 +1,247 @@
+"""`postbackd requests`: the request log in a terminal, and `requests show ID` for one delivery.
+
+The listing is the web UI's Requests page: newest first, one aligned line per delivery, cut to
+the terminal's width (``--json`` gives every field as JSON lines, for jq). `show` prints the
+four stages an operator debugs with (DESIGN §6): the original event, the template processing,
+and for each attempt the final request and the system's response, as the spool recorded them
+(secrets were masked before they were stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from postbackd.commands.spool_access import (
+    CommandFailed,
+    ListQuery,
+    add_filter_options,
+    add_spool_options,
+    format_table,
+    iter_deliveries,
+    plural,
+    print_json_line,
+    resolve_ids,
+    run_on_spool,
+    short_duration,
+    terminal_width,
+)
+from postbackd.spool import Spool
+from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState
+
+INDENT = "  "
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "requests",
+        help="the request log: deliveries newest first; 'requests show ID' for one",
+        description="List deliveries newest first, or 'requests show ID' for one delivery's "
+        "event, template processing, requests and responses. Reads the spool directly; the "
+        "daemon may be running.",
+        usage="postbackd requests [options] [show ID]",
+    )
+    parser.add_argument("words", nargs="*", metavar="show ID", help="show one delivery")
+    add_spool_options(parser)
+    add_filter_options(parser, default_limit=50)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.words:
+        return run_on_spool(args, lambda spool: list_requests(spool, args))
+    if len(args.words) == 2 and args.words[0] == "show":
+        delivery_id = args.words[1]
+        return run_on_spool(args, lambda spool: show_delivery(spool, delivery_id, args.json))
+    print(
+        f"postbackd requests: unexpected {' '.join(args.words)!r}; use 'requests [options]' "
+        "or 'requests show ID'",
+        file=sys.stderr,
+    )
+    return 2
+
+
+async def list_requests(spool: Spool, args: argparse.Namespace) -> int:
+    """Print the matching deliveries (a table, or JSON lines with --json)."""
+    query = ListQuery.from_args(args)
+    if args.json:
+        async for summary in iter_deliveries(spool, query, args.limit):
+            print_json_line(summary.to_dict())
+        return 0
+    summaries = [summary async for summary in iter_deliveries(spool, query, args.limit)]
+    if not summaries:
+        print("no deliveries match", file=sys.stderr)
+        return 0
+    for line in format_table(summaries, width=terminal_width(), now=time.time()):
+        print(line)
+    return 0
+
+
+async def show_delivery(spool: Spool, delivery_id: str, as_json: bool) -> int:
+    """Print one delivery's four stages; an unknown id is an error (exit 1)."""
+    (resolved,) = await resolve_ids(spool, [delivery_id])
+    detail = await spool.get_delivery(resolved)
+    if detail is None:
+        raise CommandFailed(
+            f"no delivery {delivery_id}: it may have been pruned or purged "
+            "(list them with 'postbackd requests')"
+        )
+    if as_json:
+        print_json_line(detail.to_dict())
+    else:
+        print("\n".join(format_detail(detail, time.time())))
+    return 0
+
+
+# ---------------------------------------------------------------------- the four stages
+
+
+def format_detail(detail: DeliveryDetail, now: float) -> list[str]:
+    s = detail.summary
+    lines = [f"DELIVERY {s.id}"]
+    lines += _fields(
+        [
+            ("customer", s.customer),
+            ("trigger", f"{s.trigger} ({s.plugin})"),
+            ("event", f"{s.event_id}  {s.event_type}"),
+            ("order", s.order_id),
+            ("destination", s.destination),
+            ("created", _stamp(s.created_at)),
+            ("state", _state_line(detail, now)),
+            ("last", " ".join(str(x) for x in (s.last_status, s.last_error) if x) or None),
+        ]
+    )
+    lines += ["", "EVENT", *_indented(_pretty_json(detail.event))]
+    lines += ["", f"TEMPLATE ({detail.format}, {detail.content_type})"]
+    if detail.render_error is not None:
+        lines.append(f"{INDENT}render error: {detail.render_error}")
+    if detail.subject is not None:
+        lines.append(f"{INDENT}subject: {detail.subject}")
+    if detail.body is not None:
+        body = detail.body.decode("utf-8", "replace")
+        lines += _indented(_pretty_body(body, detail.content_type))
+    elif detail.render_error is None:
+        lines.append(f"{INDENT}(no body stored)")
+    if not detail.attempts:
+        lines += ["", "ATTEMPTS", f"{INDENT}none yet"]
+    for attempt in detail.attempts:
+        lines += ["", *format_attempt(attempt, len(detail.attempts))]
+    return lines
+
+
+def format_attempt(attempt: AttemptRecord, total: int) -> list[str]:
+    title = (
+        f"ATTEMPT {attempt.number} of {total}  {_stamp(attempt.started_at)}  "
+        f"{attempt.outcome}  {attempt.duration * 1000:.0f} ms"
+    )
+    lines = [title]
+    if attempt.error:
+        lines.append(f"{INDENT}error: {attempt.error}")
+    lines.append(f"{INDENT}request:")
+    lines += _indented(_request_lines(attempt.request), 2)
+    lines.append(f"{INDENT}response:")
+    lines += _indented(_response_lines(attempt.response, attempt.status), 2)
+    return lines
+
+
+def _request_lines(request: Mapping[str, Any] | None) -> list[str]:
+    if not request:
+        return ["(none: no request was made)"]
+    lines = []
+    if "method" in request and "url" in request:
+        lines.append(f"{request['method']} {request['url']}")
+    lines += _headers(request.get("headers"))
+    lines += _other_keys(request, {"method", "url", "headers"})
+    return lines
+
+
+def _response_lines(response: Mapping[str, Any] | None, status: int | None) -> list[str]:
+    if not response:
+        return [f"status {status}" if status is not None else "(none recorded)"]
+    lines = []
+    if "status" in response:
+        reason = response.get("reason") or ""
+        lines.append(f"{response['status']} {reason}".rstrip())
+    if "error" in response:
+        lines.append(f"network error: {response['error']}")
+    if "latency_ms" in response:
+        lines.append(f"latency: {response['latency_ms']} ms")
+    lines += _headers(response.get("headers"))
+    lines += _other_keys(response, {"status", "reason", "error", "latency_ms", "headers", "body"})
+    body = response.get("body")
+    if body:
+        note = " (first part only)" if response.get("truncated") else ""
+        lines.append(f"body{note}:")
+        content_type = _header(response.get("headers"), "content-type")
+        lines += _indented(_pretty_body(str(body), content_type))
+    return lines
+
+
+def _headers(headers: Any) -> list[str]:
+    if not isinstance(headers, Mapping):
+        return []
+    return [f"{name}: {value}" for name, value in headers.items()]
+
+
+def _header(headers: Any, name: str) -> str:
+    if isinstance(headers, Mapping):
+        for key, value in headers.items():
+            if str(key).lower() == name:
+                return str(value)
+    return ""
+
+
+def _other_keys(data: Mapping[str, Any], shown: set[str]) -> list[str]:
+    lines = []
+    for key, value in data.items():
+        if key in shown or key == "truncated":
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"{key}: {text}")
+    return lines
+
+
+def _state_line(detail: DeliveryDetail, now: float) -> str:
+    s = detail.summary
+    line = f"{s.state} after {plural(s.attempts, 'attempt')}"
+    if s.state is DeliveryState.PENDING and s.next_attempt_at is not None:
+        wait = s.next_attempt_at - now
+        line += f", next in {short_duration(wait)}" if wait >= 1 else ", due now"
+    if s.state is DeliveryState.HELD and s.held_reason:
+        line += f" ({s.held_reason})"
+    if s.finished_at is not None:
+        line += f", finished {_stamp(s.finished_at)}"
+    return line
+
+
+def _fields(pairs: list[tuple[str, str | None]]) -> list[str]:
+    width = max(len(name) for name, _ in pairs)
+    return [f"{INDENT}{name.ljust(width)}  {value}" for name, value in pairs if value]
+
+
+def _stamp(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _pretty_json(value: Any) -> list[str]:
+    return json.dumps(value, indent=2, ensure_ascii=False).splitlines()
+
+
+def _pretty_body(body: str, content_type: str) -> list[str]:
+    """A JSON body indented for reading; anything else as it is."""
+    if "json" in content_type.lower():
+        try:
+            return _pretty_json(json.loads(body))
+        except ValueError:
+            pass
+    return body.splitlines() or [""]
+
+
+def _indented(lines: list[str], depth: int = 1) -> list[str]:
+    prefix = INDENT * depth
+    return [f"{prefix}{line}" if line else "" for line in lines]

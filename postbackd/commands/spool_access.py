@@ -1,0 +1,413 @@
+"""What the spool commands (`requests`, `queue`, `erase`) share: opening the configured spool
+beside the running daemon, the listing filters, ids from arguments or stdin, and the output.
+
+These commands work on the spool file directly, not through the daemon: it holds the spool's
+owner lock, so they open it non-exclusively (SQLite WAL lets both write), and its dispatcher
+looks at the spool at least once a second, so a retry or release is acted on within a second.
+A missing spool file is reported, never created: a typo must not yield an empty new spool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from postbackd import jsoncodec
+from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
+from postbackd.plugin import SpoolUnavailable
+from postbackd.spool import Spool
+from postbackd.spool_model import DeliveryState, DeliverySummary, SpoolError
+from postbackd.units import parse_duration
+
+PAGE = 500
+FULL_ID_LENGTH = 36  # a delivery id is a UUID (router.delivery_id)
+MIN_PREFIX = 8
+SHORT_ID = 8
+STATE_NAMES = tuple(state.value for state in DeliveryState)
+
+
+class CommandFailed(Exception):
+    """A spool command cannot go on: `message` for stderr, `code` to exit with (1 or 2)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# ---------------------------------------------------------------------- options
+
+
+def add_spool_options(parser: argparse.ArgumentParser) -> None:
+    add_conf_dir_option(parser)
+    parser.add_argument(
+        "--spool",
+        type=Path,
+        metavar="PATH",
+        help="the spool file to open (default: [daemon] spool of the configuration)",
+    )
+
+
+def add_filter_options(parser: argparse.ArgumentParser, *, default_limit: int | None) -> None:
+    parser.add_argument("--customer", metavar="C", help="only this customer's deliveries")
+    parser.add_argument("--trigger", metavar="T", help="only this trigger's deliveries")
+    parser.add_argument("--state", metavar="S", choices=STATE_NAMES, help="only this state")
+    parser.add_argument("--order", metavar="O", help="only deliveries of this order id")
+    parser.add_argument(
+        "--event-type", metavar="E", help="only this event type (e.g. order.shipped)"
+    )
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=since_argument,
+        help='created since a duration ago ("1h", "2d") or an ISO time ("2024-05-01T12:00")',
+    )
+    shown = "all" if default_limit is None else str(default_limit)
+    parser.add_argument(
+        "--limit",
+        metavar="N",
+        type=positive_int,
+        default=default_limit,
+        help=f"at most N deliveries, newest first (default: {shown})",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines, one per delivery")
+
+
+def since_argument(text: str) -> float:
+    try:
+        return parse_since(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_since(text: str, now: float) -> float:
+    """A duration back from `now` ("1h", "2d", "90m") or an ISO time (local when no offset)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f'{text!r} is neither a duration ("1h", "2d") nor an ISO time ("2024-05-01T12:00")'
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The listing filters of a command line, as `Spool.list_deliveries` takes them."""
+
+    state: str | None = None
+    customer: str | None = None
+    trigger: str | None = None
+    order: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ListQuery:
+        return cls(
+            state=args.state,
+            customer=args.customer,
+            trigger=args.trigger,
+            order=args.order,
+            event_type=args.event_type,
+            since=args.since,
+        )
+
+
+# ---------------------------------------------------------------------- running
+
+
+SpoolCommand = Callable[[Spool], Awaitable[int]]
+
+
+def run_on_spool(args: argparse.Namespace, command: SpoolCommand) -> int:
+    """Open the spool `args` name, run `command` on it, close it; errors become exit codes."""
+    try:
+        path = spool_path(args)
+        return asyncio.run(_with_spool(path, command))
+    except CommandFailed as exc:
+        print(exc.message, file=sys.stderr)
+        return exc.code
+    except (SpoolError, SpoolUnavailable) as exc:
+        print(f"postbackd: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _with_spool(path: Path, command: SpoolCommand) -> int:
+    spool = await Spool.open(path)
+    try:
+        return await command(spool)
+    finally:
+        await spool.close()
+
+
+def spool_path(args: argparse.Namespace) -> Path:
+    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist."""
+    if args.spool is not None:
+        path: Path = args.spool
+        if not path.is_file():
+            raise CommandFailed(f"spool {path} not found: give the path of an existing spool file")
+        return path
+    from postbackd.config import ConfigError, load_config
+
+    conf_dir = resolve_conf_dir(args.conf_dir)
+    try:
+        config = load_config(conf_dir, expand_secrets=False)
+    except ConfigError as exc:
+        errors = "\n".join(str(diagnostic) for diagnostic in exc.errors)
+        raise CommandFailed(
+            f"{errors}\ncannot find the spool in this configuration: fix it, or give the "
+            "spool file with --spool PATH"
+        ) from None
+    path = config.daemon.spool
+    if not path.is_file():
+        raise CommandFailed(
+            f"spool {path} not found ([daemon] spool of {conf_dir}): is this the daemon's "
+            "configuration (-c DIR)? The daemon creates it at its first start; or give the "
+            "file with --spool PATH"
+        )
+    return path
+
+
+async def iter_deliveries(
+    spool: Spool, query: ListQuery, limit: int | None = None
+) -> AsyncIterator[DeliverySummary]:
+    """Deliveries matching `query`, newest first, a page at a time (never all in memory)."""
+    cursor: str | None = None
+    left = limit
+    while left is None or left > 0:
+        size = PAGE if left is None else min(PAGE, left)
+        page, cursor = await spool.list_deliveries(**asdict(query), limit=size, cursor=cursor)
+        for summary in page:
+            yield summary
+        if left is not None:
+            left -= len(page)
+        if cursor is None:
+            return
+
+
+# ---------------------------------------------------------------------- ids
+
+
+def add_id_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ids",
+        nargs="*",
+        metavar="ID",
+        help="delivery ids (or their first 8+ characters); - reads ids from stdin, one a line",
+    )
+
+
+def read_ids(values: Sequence[str], stdin: Iterable[str] | None = None) -> list[str]:
+    """The ids of the command line, ``-`` standing for stdin (one a line, blanks ignored)."""
+    ids: list[str] = []
+    for value in values:
+        if value == "-":
+            lines = sys.stdin if stdin is None else stdin
+            ids.extend(line.strip() for line in lines if line.strip())
+        else:
+            ids.append(value.strip())
+    return list(dict.fromkeys(ids))
+
+
+async def resolve_ids(spool: Spool, ids: Sequence[str]) -> list[str]:
+    """Full ids as given; an id prefix (8 or more characters) replaced by the one id it starts.
+
+    Raises `CommandFailed` when a prefix matches no delivery or several.
+    """
+    prefixes = [
+        i for i in ids if MIN_PREFIX <= len(i) < FULL_ID_LENGTH and not await _exists(spool, i)
+    ]
+    if not prefixes:
+        return list(ids)
+    found: dict[str, list[str]] = {prefix: [] for prefix in prefixes}
+    async for summary in iter_deliveries(spool, ListQuery()):
+        for prefix, matches in found.items():
+            if summary.id.startswith(prefix):
+                matches.append(summary.id)
+        if all(len(matches) > 1 for matches in found.values()):
+            break
+    problems = []
+    for prefix, matches in found.items():
+        if not matches:
+            problems.append(f"no delivery id starts with {prefix!r}")
+        elif len(matches) > 1:
+            problems.append(
+                f"{prefix!r} starts several delivery ids ({', '.join(matches[:3])}): "
+                "give more of the id"
+            )
+    if problems:
+        raise CommandFailed("\n".join(problems))
+    return [found[i][0] if i in found else i for i in ids]
+
+
+async def _exists(spool: Spool, delivery_id: str) -> bool:
+    return await spool.get_delivery(delivery_id) is not None
+
+
+# ---------------------------------------------------------------------- asking
+
+
+def require_consent(*, yes: bool, stdin_used: bool, refusal: str) -> None:
+    """Without --yes there must be a terminal to ask on; else refuse up front (exit 2)."""
+    if not yes and (stdin_used or not sys.stdin.isatty()):
+        raise CommandFailed(f"{refusal}: no terminal to ask on; add --yes to go ahead", 2)
+
+
+def ask(question: str) -> None:
+    """Put `question` on the terminal; anything but yes raises `CommandFailed`."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise CommandFailed("cancelled: nothing changed")
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 delivery`, `3 deliveries`: `nouns` defaults to `noun` + "s"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
+
+
+# ---------------------------------------------------------------------- output
+
+
+def print_json_line(data: Any) -> None:
+    sys.stdout.write(jsoncodec.dumps(data).decode() + "\n")
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def short_duration(seconds: float) -> str:
+    """A compact age or delay: "12s", "4m05s", "3h05m", "2d03h"."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def format_time(timestamp: float, now: float) -> str:
+    """Local time, short: "10:33:22" today, "11-28 10:33" this year, else "2023-11-28"."""
+    moment, today = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(now)
+    if moment.date() == today.date():
+        return moment.strftime("%H:%M:%S")
+    if moment.year == today.year:
+        return moment.strftime("%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def short_destination(destination: str | None) -> str:
+    """HTTPS, the usual case, without its scheme and default port ("acme.example",
+    "acme.example:8443"); anything else as stored, so plain http stands out."""
+    if not destination:
+        return "-"
+    if not destination.startswith("https://"):
+        return destination
+    host = destination.removeprefix("https://")
+    return host.removesuffix(":443")
+
+
+def last_cell(summary: DeliverySummary, now: float) -> str:
+    """What happened last, and what comes next when that is not obvious from the state."""
+    parts: list[str] = []
+    if summary.state is DeliveryState.HELD and summary.held_reason:
+        parts.append(f"[{summary.held_reason}]")
+    if summary.last_status is not None:
+        parts.append(str(summary.last_status))
+    if summary.last_error:
+        parts.append(summary.last_error)
+    if summary.state is DeliveryState.PENDING and summary.next_attempt_at is not None:
+        wait = summary.next_attempt_at - now
+        parts.append(f"(next in {short_duration(wait)})" if wait >= 1 else "(due)")
+    return " ".join(parts) or "-"
+
+
+COLUMNS = ("TIME", "ID", "CUSTOMER", "TRIGGER", "EVENT", "DESTINATION", "STATE", "TRY", "LAST")
+RIGHT_ALIGNED = frozenset({"TRY"})
+SHRINK_ORDER = (
+    ("LAST", 30),
+    ("DESTINATION", 16),
+    ("TRIGGER", 12),
+    ("CUSTOMER", 10),
+    ("EVENT", 13),
+    ("LAST", 16),
+    ("DESTINATION", 10),
+    ("TRIGGER", 8),
+    ("CUSTOMER", 8),
+)
+"""Which column gives up room first, and down to how many characters, when a table is too
+wide: the last error before the rest, as it is the longest and `show` has it in full."""
+GAP = "  "
+
+
+def table_cells(summary: DeliverySummary, now: float) -> list[str]:
+    return [
+        format_time(summary.created_at, now),
+        summary.id[:SHORT_ID],
+        summary.customer,
+        summary.trigger,
+        summary.event_type,
+        short_destination(summary.destination),
+        str(summary.state),
+        str(summary.attempts),
+        last_cell(summary, now),
+    ]
+
+
+def format_table(summaries: Sequence[DeliverySummary], *, width: int, now: float) -> list[str]:
+    """Aligned lines (header first) that fit in `width` columns, long values cut with "…"."""
+    rows = [[_one_line(cell) for cell in table_cells(s, now)] for s in summaries]
+    widths = {
+        name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(COLUMNS)
+    }
+    excess = sum(widths.values()) + len(GAP) * (len(COLUMNS) - 1) - width
+    for name, floor in SHRINK_ORDER:
+        cut = min(max(0, excess), max(0, widths[name] - max(floor, len(name))))
+        widths[name] -= cut
+        excess -= cut
+    lines = []
+    for row in [list(COLUMNS), *rows]:
+        cells = [
+            _fit(cell, widths[name], right=name in RIGHT_ALIGNED)
+            for cell, name in zip(row, COLUMNS, strict=True)
+        ]
+        lines.append(GAP.join(cells).rstrip())
+    return lines
+
+
+def _fit(text: str, width: int, *, right: bool = False) -> str:
+    if len(text) > width:
+        text = text[: max(0, width - 1)] + "…"
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

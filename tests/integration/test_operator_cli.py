@@ -1,0 +1,281 @@
+"""The operator's spool commands (`requests`, `queue`, `erase`) against a live daemon.
+
+The daemon runs as a subprocess on a generated configuration and posts to a real receiver;
+every command is a real `python -m postbackd` subprocess on the daemon's configuration
+directory, working on the spool file while the daemon holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
+
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+
+
+async def cli(
+    daemon: DaemonProcess, *args: str, stdin: str | None = None, tty_answer: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``postbackd ARGS -c <the daemon's conf dir>`` in a thread (the receiver keeps serving).
+
+    Without `stdin` the command's stdin is not a terminal; with `tty_answer` it is one (a
+    pseudo-terminal) on which that answer is typed.
+    """
+    command = [sys.executable, "-m", "postbackd", *args, "-c", str(daemon.conf_dir)]
+    env = {**os.environ, "COLUMNS": "100"}
+    if tty_answer is None:
+        return await asyncio.to_thread(
+            subprocess.run,
+            command,
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+    return await asyncio.to_thread(_run_on_tty, command, tty_answer, env)
+
+
+def _run_on_tty(
+    command: list[str], answer: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode())
+        return subprocess.run(
+            command, stdin=terminal, capture_output=True, text=True, timeout=30, env=env
+        )
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+
+def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+async def settled(daemon: DaemonProcess, count: int, *states: str, timeout: float = 10.0):
+    """Poll the admin API until `count` deliveries are in `states`; return every delivery."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = await daemon.get("/v1/deliveries?limit=500")
+        assert status == 200, body
+        deliveries = body["deliveries"]
+        if sum(d["state"] in states for d in deliveries) >= count:
+            return deliveries
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {count} deliveries {states} within {timeout}s: {body}")
+        await asyncio.sleep(0.1)
+
+
+async def started(daemon_factory, receiver, tmp_path: Path, *, schedule: str | None = None):
+    """A running daemon posting to `receiver`; `schedule` replaces the short retry schedule."""
+    port = free_port()
+    files = webhook_config(receiver.url("/hook"), port=port, spool=tmp_path / "spool.db")
+    if schedule is not None:
+        files["acme.toml"] = files["acme.toml"].replace(
+            'retry_schedule = ["200ms", "200ms", "200ms"]', f"retry_schedule = {schedule}"
+        )
+    daemon = daemon_factory(receiver.url("/hook"), files=files)
+    daemon.port = port
+    daemon.start()
+    await daemon.wait_ready()
+    return daemon
+
+
+async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory, tmp_path):
+    receiver.script("/hook", [500, 200])
+    daemon = await started(daemon_factory, receiver, tmp_path)
+    await daemon.post(event("evt-a", order="o-1"))
+    await receiver.wait_for(2)
+    await daemon.post(event("evt-b", "order.delivered", order="o-2"))
+    await settled(daemon, 2, "done")
+
+    table, listed, only, future, typed = await asyncio.gather(
+        cli(daemon, "requests"),
+        cli(daemon, "requests", "--json"),
+        cli(daemon, "requests", "--order", "o-1", "--json"),
+        cli(daemon, "requests", "--since", "2999-01-01T00:00", "--json"),
+        cli(daemon, "requests", "--since", "1h", "--event-type", "order.delivered", "--json"),
+    )
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == [
+        "TIME", "ID", "CUSTOMER", "TRIGGER", "EVENT", "DESTINATION", "STATE", "TRY", "LAST"
+    ]  # fmt: skip
+    assert len(rows) == 2 and all(len(line) <= 100 for line in table.stdout.splitlines())
+    assert "order.delivered" in rows[0] and "order.shipped" in rows[1]  # newest first
+    assert all("acme-all" in row and "done" in row and "200" in row for row in rows)
+
+    assert [d["event_id"] for d in json_lines(listed)] == ["evt-b", "evt-a"]
+    first = json_lines(listed)[1]
+    assert first["attempts"] == 2 and first["destination"] == f"http://127.0.0.1:{receiver.port}"
+    assert first["id"][:8] in rows[1]
+    assert [d["id"] for d in json_lines(only)] == [first["id"]]
+    assert json_lines(future) == []
+    assert [d["event_id"] for d in json_lines(typed)] == ["evt-b"]
+
+    shown, by_prefix, as_json, unknown = await asyncio.gather(
+        cli(daemon, "requests", "show", first["id"]),
+        cli(daemon, "requests", "show", first["id"][:8]),
+        cli(daemon, "requests", "show", first["id"], "--json"),
+        cli(daemon, "requests", "show", UNKNOWN_ID),
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    for stage in ("EVENT", "TEMPLATE (json, application/json)", "ATTEMPT 1 of 2", "ATTEMPT 2 of 2"):
+        assert stage in text
+    assert '"id": "evt-a"' in text and '"orderId": "o-1"' in text  # the event
+    assert text.count(f"POST {receiver.url('/hook')}") == 2  # the requests
+    assert "webhook-signature: ***" in text and "whsec_" not in text
+    assert "500 Internal Server Error" in text and "200 OK" in text  # the responses
+    assert "latency:" in text and "nope" in text
+
+    assert by_prefix.returncode == 0 and by_prefix.stdout == text
+    detail = json.loads(as_json.stdout)
+    assert detail["delivery"]["id"] == first["id"]
+    assert [a["status"] for a in detail["attempts"]] == [500, 200]
+    assert json.loads(detail["template"]["body"])["orderId"] == "o-1"
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert f"no delivery {UNKNOWN_ID}" in unknown.stderr
+
+
+async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp_path):
+    receiver.script("/hook", [500])
+    daemon = await started(daemon_factory, receiver, tmp_path)
+    await daemon.post([event("evt-d1", order="o-1"), event("evt-d2", order="o-2")])
+    await settled(daemon, 2, "dead")
+    receiver.script("/hook", [200])
+    before = len(receiver.requests)
+
+    dead = json_lines(await cli(daemon, "queue", "list", "--state", "dead", "--json"))
+    assert len(dead) == 2 and all(d["attempts"] == 4 for d in dead)
+    ids = "".join(f"{d['id']}\n\n" for d in dead)  # as `jq -r .id` would print them
+    retried = await cli(daemon, "queue", "retry", "-", stdin=ids)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == "retried 2 deliveries\n"
+    # the daemon's dispatcher looks at the spool every second
+    await receiver.wait_for(before + 2, timeout=3)
+    deliveries = await settled(daemon, 2, "done", timeout=5)
+    assert {d["id"] for d in deliveries} == {d["id"] for d in dead}
+
+    done = json_lines(await cli(daemon, "queue", "list", "--state", "done", "--json"))
+    assert len(done) == 2 and all(d["attempts"] == 1 for d in done)  # a fresh schedule
+    again = await cli(daemon, "queue", "retry", UNKNOWN_ID)
+    assert again.returncode == 1 and again.stdout == "retried 0 deliveries\n"
+    nothing = await cli(daemon, "queue", "retry")
+    assert nothing.returncode == 2 and "say which deliveries" in nothing.stderr
+
+
+async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, tmp_path):
+    receiver.script("/hook", [500])
+    daemon = await started(daemon_factory, receiver, tmp_path, schedule='["30s", "30s"]')
+    await daemon.post(event("evt-h", order="o-1"))
+    await receiver.wait_for(1)
+    await settled(daemon, 1, "pending")
+
+    held = await cli(daemon, "queue", "hold", "--customer", "acme")
+    assert (held.returncode, held.stdout) == (0, "held 1 delivery\n")
+    (row,) = json_lines(await cli(daemon, "queue", "list", "--state", "held", "--json"))
+    assert row["held_reason"] == "held by operator"
+    table = (await cli(daemon, "queue", "list")).stdout
+    assert " held " in table and "[held by" in table
+    again = await cli(daemon, "queue", "hold", "--customer", "acme")
+    assert (again.returncode, again.stdout) == (0, "held 0 deliveries\n")
+
+    receiver.script("/hook", [200])
+    released = await cli(daemon, "queue", "release", "--customer", "acme")
+    assert (released.returncode, released.stdout) == (0, "released 1 delivery\n")
+    await receiver.wait_for(2, timeout=3)
+    await settled(daemon, 1, "done", timeout=5)
+
+    receiver.script("/hook", [500])
+    await daemon.post(event("evt-h2", order="o-2"))
+    await receiver.wait_for(3)
+    await settled(daemon, 1, "pending")
+    receiver.script("/hook", [200])
+    elsewhere = await cli(daemon, "queue", "retry", "--destination", "other.example")
+    assert (elsewhere.returncode, elsewhere.stdout) == (0, "retried 0 deliveries\n")
+    assert "127.0.0.1" in elsewhere.stderr  # names the destinations there are
+    retried = await cli(daemon, "queue", "retry", "--destination", "127.0.0.1")
+    assert (retried.returncode, retried.stdout) == (0, "retried 1 delivery\n")
+    await receiver.wait_for(4, timeout=3)
+    await settled(daemon, 2, "done", timeout=5)
+
+
+async def test_stats_and_purge(receiver, daemon_factory, tmp_path):
+    receiver.script("/hook", [500])
+    daemon = await started(daemon_factory, receiver, tmp_path, schedule='["30s"]')
+    await daemon.post([event(f"evt-p{n}", order=f"o-{n}") for n in range(3)])
+    deliveries = await settled(daemon, 3, "pending")
+
+    stats = json.loads((await cli(daemon, "queue", "stats", "--json")).stdout)
+    assert stats["by_state"]["pending"] == 3 and stats["deliveries"] == 3
+    assert stats["events"] == 3 and stats["unmatched_events"] == 0
+    assert stats["oldest_pending_age"] >= 0
+    text = (await cli(daemon, "queue", "stats")).stdout
+    assert any(line.split() == ["pending", "3"] for line in text.splitlines())
+
+    refused = await cli(daemon, "queue", "purge", "--customer", "acme")
+    assert refused.returncode == 2 and "--yes" in refused.stderr and refused.stdout == ""
+    declined = await cli(daemon, "queue", "purge", "--customer", "acme", tty_answer="n\n")
+    assert declined.returncode == 1 and "Delete 3 deliveries" in declined.stderr
+    one = deliveries[0]["id"]
+    purged = await cli(daemon, "queue", "purge", one, "--yes")
+    assert (purged.returncode, purged.stdout) == (0, "purged 1 delivery\n")
+    asked = await cli(daemon, "queue", "purge", "--state", "pending", tty_answer="y\n")
+    assert (asked.returncode, asked.stdout) == (0, "purged 2 deliveries\n")
+    assert "Delete 2 deliveries and their request log? [y/N]" in asked.stderr
+
+    stats = json.loads((await cli(daemon, "queue", "stats", "--json")).stdout)
+    assert stats["deliveries"] == 0 and stats["events"] == 3
+    gone = await cli(daemon, "queue", "purge", one, "--yes")
+    assert gone.returncode == 1 and "none of them is in the spool" in gone.stderr
+
+
+async def test_erase_order_while_the_daemon_runs(receiver, daemon_factory, tmp_path):
+    daemon = await started(daemon_factory, receiver, tmp_path)
+    await daemon.post(
+        [
+            event("evt-e1", order="o-1"),
+            event("evt-e2", "order.delivered", order="o-1"),
+            event("evt-e3", order="o-2"),
+        ]
+    )
+    await settled(daemon, 3, "done")
+
+    refused = await cli(daemon, "erase", "--order", "o-1")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    erased = await cli(daemon, "erase", "--order", "o-1", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert erased.stdout == ("erased order o-1: 2 events, 2 deliveries, 2 request log entries\n")
+    assert json_lines(await cli(daemon, "requests", "--order", "o-1", "--json")) == []
+    (left,) = json_lines(await cli(daemon, "requests", "--json"))
+    assert left["order_id"] == "o-2"
+
+    await daemon.post(event("evt-e4", order="o-3"))  # the daemon goes on
+    await settled(daemon, 2, "done")
+
+
+async def test_missing_spool_is_reported_not_created(tmp_path):
+    spool = tmp_path / "var" / "spool.db"
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    (conf / "daemon.toml").write_text(f'[daemon]\nspool = "{spool}"\n')
+    daemon = DaemonProcess(conf, port=0)
+    configured = await cli(daemon, "queue", "stats")
+    assert configured.returncode == 1
+    assert f"spool {spool} not found" in configured.stderr and "--spool" in configured.stderr
+    direct = await cli(daemon, "requests", "--spool", str(tmp_path / "other.db"))
+    assert direct.returncode == 1 and "not found" in direct.stderr
+    assert not spool.exists() and not (tmp_path / "other.db").exists()
