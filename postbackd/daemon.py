@@ -101,9 +101,7 @@ class Daemon:
 
     async def startup(self) -> None:
         generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
-        admin_routes = tuple(AdminApi(self).routes())
-        self.source_context = self.plugins.context(admin_routes)
-        problems = source_problems(self.plugins.host, generation.config, self.source_context)
+        problems = source_problems(self.plugins.host, generation.config, self.plugins.context())
         if problems:
             raise ReloadRejected(problems)
         self._apply(generation)
@@ -127,6 +125,8 @@ class Daemon:
             spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
         self._tasks.extend(self.housekeeping.tasks())
+        admin_routes = tuple(AdminApi(self).routes())
+        self.source_context = self.plugins.context(admin_routes)
         self.sources = SourceSet(
             self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
         )
