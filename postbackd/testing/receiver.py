@@ -1,0 +1,119 @@
+"""`WebhookReceiver`: a real aiohttp server on 127.0.0.1, in a thread of its own.
+
+Running in its own thread and loop, it answers whatever the test's own event loop is doing —
+a daemon subprocess, a plugin awaited in the test — and works in sync and async tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from postbackd import jsoncodec
+from postbackd.testing.waiting import until
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return jsoncodec.loads(self.body)
+
+
+class WebhookReceiver:
+    """An aiohttp server on 127.0.0.1 in a thread of its own; records every request."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._lock = threading.Lock()
+        self._requests: list[ReceivedRequest] = []
+        self._scripts: dict[str, list[int]] = {}
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def respond(self, path: str, *statuses: int) -> None:
+        """Answer requests to `path` with these statuses in turn; the last one repeats."""
+        with self._lock:
+            self._scripts[path] = list(statuses)
+
+    def handle(self, method: str, path: str, handler: Handler) -> None:
+        """Answer ``METHOD path`` with ``await handler(request)``, run in the server thread."""
+        with self._lock:
+            self._handlers[(method.upper(), path)] = handler
+
+    async def wait_for(
+        self, count: int, *, path: str | None = None, timeout: float = 10.0
+    ) -> list[ReceivedRequest]:
+        """The requests (to `path`) once `count` arrived; fails after `timeout` seconds."""
+
+        def matching() -> list[ReceivedRequest]:
+            return [r for r in self.requests if path is None or r.path == path]
+
+        await until(lambda: len(matching()) >= count, timeout, f"{count} requests to {path}")
+        return matching()
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        received = ReceivedRequest(
+            request.method,
+            request.path,
+            dict(request.query),
+            dict(request.headers),
+            body,
+            time.time(),
+        )
+        with self._lock:
+            self._requests.append(received)
+            handler = self._handlers.get((request.method, request.path))
+            statuses = self._scripts.get(request.path)
+            status = 200
+            if statuses:
+                status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        if handler is not None:
+            return await handler(request)
+        return web.Response(status=status, text="ok" if status < 300 else "failed (scripted)")
