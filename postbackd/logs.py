@@ -85,9 +85,9 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     )
     root = logging.getLogger()
     root.handlers = [handler]
-    # Libraries are chatty at INFO (every AMQP channel, every watchdog thread): their
-    # warnings and errors are what an operator needs, unless debugging.
-    root.setLevel(numeric if numeric == logging.DEBUG else max(numeric, logging.WARNING))
+    # Libraries are chatty (aio-pika at INFO, watchdog's every inotify event at DEBUG): their
+    # warnings and errors are what an operator needs; their INFO when debugging postbackd.
+    root.setLevel(logging.INFO if numeric == logging.DEBUG else max(numeric, logging.WARNING))
 
 
 class _NamedPrintLogger(structlog.PrintLogger):
