@@ -408,10 +408,11 @@ def source_problems(host: PluginHost, config: Config, context: PluginContext) ->
                 f"name (known: {known}); fix the name or install the plugin"
             )
             continue
+        label = f"[sources.{name}] of plugin {host.label(registered.plugin)}"
         try:
-            instantiate(registered.value, source.settings, context)
+            instantiate(registered.value, source.settings, context, label=label)
         except PluginError as exc:
-            problems.append(f"{source.location}: [sources.{name}]: {exc}")
+            problems.append(f"{source.location}: {exc}")
     return problems
 
 

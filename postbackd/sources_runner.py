@@ -82,6 +82,8 @@ class SourceSet:
         wanted = {name: dict(source.settings) for name, source in config.sources.items()}
         for name in list(self._running):
             if name not in wanted or wanted[name] != self._running[name].settings:
+                if name in wanted and await self._reconfigure(name, wanted[name]):
+                    continue
                 await self._stop(name)
         for name, settings in wanted.items():
             if name not in self._running:
@@ -178,6 +180,27 @@ class SourceSet:
             await _cancel(running.watched)
             running.watched = None
             await asyncio.sleep(delay)
+
+    async def _reconfigure(self, name: str, settings: Mapping[str, Any]) -> bool:
+        """Let a running source take new settings in place, if it can.
+
+        A source may offer ``async reconfigure(settings) -> bool`` (the HTTP source does, for a
+        new token): True means applied without a restart, so its listener and connections
+        stay; False means stop it and start it anew.
+        """
+        running = self._running[name]
+        reconfigure = getattr(running.instance, "reconfigure", None)
+        if reconfigure is None or not running.started:
+            return False
+        try:
+            applied = bool(await reconfigure(dict(settings)))
+        except Exception as exc:
+            log.error("source refused its new settings; restarting it", source=name, error=str(exc))
+            return False
+        if applied:
+            running.settings = settings
+            log.info("source reconfigured in place", source=name)
+        return applied
 
     async def _stop(self, name: str) -> None:
         running = self._running.pop(name)

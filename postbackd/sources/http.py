@@ -58,6 +58,15 @@ class HttpSource:
         self._runner = runner
         log.info("http source listening", listen=self.listen)
 
+    async def reconfigure(self, settings: Mapping[str, Any]) -> bool:
+        """Take a new token in place (the listener and its connections stay); a new `listen`
+        or `max_body` needs a new listener: False."""
+        new = HttpSource(settings, self.context)
+        if (new.listen, new.max_body) != (self.listen, self.max_body):
+            return False
+        self.token = new.token
+        return True
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

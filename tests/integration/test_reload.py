@@ -252,15 +252,21 @@ async def test_changed_listen_rebinds_and_unchanged_keeps_connections(receiver, 
         await wait_config(daemon, lambda c: c["generation"] == before + 1)
         status, body = await _get(reader, writer, "/v1/config")  # the same TCP connection
         assert status == 200 and json.loads(body)["generation"] == before + 1
+
+        settings = daemon.conf_dir / "daemon.toml"  # a new token, the same listen
+        settings.write_text(settings.read_text() + 'token = "rotated-token"\n')
+        daemon.token = "rotated-token"
+        await wait_config(daemon, lambda c: c["generation"] == before + 2)
+        status, _ = await _get(reader, writer, "/v1/config")  # still the same connection
+        assert status == 401  # and the new token is in force
     finally:
         writer.close()
 
     old_port, new_port = daemon.port, free_port()
-    settings = daemon.conf_dir / "daemon.toml"
     settings.write_text(settings.read_text().replace(f":{old_port}", f":{new_port}"))
     daemon.port = new_port
     await daemon.wait_ready(timeout=5)
-    assert await generation(daemon) == before + 2
+    assert await generation(daemon) == before + 3
     try:
         await asyncio.open_connection("127.0.0.1", old_port)
         raise AssertionError("the old port still accepts connections")
