@@ -57,6 +57,8 @@ class Metrics:
         self.config_reloads = Counter(
             "postbackd_config_reloads", "Configuration reloads by result", ["result"], registry=r
         )
+        for result in ("applied", "rejected"):  # shown as 0 before the first reload
+            self.config_reloads.labels(result)
         self.config_generation = Gauge(
             "postbackd_config_generation",
             "Generation number of the running configuration",
