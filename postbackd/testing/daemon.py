@@ -191,10 +191,12 @@ def daemon_files(
 
     A trigger needs ``delivery`` (and its ``options``); ``name``, ``customer`` (the first),
     ``events`` (all), ``template`` (``builtin:order-status-json``) and a 0.2 s retry schedule
-    of three steps are filled in.
+    of three steps are filled in. `sources` are added to the HTTP intake on `port`; give
+    ``"http": None`` to run without it (the admin API then listens on `port` alone).
     """
     customer_ids = list(customers)
-    all_sources = {"http": {"listen": f"127.0.0.1:{port}"}} if sources is None else dict(sources)
+    merged = {"http": {"listen": f"127.0.0.1:{port}"}, **(sources or {})}
+    all_sources = {name: table for name, table in merged.items() if table is not None}
     settings: dict[str, Any] = {
         "spool": str(spool),
         "allow_private_destinations": True,
