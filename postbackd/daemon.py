@@ -36,10 +36,9 @@ from postbackd.intake import Generation, Intake
 from postbackd.loading import Plugins, load_generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugin import PluginContext
-from postbackd.plugins import PluginError, PluginHost, instantiate
+from postbackd.plugins import PluginError
 from postbackd.sdnotify import Notifier
-from postbackd.sources_runner import SourceSet
+from postbackd.sources_runner import SourceSet, source_problems
 from postbackd.spool import Spool
 from postbackd.spool_model import SpoolError
 
@@ -100,6 +99,7 @@ class Daemon:
         return self._exit_code
 
     async def startup(self) -> None:
+        self._install_signals()
         generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
         problems = source_problems(self.plugins.host, generation.config, self.plugins.context())
         if problems:
@@ -131,7 +131,6 @@ class Daemon:
             self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
         )
         await self.sources.apply(generation.config)
-        self._install_signals()
         self.watcher = ConfigWatcher(self.conf_dir, self.reload)
         self.watcher.start()
         log.info(
@@ -186,6 +185,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._start_reload, "SIGHUP")
 
     def _start_reload(self, reason: str) -> None:
+        if self.sources is None:
+            log.info("reload requested during start-up: ignored, the files are being read now")
+            return
         task = asyncio.ensure_future(self.reload(reason))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
@@ -290,10 +292,10 @@ class Daemon:
                     answer.set_result(self._rejected(reason, exc.errors))
                     return
                 self.last_error = None
+                self.metrics.config_reloads.labels("applied").inc()
                 await self._follow(generation, replaced)
                 answer.set_result({"ok": True, "generation": number, "error": None})
                 await self._rebuild_sources(generation.config)
-                self.metrics.config_reloads.labels("applied").inc()
                 log.info(
                     "reload applied",
                     reason=reason,
@@ -333,7 +335,10 @@ class Daemon:
         """What depends on the new generation besides the sources: breakers, spool states."""
         daemon = generation.config.daemon
         self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
-        await self._sync_triggers(generation)
+        try:
+            await self._sync_triggers(generation)
+        except Exception as exc:  # attempts check their trigger anyway; this is the fast path
+            log.error("trigger states not synced to the spool", error=str(exc))
         self.wake()
         for plugin in replaced:
             self._tasks.append(asyncio.create_task(_close_later(plugin)))
@@ -390,30 +395,6 @@ class Daemon:
             f"generation {self.current().number}: {len(config.customers)} customers, "
             f"{len(config.triggers)} triggers"
         )
-
-
-def source_problems(host: PluginHost, config: Config, context: PluginContext) -> list[str]:
-    """Every ``[sources.NAME]`` that names no registered source or that it refuses to build.
-
-    Building a source only reads its settings (start() does the I/O), so this is cheap and
-    leaves nothing behind; the instances are dropped.
-    """
-    problems = []
-    for name, source in config.sources.items():
-        registered = host.sources.get(name)
-        if registered is None:
-            known = ", ".join(sorted(host.sources)) or "none"
-            problems.append(
-                f"{source.location}: [sources.{name}]: no source plugin registered under this "
-                f"name (known: {known}); fix the name or install the plugin"
-            )
-            continue
-        label = f"[sources.{name}] of plugin {host.label(registered.plugin)}"
-        try:
-            instantiate(registered.value, source.settings, context, label=label)
-        except PluginError as exc:
-            problems.append(f"{source.location}: {exc}")
-    return problems
 
 
 async def _close_later(plugin: Any, delay: float = 60.0) -> None:

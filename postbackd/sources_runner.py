@@ -126,15 +126,7 @@ class SourceSet:
         self._running[name] = running
 
     def _build(self, name: str, settings: Mapping[str, Any]) -> Any:
-        registered = self.host.sources.get(name)
-        if registered is None:
-            known = ", ".join(sorted(self.host.sources)) or "none"
-            raise PluginError(
-                f"[sources.{name}]: no source plugin is registered under {name!r} "
-                f"(registered: {known}); install the plugin or remove the table"
-            )
-        label = f"[sources.{name}] of plugin {self.host.label(registered.plugin)}"
-        return instantiate(registered.value, settings, self.context, label=label)
+        return build_source(self.host, self.context, name, settings)
 
     async def _supervise(self, name: str, running: _Running) -> None:
         """Start a source and keep it running.
@@ -243,3 +235,31 @@ async def _cancel(future: asyncio.Future[Any] | None) -> None:
         future.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await future
+
+
+def build_source(
+    host: PluginHost, context: PluginContext, name: str, settings: Mapping[str, Any]
+) -> Any:
+    """An instance of the source registered as `name`; PluginError when there is none or it
+    refuses `settings`. Building only reads settings (``start`` does the I/O)."""
+    registered = host.sources.get(name)
+    if registered is None:
+        known = ", ".join(sorted(host.sources)) or "none"
+        raise PluginError(
+            f"[sources.{name}]: no source plugin is registered under {name!r} "
+            f"(registered: {known}); install the plugin or remove the table"
+        )
+    label = f"[sources.{name}] of plugin {host.label(registered.plugin)}"
+    return instantiate(registered.value, settings, context, label=label)
+
+
+def source_problems(host: PluginHost, config: Config, context: PluginContext) -> list[str]:
+    """Every ``[sources.NAME]`` of `config` that cannot be built, as "file:line: message":
+    the reload transaction checks this before it swaps anything."""
+    problems = []
+    for name, source in config.sources.items():
+        try:
+            build_source(host, context, name, source.settings)
+        except PluginError as exc:
+            problems.append(f"{source.location}: {exc}")
+    return problems

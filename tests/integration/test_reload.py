@@ -172,6 +172,15 @@ async def test_broken_file_keeps_the_running_config(receiver, daemon_factory):
     broken.unlink()
     body = await wait_config(daemon, lambda c: c["last_error"] is None)
     assert body["generation"] > start
+
+    # Sources are part of the transaction: one that no plugin provides is refused up front.
+    stranger = daemon.conf_dir / "stranger.toml"
+    stranger.write_text('[sources.carrier-pigeon]\nloft = "roof"\n')
+    refused = await wait_config(daemon, lambda c: c["last_error"] is not None)
+    assert refused["generation"] == body["generation"]
+    assert f"{stranger}:1: [sources.carrier-pigeon]: no source plugin" in refused["last_error"]
+    stranger.unlink()
+    body = await wait_config(daemon, lambda c: c["last_error"] is None)
     code, out, err = await run_cli("reload", "-c", str(daemon.conf_dir))
     assert code == 0, err
     assert out.startswith("reloaded: generation ")
