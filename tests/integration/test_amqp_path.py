@@ -1,0 +1,280 @@
+"""AMQP intake end to end: RabbitMQ → the daemon (a subprocess) → spool → webhook.
+
+The broker is the real one of ``scripts/rabbitmq.sh``; the test declares the queues (the
+daemon consumes them as they exist, as in production where the topology is provisioned) and
+publishes like an order platform would: persistent messages, publisher confirms, and holding
+and retrying a message while the broker is away. The receiver is a real aiohttp server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+from tests.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
+from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
+from tests.support.receiver import Receiver
+
+__all__ = ["amqp_channel", "queue_name", "rabbitmq"]
+
+Channel = aio_pika.abc.AbstractChannel
+
+
+def amqp_daemon(
+    make: Callable[..., DaemonProcess],
+    receiver: Receiver,
+    spool: Path,
+    broker: Broker,
+    queue: str,
+    *,
+    prefetch: int = 16,
+) -> DaemonProcess:
+    """A daemon with [sources.amqp] beside [sources.http] (for /readyz), its own spool."""
+    port = free_port()
+    files = webhook_config(receiver.url("/hook"), port=port, spool=spool)
+    files["amqp.toml"] = f"""
+[sources.amqp]
+url = "{broker.url}"
+queue = "{queue}"
+prefetch = {prefetch}
+reconnect_interval = "0.5s"
+"""
+    daemon = make(receiver.url("/hook"), files=files)
+    daemon.port = port
+    return daemon
+
+
+async def publish(channel: Channel, queue: str, body: bytes | dict[str, Any], **props: Any) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    message = aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **props)
+    await channel.default_exchange.publish(message, routing_key=queue)
+
+
+async def publish_events(channel: Channel, queue: str, ids: Iterable[str]) -> None:
+    await asyncio.gather(*(publish(channel, queue, event(i, order=f"o-{i}")) for i in ids))
+
+
+async def depth(channel: Channel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    count = declared.declaration_result.message_count
+    assert count is not None
+    return count
+
+
+def webhook_ids(receiver: Receiver) -> dict[str, set[str]]:
+    """Event id → the webhook-ids it arrived with (one, unless a duplicate changed it)."""
+    seen: dict[str, set[str]] = {}
+    for request in receiver.requests:
+        event_id = json.loads(request.body)["eventId"]
+        seen.setdefault(event_id, set()).add(request.headers["webhook-id"])
+    return seen
+
+
+async def wait_delivered(receiver: Receiver, wanted: set[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not wanted <= set(webhook_ids(receiver)):
+        if time.monotonic() > deadline:
+            missing = sorted(wanted - set(webhook_ids(receiver)))
+            raise AssertionError(
+                f"{len(missing)} events not delivered in {timeout}s: {missing[:5]}"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def wait_readyz(daemon: DaemonProcess, status: int, timeout: float) -> dict[str, Any]:
+    """Poll /readyz until it answers `status`; returns that answer's body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got, body = await daemon.get("/readyz")
+        if got == status:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"/readyz never answered {status} in {timeout}s; last {got} {body}"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def spooled(daemon: DaemonProcess) -> dict[str, str]:
+    """Event id → delivery id, as the daemon's own spool records them."""
+    status, body = await daemon.get("/v1/deliveries?limit=1000")
+    assert status == 200, body
+    return {d["event_id"]: d["id"] for d in body["deliveries"]}
+
+
+async def publish_stream(url: str, queue: str, ids: list[str], pause: float) -> None:
+    """Publish one by one with confirms; hold and retry a message while the broker is away."""
+    connection = await aio_pika.connect_robust(url, timeout=10, reconnect_interval=0.3)
+    async with connection:
+        channel = await connection.channel()
+        for event_id in ids:
+            for _attempt in range(300):  # bounded: about a minute of outage
+                try:
+                    body = event(event_id, order=f"o-{event_id}")
+                    await asyncio.wait_for(publish(channel, queue, body), timeout=5)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"{event_id}: the broker never took it back")
+            await asyncio.sleep(pause)
+
+
+async def test_a_thousand_published_events_are_all_delivered(
+    rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
+):
+    await amqp_channel.declare_queue(queue_name, durable=True)
+    daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "a.db", rabbitmq, queue_name)
+    daemon.start()
+    await daemon.wait_ready()
+    wanted = {f"m-{n}" for n in range(1000)}
+    await publish_events(amqp_channel, queue_name, sorted(wanted))
+
+    await wait_delivered(receiver, wanted, timeout=45)
+    ids = webhook_ids(receiver)
+    assert all(len(hooks) == 1 for hooks in ids.values())
+    recorded = await spooled(daemon)
+    assert set(recorded) == wanted
+    assert {k: next(iter(v)) for k, v in ids.items()} == recorded
+    assert await depth(amqp_channel, queue_name) == 0
+
+
+async def test_malformed_messages_are_dead_lettered(
+    rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
+):
+    dlx = await amqp_channel.declare_exchange(f"{queue_name}.dlx", aio_pika.ExchangeType.FANOUT)
+    dead = await amqp_channel.declare_queue(f"{queue_name}.dead", durable=True)
+    await dead.bind(dlx)
+    await amqp_channel.declare_queue(
+        queue_name, durable=True, arguments={"x-dead-letter-exchange": dlx.name}
+    )
+    daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "d.db", rabbitmq, queue_name)
+    daemon.start()
+    await daemon.wait_ready()
+
+    q = queue_name
+    await publish(amqp_channel, q, b'{"id": "x-1", "type": ', message_id="bad-json")
+    await publish(
+        amqp_channel, q, {"id": "x-2", "customer": "acme", "data": {}}, message_id="no-type"
+    )
+    await publish(amqp_channel, q, {"orderId": "o-3"}, message_id="bare-no-type")
+    await publish(amqp_channel, q, [event("x-4"), {**event("x-5"), "data": []}], message_id="batch")
+    await publish(amqp_channel, q, event("g-1", order="o-g1"))
+    await publish(
+        amqp_channel,
+        q,
+        {"orderId": "o-g2", "fulfillmentStatus": "shipped"},
+        message_id="g-2",
+        type="Order shipped",
+        headers={"customer": "acme"},
+    )
+
+    await wait_delivered(receiver, {"g-1", "g-2"})
+    letters: list[aio_pika.abc.AbstractIncomingMessage] = []
+    deadline = time.monotonic() + 15
+    while len(letters) < 4 and time.monotonic() < deadline:
+        message = await dead.get(fail=False, timeout=5)
+        if message is None:
+            await asyncio.sleep(0.1)
+            continue
+        letters.append(message)
+        await message.ack()
+
+    assert sorted(m.message_id or "" for m in letters) == [
+        "bad-json",
+        "bare-no-type",
+        "batch",
+        "no-type",
+    ]
+    assert {m.headers["x-death"][0]["reason"] for m in letters} == {"rejected"}  # type: ignore[index]
+    assert sorted(webhook_ids(receiver)) == ["g-1", "g-2"]  # nothing of the rejected batch
+    assert await depth(amqp_channel, queue_name) == 0
+    logs = daemon.logs()
+    assert "amqp message rejected" in logs and '"message_id": "bad-json"' in logs
+
+
+async def test_broker_outage_mid_stream_loses_nothing_and_readyz_says_so(
+    rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
+):
+    await amqp_channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+    daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "o.db", rabbitmq, queue_name)
+    daemon.start()
+    await daemon.wait_ready()
+    ids = [f"s-{n}" for n in range(800)]
+    publisher = asyncio.create_task(publish_stream(rabbitmq.url, queue_name, ids, pause=0.004))
+    try:
+        await receiver.wait_for(100, timeout=20)
+        await asyncio.to_thread(rabbitmq.ctl, "stop_app")
+        try:
+            assert not publisher.done(), "the stream was over before the outage: it proved nothing"
+            outage = await wait_readyz(daemon, 503, timeout=15)
+        finally:
+            await asyncio.to_thread(rabbitmq.ctl, "start_app")
+        await wait_readyz(daemon, 200, timeout=30)
+        await asyncio.wait_for(publisher, timeout=60)
+    finally:
+        publisher.cancel()
+
+    assert outage["sources"] == {"http": True, "amqp": False}
+    await wait_delivered(receiver, set(ids), timeout=40)
+    assert all(len(hooks) == 1 for hooks in webhook_ids(receiver).values())
+    assert set(await spooled(daemon)) == set(ids)
+    assert "amqp connection lost" in daemon.logs()
+
+
+async def test_two_daemons_share_one_queue_and_a_killed_one_loses_nothing(
+    rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
+):
+    await amqp_channel.declare_queue(queue_name, durable=True)
+    first, second = (
+        amqp_daemon(daemon_factory, receiver, tmp_path / name, rabbitmq, queue_name, prefetch=4)
+        for name in ("one.db", "two.db")
+    )
+    for daemon in (first, second):
+        daemon.start()
+        await daemon.wait_ready()
+    ids = [f"t-{n}" for n in range(600)]
+    publisher = asyncio.create_task(publish_stream(rabbitmq.url, queue_name, ids, pause=0.004))
+    try:
+        await receiver.wait_for(100, timeout=20)
+        first.signal(signal.SIGKILL)  # its unacknowledged messages go back to the queue
+        await asyncio.to_thread(first.wait_exit)
+        assert not publisher.done(), "the stream was over before the kill: the test proved nothing"
+        await asyncio.wait_for(publisher, timeout=60)
+    finally:
+        publisher.cancel()
+    deadline = time.monotonic() + 30
+    while await depth(amqp_channel, queue_name) > 0:  # the survivor takes over the rest
+        assert time.monotonic() < deadline, "the surviving daemon did not drain the queue"
+        await asyncio.sleep(0.2)
+    first.start()  # back on its own spool: what it had acknowledged goes out now
+    await first.wait_ready()
+
+    wanted = set(ids)
+    await wait_delivered(receiver, wanted, timeout=40)
+    by_first, by_second = await spooled(first), await spooled(second)
+    assert by_first and by_second, "one daemon took all the work"
+    assert set(by_first) | set(by_second) == wanted
+    assert all(by_first[i] == by_second[i] for i in set(by_first) & set(by_second))
+    ids = webhook_ids(receiver)
+    assert all(len(hooks) == 1 for hooks in ids.values()), "a duplicate changed its webhook-id"
+    assert {k: next(iter(v)) for k, v in ids.items()} == {**by_first, **by_second}
+
+    # The same events reaching the other daemon (a redelivery after a crash) keep their ids.
+    crossed = sorted(set(by_first) - set(by_second))[:5]
+    status, body = await second.post([event(i, order=f"o-{i}") for i in crossed])
+    assert status == 202 and sorted(body["accepted"]) == crossed, body
+    deadline = time.monotonic() + 15
+    while sum(json.loads(r.body)["eventId"] in crossed for r in receiver.requests) < 10:
+        assert time.monotonic() < deadline, "the second daemon did not deliver the crossed events"
+        await asyncio.sleep(0.1)
+    again = await spooled(second)
+    assert {i: again[i] for i in crossed} == {i: by_first[i] for i in crossed}
+    assert all(len(hooks) == 1 for hooks in webhook_ids(receiver).values())
