@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+Default = Callable[[Any], Any] | None
 
 try:  # pragma: no cover - depends on the environment
     import orjson
@@ -12,9 +15,9 @@ try:  # pragma: no cover - depends on the environment
         """Parse JSON; raises ValueError on bad input (orjson's error is a ValueError)."""
         return orjson.loads(data)
 
-    def dumps(value: Any) -> bytes:
-        """Compact UTF-8 JSON bytes."""
-        return orjson.dumps(value)
+    def dumps(value: Any, *, default: Default = None) -> bytes:
+        """Compact UTF-8 JSON bytes; `default` turns a value JSON lacks into one it has."""
+        return orjson.dumps(value, default=default)
 
 except ImportError:  # pragma: no cover - depends on the environment
 
@@ -25,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         except RecursionError as exc:
             raise ValueError("JSON nested too deeply") from exc
 
-    def dumps(value: Any) -> bytes:
-        """Compact UTF-8 JSON bytes."""
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    def dumps(value: Any, *, default: Default = None) -> bytes:
+        """Compact UTF-8 JSON bytes; `default` turns a value JSON lacks into one it has."""
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
+        return text.encode()

@@ -6,6 +6,7 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from postbackd import jsoncodec
 from postbackd.spool_model import (
     AttemptRecord,
     DeliveryState,
@@ -23,6 +24,7 @@ SUMMARY_COLUMNS = (
     "created_at, next_attempt_at, last_status, last_error, destination, held_reason, updated_at, "
     "finished_at"
 )
+SEQ_COLUMN = 17  # position of seq in STORED_COLUMNS
 ATTEMPT_COLUMNS = "number, started_at, duration, outcome, status, error, request, response"
 
 
@@ -60,7 +62,10 @@ def log_json(value: Any) -> str | None:
     """A request or response for the request log as JSON text; bytes become text."""
     if value is None:
         return None
-    return json.dumps(dict(value), ensure_ascii=False, default=_json_default)
+    try:
+        return jsoncodec.dumps(dict(value), default=_json_default).decode()
+    except (TypeError, ValueError):  # e.g. non-string keys, which the stdlib turns into text
+        return json.dumps(dict(value), ensure_ascii=False, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

@@ -114,9 +114,25 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
 def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
     """Log an attempt and move its delivery on; False if the delivery is gone (purged)."""
     now = time.time()
+    final = result.new_state in FINAL_STATES
     row = conn.execute(
-        "SELECT seq, ordered, order_id, trigger_name FROM deliveries WHERE id = ?",
-        (result.delivery_id,),
+        "UPDATE deliveries SET state = ?, attempts = attempts + ?, "
+        "next_attempt_at = coalesce(?, next_attempt_at), "
+        "last_status = CASE WHEN ? THEN ? ELSE last_status END, last_error = ?, "
+        "destination = coalesce(?, destination), updated_at = ?, finished_at = ?, "
+        "held_reason = NULL WHERE id = ? RETURNING seq, ordered, order_id, trigger_name",
+        (
+            str(result.new_state),
+            int(result.counted),
+            result.next_attempt_at,
+            int(result.counted),
+            result.status,
+            result.error,
+            result.destination,
+            now,
+            now if final else None,
+            result.delivery_id,
+        ),
     ).fetchone()
     if row is None:
         return False
@@ -134,26 +150,6 @@ def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
             result.error,
             log_json(result.request),
             log_json(result.response),
-        ),
-    )
-    final = result.new_state in FINAL_STATES
-    conn.execute(
-        "UPDATE deliveries SET state = ?, attempts = attempts + ?, "
-        "next_attempt_at = coalesce(?, next_attempt_at), "
-        "last_status = CASE WHEN ? THEN ? ELSE last_status END, last_error = ?, "
-        "destination = coalesce(?, destination), updated_at = ?, finished_at = ?, "
-        "held_reason = NULL WHERE seq = ?",
-        (
-            str(result.new_state),
-            int(result.counted),
-            result.next_attempt_at,
-            int(result.counted),
-            result.status,
-            result.error,
-            result.destination,
-            now,
-            now if final else None,
-            seq,
         ),
     )
     if final and ordered and order_id is not None:
