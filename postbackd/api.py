@@ -2,7 +2,9 @@
 
 Served on the HTTP source's listener (it adds these routes to its own), or, with no HTTP
 source, on ``[daemon] admin_listen`` — so health and metrics always exist. Every route but
-/healthz and /readyz needs the admin bearer token when one is set.
+/healthz and /readyz needs the admin bearer token when one is set. The web UI's routes
+(`postbackd.ui`, under /ui/) are always registered and answer 404 while ``[ui] enabled`` is
+false, so a reload can switch the UI on or off; the UI has its own login (a session cookie).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from postbackd import jsoncodec
+from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
 from postbackd.intake import Generation
+from postbackd.loading import Plugins
 from postbackd.metrics import Metrics
 from postbackd.samples import load_sample
 from postbackd.spool import Spool
 from postbackd.templates import RenderError
+from postbackd.ui import UiRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -30,6 +35,8 @@ class AdminBackend(Protocol):
 
     spool: Spool
     metrics: Metrics
+    breakers: BreakerBoard
+    plugins: Plugins
 
     def current(self) -> Generation: ...
 
@@ -83,6 +90,7 @@ class AdminApi:
             web.post("/v1/render", guarded(self.render)),
             web.post("/v1/reload", guarded(self.reload)),
             web.get("/v1/config", guarded(self.config)),
+            *UiRoutes(self.backend).routes(),
         ]
 
     def _guarded(self, handler: Handler) -> Handler:

@@ -1,0 +1,245 @@
+"""The web UI's own read queries on the spool: the Requests page and the overview's numbers.
+
+They run on a read-only connection of the UI's own (a thread opened on first use), so a page
+view never queues behind the dispatcher's reads on the spool's reader thread.
+
+A time range is turned into a range of `seq` before the query runs. One writer thread stamps
+``created_at`` and assigns ``seq`` in the same transaction, so ``created_at`` grows with
+``seq``; a binary search over the rowid finds the bounds in ~20 point reads, and the newest-first
+scan (by rowid, or by an index ending in ``seq``) then never walks rows outside the range.
+The ``created_at`` predicates stay in the query, so a clock that stepped back cannot make a
+row appear outside its range — at worst it hides a row stamped out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from postbackd.spool_errors import storage_error
+from postbackd.spool_model import DeliverySummary
+from postbackd.spool_reads import ListFilter
+from postbackd.spool_rows import SUMMARY_COLUMNS, decode_cursor, summary_from_row
+from postbackd.spool_schema import open_reader
+from postbackd.spool_threads import ConnectionThread, Operation
+
+INDEXES = {
+    "trigger_name": "deliveries_trigger",
+    "customer": "deliveries_customer",
+    "state": "deliveries_state",
+    "event_type": "deliveries_event_type",
+}
+"""The spool's index (spool_schema) that serves each filter newest first: (column, seq)."""
+ORDER_INDEX = "deliveries_order"
+PROBES = (1_000, 10_000, 100_000)
+MAX_SEQ = 2**63 - 1
+
+FINISHED_OK = ("done",)
+FINISHED_BAD = ("dead", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Deliveries that finished in one minute (`start` is its first second, epoch)."""
+
+    start: float
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Finished deliveries per minute over a window, oldest minute first."""
+
+    minutes: tuple[MinuteCount, ...]
+
+    @property
+    def done(self) -> int:
+        return sum(m.done for m in self.minutes)
+
+    @property
+    def failed(self) -> int:
+        return sum(m.failed for m in self.minutes)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of finished deliveries that were done (None when none finished)."""
+        total = self.done + self.failed
+        return None if total == 0 else self.done / total
+
+
+class UiQueries:
+    """The UI's read connection to the spool at `path()`, opened at the first query (the
+    routes exist before the daemon has opened its spool)."""
+
+    def __init__(self, path: Callable[[], Path]) -> None:
+        self.path = path
+        self._thread: ConnectionThread | None = None
+        self._starting = asyncio.Lock()
+
+    async def list_deliveries(
+        self, filters: ListFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[DeliverySummary], str | None]:
+        """Newest first; the cursor is the same as `Spool.list_deliveries`' (a seq)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        after = decode_cursor(cursor)
+        page, next_seq = await self._read(lambda conn: list_page(conn, filters, limit, after))
+        return page, None if next_seq is None else str(next_seq)
+
+    async def throughput(self, minutes: int = 60, now: float | None = None) -> Throughput:
+        end = time.time() if now is None else now
+        result: Throughput = await self._read(lambda conn: finished_per_minute(conn, end, minutes))
+        return result
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            await self._thread.stop()
+            self._thread = None
+
+    async def _read(self, operation: Operation) -> Any:
+        if self._thread is None:
+            async with self._starting:
+                if self._thread is None:
+                    path = self.path()
+                    thread = ConnectionThread(
+                        "postbackd-ui-reader",
+                        lambda: open_reader(path),
+                        lambda exc: storage_error(path, exc, writing=False),
+                    )
+                    await thread.start()
+                    self._thread = thread
+        return await self._thread.call(operation)
+
+
+def list_page(
+    conn: sqlite3.Connection, filters: ListFilter, limit: int, after_seq: int | None
+) -> tuple[list[DeliverySummary], int | None]:
+    """One page, newest first, and the seq to continue below (None at the end)."""
+    terms, params = filters.where()
+    low = None if filters.since is None else first_seq_at_or_after(conn, filters.since)
+    high = None if filters.until is None else first_seq_at_or_after(conn, filters.until)
+    if after_seq is not None:
+        high = after_seq if high is None else min(high, after_seq)
+    if low is not None:
+        terms.append("seq >= ?")
+        params.append(low)
+    if high is not None:
+        terms.append("seq < ?")
+        params.append(high)
+    where = " AND ".join(terms) or "1"
+    index = choose_index(conn, filters, low, high)
+    hint = "" if index is None else f" INDEXED BY {index}"
+    rows = conn.execute(
+        f"SELECT {SUMMARY_COLUMNS}, seq FROM deliveries{hint} WHERE {where} "
+        "ORDER BY seq DESC LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    page = [summary_from_row(row[:-1]) for row in rows[:limit]]
+    next_seq = rows[limit - 1][-1] if len(rows) > limit else None
+    return page, next_seq
+
+
+def choose_index(
+    conn: sqlite3.Connection, filters: ListFilter, low: int | None, high: int | None
+) -> str | None:
+    """The spool index to walk for these filters (None: no filter, walk the rowid).
+
+    Every filtered column has an index ending in ``seq`` (see `spool_schema`), so any of them
+    yields rows newest first; the best is the one that leaves the fewest rows to look at.
+    SQLite has no statistics on a spool (no ANALYZE) and guesses, and a wrong guess walks a
+    big customer's whole history to find its few held deliveries. So with several filters
+    each one's rows in the seq range are counted — on its index alone, up to a cap — and the
+    smallest wins (the cap grows tenfold while every candidate reaches it, so the cost stays
+    near the size of the smallest set).
+    """
+    present = _indexes(conn)
+    if filters.order is not None:
+        return ORDER_INDEX if ORDER_INDEX in present else None
+    candidates = [
+        (column, str(value))
+        for column, value in (
+            ("trigger_name", filters.trigger),
+            ("customer", filters.customer),
+            ("state", filters.state),
+            ("event_type", filters.event_type),
+        )
+        if value is not None and INDEXES[column] in present
+    ]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return INDEXES[candidates[0][0]]
+    for cap in PROBES:
+        counts = [
+            (_count(conn, column, value, low, high, cap), column) for column, value in candidates
+        ]
+        fewest, column = min(counts, key=lambda pair: pair[0])
+        if fewest < cap:
+            return INDEXES[column]
+    return INDEXES[candidates[0][0]]
+
+
+def _count(
+    conn: sqlite3.Connection, column: str, value: str, low: int | None, high: int | None, cap: int
+) -> int:
+    """Rows with `column` = `value` in the seq range, counted on its index, up to `cap`."""
+    count: int = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM deliveries INDEXED BY {INDEXES[column]} "
+        f"WHERE {column} = ? AND seq >= ? AND seq < ? LIMIT {cap})",
+        (value, low or 0, MAX_SEQ if high is None else high),
+    ).fetchone()[0]
+    return count
+
+
+def _indexes(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {name for (name,) in rows}
+
+
+def first_seq_at_or_after(conn: sqlite3.Connection, when: float) -> int:
+    """The smallest seq whose created_at >= `when` (one past the last seq when there is none)."""
+    first = conn.execute("SELECT min(seq) FROM deliveries").fetchone()[0]
+    last = conn.execute("SELECT max(seq) FROM deliveries").fetchone()[0]
+    if first is None:
+        return 0
+    low, high = int(first), int(last) + 1
+    while low < high:
+        middle = (low + high) // 2
+        row = conn.execute(
+            "SELECT seq, created_at FROM deliveries WHERE seq >= ? ORDER BY seq LIMIT 1",
+            (middle,),
+        ).fetchone()
+        if row is None or row[1] >= when:
+            high = middle
+        else:
+            low = int(row[0]) + 1
+    return low
+
+
+def finished_per_minute(conn: sqlite3.Connection, now: float, minutes: int) -> Throughput:
+    """Deliveries that ended done, or dead/failed, per minute over the last `minutes`."""
+    first = (int(now) // 60 - minutes + 1) * 60
+    counts: dict[int, list[int]] = {first + 60 * i: [0, 0] for i in range(minutes)}
+    rows = conn.execute(
+        "SELECT CAST(finished_at / 60 AS INTEGER) * 60 AS minute, state, count(*) "
+        "FROM deliveries WHERE finished_at >= ? AND finished_at IS NOT NULL "
+        "GROUP BY minute, state",
+        (first,),
+    )
+    for minute, state, count in rows:
+        bucket = counts.get(int(minute))
+        if bucket is None:
+            continue
+        if state in FINISHED_OK:
+            bucket[0] += count
+        elif state in FINISHED_BAD:
+            bucket[1] += count
+    return Throughput(
+        tuple(MinuteCount(float(start), done, bad) for start, (done, bad) in counts.items())
+    )
