@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 
 from yarl import URL
 
 from postbackd.commands.requests import list_requests, show_delivery
 from postbackd.commands.spool_access import (
     STATE_NAMES,
-    CommandFailed,
     ListQuery,
     add_filter_options,
     add_id_arguments,
@@ -73,37 +73,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     retry.add_argument("--customer", metavar="C", help="only this customer's deliveries")
     retry.add_argument("--all", action="store_true", help="every pending, dead, failed delivery")
-    _common(retry, _retry)
+    _common(retry, _retry, "--destination HOST, --state S, --customer C or --all")
 
     hold = verbs.add_parser("hold", help="pending → held: never attempted until released")
     add_id_arguments(hold)
     hold.add_argument("--customer", metavar="C", help="every pending delivery of this customer")
-    _common(hold, _hold)
+    _common(hold, _hold, "--customer C")
 
     release = verbs.add_parser("release", help="held → pending, due now")
     add_id_arguments(release)
     release.add_argument("--customer", metavar="C", help="every held delivery of this customer")
-    _common(release, _release)
+    _common(release, _release, "--customer C")
 
     purge = verbs.add_parser("purge", help="delete deliveries and their request log")
     add_id_arguments(purge)
     purge.add_argument("--state", choices=STATE_NAMES, help="only deliveries in this state")
     purge.add_argument("--customer", metavar="C", help="only this customer's deliveries")
     purge.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
-    _common(purge, _purge)
+    _common(purge, _purge, "--state S or --customer C")
 
     stats = verbs.add_parser("stats", help="deliveries per state, oldest pending, events")
     stats.add_argument("--json", action="store_true", help="one JSON object")
     _common(stats, _stats)
 
 
-def _common(parser: argparse.ArgumentParser, verb: object) -> None:
+Verb = Callable[[Spool, argparse.Namespace], Awaitable[int]]
+
+
+def _common(parser: argparse.ArgumentParser, verb: Verb, selectors: str | None = None) -> None:
+    """Spool options, and the verb to run; `selectors` names the ways to say which deliveries
+    a verb acts on, when it needs one (it never acts on the whole spool by default)."""
     add_spool_options(parser)
-    parser.set_defaults(func=run, verb=verb)
+    parser.set_defaults(func=run, verb=verb, selectors=selectors)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_on_spool(args, lambda spool: args.verb(spool, args))
+    if args.selectors is not None and not _selected(args):
+        print(
+            f"postbackd queue: say which deliveries: ID..., - (ids on stdin) or {args.selectors}",
+            file=sys.stderr,
+        )
+        return 2
+    verb: Verb = args.verb
+    return run_on_spool(args, lambda spool: verb(spool, args))
 
 
 # ---------------------------------------------------------------------- verbs
@@ -118,13 +130,13 @@ async def _show(spool: Spool, args: argparse.Namespace) -> int:
 
 
 async def _retry(spool: Spool, args: argparse.Namespace) -> int:
-    _require_selection(args, "retry", "--destination HOST, --state S, --customer C or --all")
     ids = await _given_ids(spool, args)
     if args.destination is None:
         count = await spool.retry(ids, state=args.state, customer=args.customer)
     else:
         count = 0
-        for destination in await _destinations(spool, args.destination, args.customer):
+        named = await _destinations(spool, args.destination, args.state, args.customer)
+        for destination in named:
             count += await spool.retry(
                 ids, state=args.state, customer=args.customer, destination=destination
             )
@@ -132,21 +144,18 @@ async def _retry(spool: Spool, args: argparse.Namespace) -> int:
 
 
 async def _hold(spool: Spool, args: argparse.Namespace) -> int:
-    _require_selection(args, "hold", "--customer C")
     ids = await _given_ids(spool, args)
     count = await spool.hold(ids, customer=args.customer)
     return _report("held", count, ids, "none of them is pending")
 
 
 async def _release(spool: Spool, args: argparse.Namespace) -> int:
-    _require_selection(args, "release", "--customer C")
     ids = await _given_ids(spool, args)
     count = await spool.release(ids, customer=args.customer)
     return _report("released", count, ids, "none of them is held")
 
 
 async def _purge(spool: Spool, args: argparse.Namespace) -> int:
-    _require_selection(args, "purge", "--state S or --customer C")
     stdin_used = "-" in args.ids
     require_consent(yes=args.yes, stdin_used=stdin_used, refusal="not purging")
     ids = await _given_ids(spool, args)
@@ -180,19 +189,10 @@ async def _stats(spool: Spool, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- helpers
 
 
-def _require_selection(args: argparse.Namespace, verb: str, selectors: str) -> None:
-    chosen = [
-        args.ids,
-        getattr(args, "destination", None),
-        getattr(args, "state", None),
-        getattr(args, "customer", None),
-        getattr(args, "all", False),
-    ]
-    if not any(chosen):
-        raise CommandFailed(
-            f"postbackd queue {verb}: say which deliveries: ID..., - (ids on stdin) or {selectors}",
-            2,
-        )
+def _selected(args: argparse.Namespace) -> bool:
+    return any(
+        getattr(args, name, None) for name in ("ids", "destination", "state", "customer", "all")
+    )
 
 
 async def _given_ids(spool: Spool, args: argparse.Namespace) -> list[str] | None:
@@ -204,7 +204,7 @@ async def _given_ids(spool: Spool, args: argparse.Namespace) -> list[str] | None
 
 def _report(done: str, count: int, ids: list[str] | None, why_none: str) -> int:
     print(f"{done} {plural(count, 'delivery', 'deliveries')}")
-    if ids is not None and count == 0:
+    if ids and count == 0:
         given = plural(len(ids), "delivery id", "delivery ids")
         print(f"nothing {done} among the {given} given: {why_none}", file=sys.stderr)
         return 1
@@ -215,11 +215,11 @@ async def _count(
     spool: Spool, ids: list[str] | None, state: str | None, customer: str | None
 ) -> int:
     """How many deliveries a purge with these selectors would delete (for its question)."""
-    if ids is None:
-        return sum(
-            [1 async for _ in iter_deliveries(spool, ListQuery(state=state, customer=customer))]
-        )
     count = 0
+    if ids is None:
+        async for _ in iter_deliveries(spool, ListQuery(state=state, customer=customer)):
+            count += 1
+        return count
     for delivery_id in ids:
         detail = await spool.get_delivery(delivery_id)
         if detail is None:
@@ -230,15 +230,17 @@ async def _count(
     return count
 
 
-async def _destinations(spool: Spool, pattern: str, customer: str | None) -> list[str]:
-    """The stored destinations `pattern` names (see `destination_matches`)."""
+async def _destinations(
+    spool: Spool, pattern: str, state: str | None, customer: str | None
+) -> list[str]:
+    """The destinations of unfinished or failed deliveries that `pattern` names."""
     seen: set[str] = set()
-    async for summary in iter_deliveries(spool, ListQuery(customer=customer)):
+    async for summary in iter_deliveries(spool, ListQuery(state=state, customer=customer)):
         if summary.destination and summary.state is not DeliveryState.DONE:
             seen.add(summary.destination)
     matching = sorted(d for d in seen if destination_matches(pattern, d))
     if not matching:
-        known = ", ".join(sorted(seen)) or "none"
+        known = ", ".join(sorted(seen)[:10]) + (", …" if len(seen) > 10 else "") or "none"
         print(
             f"no delivery waiting or failed goes to {pattern!r} (destinations: {known})",
             file=sys.stderr,

@@ -11,30 +11,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from postbackd.commands.spool_access import (
+    PAGE,
     CommandFailed,
     ListQuery,
     add_filter_options,
     add_spool_options,
-    format_table,
     iter_deliveries,
     plural,
     print_json_line,
     resolve_ids,
     run_on_spool,
     short_duration,
-    terminal_width,
 )
 from postbackd.spool import Spool
-from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState
+from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
 
 INDENT = "  "
+SHORT_ID = 8
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,12 +74,18 @@ async def list_requests(spool: Spool, args: argparse.Namespace) -> int:
         async for summary in iter_deliveries(spool, query, args.limit):
             print_json_line(summary.to_dict())
         return 0
-    summaries = [summary async for summary in iter_deliveries(spool, query, args.limit)]
-    if not summaries:
+    table = TableWriter(width=terminal_width(), now=time.time())
+    page: list[DeliverySummary] = []
+    printed = False
+    async for summary in iter_deliveries(spool, query, args.limit):
+        page.append(summary)
+        if len(page) == PAGE:
+            print("\n".join(table.lines(page)))
+            printed, page = True, []
+    if page:
+        print("\n".join(table.lines(page)))
+    elif not printed:
         print("no deliveries match", file=sys.stderr)
-        return 0
-    for line in format_table(summaries, width=terminal_width(), now=time.time()):
-        print(line)
     return 0
 
 
@@ -96,6 +103,135 @@ async def show_delivery(spool: Spool, delivery_id: str, as_json: bool) -> int:
     else:
         print("\n".join(format_detail(detail, time.time())))
     return 0
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def format_time(timestamp: float, now: float) -> str:
+    """Local time, short: "10:33:22" today, "11-28 10:33" this year, else "2023-11-28"."""
+    moment, today = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(now)
+    if moment.date() == today.date():
+        return moment.strftime("%H:%M:%S")
+    if moment.year == today.year:
+        return moment.strftime("%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def short_destination(destination: str | None) -> str:
+    """HTTPS, the usual case, without its scheme and default port ("acme.example",
+    "acme.example:8443"); anything else as stored, so plain http stands out."""
+    if not destination:
+        return "-"
+    if not destination.startswith("https://"):
+        return destination
+    host = destination.removeprefix("https://")
+    return host.removesuffix(":443")
+
+
+def last_cell(summary: DeliverySummary, now: float) -> str:
+    """What happened last, and what comes next when that is not obvious from the state."""
+    parts: list[str] = []
+    if summary.state is DeliveryState.HELD and summary.held_reason:
+        parts.append(f"[{summary.held_reason}]")
+    if summary.last_status is not None:
+        parts.append(str(summary.last_status))
+    if summary.last_error:
+        parts.append(summary.last_error)
+    if summary.state is DeliveryState.PENDING and summary.next_attempt_at is not None:
+        wait = summary.next_attempt_at - now
+        parts.append(f"(next in {short_duration(wait)})" if wait >= 1 else "(due)")
+    return " ".join(parts) or "-"
+
+
+COLUMNS = ("TIME", "ID", "CUSTOMER", "TRIGGER", "EVENT", "DESTINATION", "STATE", "TRY", "LAST")
+RIGHT_ALIGNED = frozenset({"TRY"})
+SHRINK_ORDER = (
+    ("LAST", 30),
+    ("DESTINATION", 16),
+    ("TRIGGER", 12),
+    ("CUSTOMER", 10),
+    ("EVENT", 13),
+    ("LAST", 16),
+    ("DESTINATION", 10),
+    ("TRIGGER", 8),
+    ("CUSTOMER", 8),
+    ("LAST", 6),
+)
+"""Which column gives up room first, and down to how many characters, when a table is too
+wide: the last error before the rest, as it is the longest and `show` has it in full."""
+GAP = "  "
+
+
+def table_cells(summary: DeliverySummary, now: float) -> list[str]:
+    return [
+        format_time(summary.created_at, now),
+        summary.id[:SHORT_ID],
+        summary.customer,
+        summary.trigger,
+        summary.event_type,
+        short_destination(summary.destination),
+        str(summary.state),
+        str(summary.attempts),
+        last_cell(summary, now),
+    ]
+
+
+class TableWriter:
+    """Aligned lines that fit in `width` columns, long values cut with "…", page by page.
+
+    The first page fixes the column widths (and brings the header), so a long listing is
+    printed as it is read instead of being held in memory to measure.
+    """
+
+    def __init__(self, *, width: int, now: float) -> None:
+        self.width = width
+        self.now = now
+        self._widths: dict[str, int] | None = None
+
+    def lines(self, summaries: Sequence[DeliverySummary]) -> list[str]:
+        rows = [[_one_line(cell) for cell in table_cells(s, self.now)] for s in summaries]
+        if self._widths is None:
+            self._widths = self._measure(rows)
+            rows.insert(0, list(COLUMNS))
+        widths = self._widths
+        return [
+            GAP.join(
+                _fit(cell, widths[name], right=name in RIGHT_ALIGNED)
+                for cell, name in zip(row, COLUMNS, strict=True)
+            ).rstrip()
+            for row in rows
+        ]
+
+    def _measure(self, rows: list[list[str]]) -> dict[str, int]:
+        widths = {
+            name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(COLUMNS)
+        }
+        excess = sum(widths.values()) + len(GAP) * (len(COLUMNS) - 1) - self.width
+        for name, floor in SHRINK_ORDER:
+            cut = min(max(0, excess), max(0, widths[name] - max(floor, len(name))))
+            widths[name] -= cut
+            excess -= cut
+        return widths
+
+
+def format_table(summaries: Sequence[DeliverySummary], *, width: int, now: float) -> list[str]:
+    """One table of `summaries`, header first (see `TableWriter`)."""
+    return TableWriter(width=width, now=now).lines(summaries)
+
+
+def _fit(text: str, width: int, *, right: bool = False) -> str:
+    if len(text) > width:
+        text = text[: max(0, width - 1)] + "…"
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # ---------------------------------------------------------------------- the four stages

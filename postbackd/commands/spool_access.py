@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -30,7 +29,6 @@ from postbackd.units import parse_duration
 PAGE = 500
 FULL_ID_LENGTH = 36  # a delivery id is a UUID (router.delivery_id)
 MIN_PREFIX = 8
-SHORT_ID = 8
 STATE_NAMES = tuple(state.value for state in DeliveryState)
 
 
@@ -59,7 +57,12 @@ def add_spool_options(parser: argparse.ArgumentParser) -> None:
 def add_filter_options(parser: argparse.ArgumentParser, *, default_limit: int | None) -> None:
     parser.add_argument("--customer", metavar="C", help="only this customer's deliveries")
     parser.add_argument("--trigger", metavar="T", help="only this trigger's deliveries")
-    parser.add_argument("--state", metavar="S", choices=STATE_NAMES, help="only this state")
+    parser.add_argument(
+        "--state",
+        metavar="S",
+        choices=STATE_NAMES,
+        help=f"only this state: {', '.join(STATE_NAMES)}",
+    )
     parser.add_argument("--order", metavar="O", help="only deliveries of this order id")
     parser.add_argument(
         "--event-type", metavar="E", help="only this event type (e.g. order.shipped)"
@@ -298,10 +301,6 @@ def print_json_line(data: Any) -> None:
     sys.stdout.write(jsoncodec.dumps(data).decode() + "\n")
 
 
-def terminal_width() -> int:
-    return shutil.get_terminal_size((100, 24)).columns
-
-
 def short_duration(seconds: float) -> str:
     """A compact age or delay: "12s", "4m05s", "3h05m", "2d03h"."""
     whole = max(0, round(seconds))
@@ -312,102 +311,3 @@ def short_duration(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-
-
-def format_time(timestamp: float, now: float) -> str:
-    """Local time, short: "10:33:22" today, "11-28 10:33" this year, else "2023-11-28"."""
-    moment, today = datetime.fromtimestamp(timestamp), datetime.fromtimestamp(now)
-    if moment.date() == today.date():
-        return moment.strftime("%H:%M:%S")
-    if moment.year == today.year:
-        return moment.strftime("%m-%d %H:%M")
-    return moment.strftime("%Y-%m-%d")
-
-
-def short_destination(destination: str | None) -> str:
-    """HTTPS, the usual case, without its scheme and default port ("acme.example",
-    "acme.example:8443"); anything else as stored, so plain http stands out."""
-    if not destination:
-        return "-"
-    if not destination.startswith("https://"):
-        return destination
-    host = destination.removeprefix("https://")
-    return host.removesuffix(":443")
-
-
-def last_cell(summary: DeliverySummary, now: float) -> str:
-    """What happened last, and what comes next when that is not obvious from the state."""
-    parts: list[str] = []
-    if summary.state is DeliveryState.HELD and summary.held_reason:
-        parts.append(f"[{summary.held_reason}]")
-    if summary.last_status is not None:
-        parts.append(str(summary.last_status))
-    if summary.last_error:
-        parts.append(summary.last_error)
-    if summary.state is DeliveryState.PENDING and summary.next_attempt_at is not None:
-        wait = summary.next_attempt_at - now
-        parts.append(f"(next in {short_duration(wait)})" if wait >= 1 else "(due)")
-    return " ".join(parts) or "-"
-
-
-COLUMNS = ("TIME", "ID", "CUSTOMER", "TRIGGER", "EVENT", "DESTINATION", "STATE", "TRY", "LAST")
-RIGHT_ALIGNED = frozenset({"TRY"})
-SHRINK_ORDER = (
-    ("LAST", 30),
-    ("DESTINATION", 16),
-    ("TRIGGER", 12),
-    ("CUSTOMER", 10),
-    ("EVENT", 13),
-    ("LAST", 16),
-    ("DESTINATION", 10),
-    ("TRIGGER", 8),
-    ("CUSTOMER", 8),
-)
-"""Which column gives up room first, and down to how many characters, when a table is too
-wide: the last error before the rest, as it is the longest and `show` has it in full."""
-GAP = "  "
-
-
-def table_cells(summary: DeliverySummary, now: float) -> list[str]:
-    return [
-        format_time(summary.created_at, now),
-        summary.id[:SHORT_ID],
-        summary.customer,
-        summary.trigger,
-        summary.event_type,
-        short_destination(summary.destination),
-        str(summary.state),
-        str(summary.attempts),
-        last_cell(summary, now),
-    ]
-
-
-def format_table(summaries: Sequence[DeliverySummary], *, width: int, now: float) -> list[str]:
-    """Aligned lines (header first) that fit in `width` columns, long values cut with "…"."""
-    rows = [[_one_line(cell) for cell in table_cells(s, now)] for s in summaries]
-    widths = {
-        name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(COLUMNS)
-    }
-    excess = sum(widths.values()) + len(GAP) * (len(COLUMNS) - 1) - width
-    for name, floor in SHRINK_ORDER:
-        cut = min(max(0, excess), max(0, widths[name] - max(floor, len(name))))
-        widths[name] -= cut
-        excess -= cut
-    lines = []
-    for row in [list(COLUMNS), *rows]:
-        cells = [
-            _fit(cell, widths[name], right=name in RIGHT_ALIGNED)
-            for cell, name in zip(row, COLUMNS, strict=True)
-        ]
-        lines.append(GAP.join(cells).rstrip())
-    return lines
-
-
-def _fit(text: str, width: int, *, right: bool = False) -> str:
-    if len(text) > width:
-        text = text[: max(0, width - 1)] + "…"
-    return text.rjust(width) if right else text.ljust(width)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

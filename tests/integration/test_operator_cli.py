@@ -169,12 +169,17 @@ async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp
     deliveries = await settled(daemon, 2, "done", timeout=5)
     assert {d["id"] for d in deliveries} == {d["id"] for d in dead}
 
-    done = json_lines(await cli(daemon, "queue", "list", "--state", "done", "--json"))
+    listed, again, nothing, none_piped = await asyncio.gather(
+        cli(daemon, "queue", "list", "--state", "done", "--json"),
+        cli(daemon, "queue", "retry", UNKNOWN_ID),
+        cli(daemon, "queue", "retry"),
+        cli(daemon, "queue", "retry", "-", stdin="\n"),
+    )
+    done = json_lines(listed)
     assert len(done) == 2 and all(d["attempts"] == 1 for d in done)  # a fresh schedule
-    again = await cli(daemon, "queue", "retry", UNKNOWN_ID)
     assert again.returncode == 1 and again.stdout == "retried 0 deliveries\n"
-    nothing = await cli(daemon, "queue", "retry")
     assert nothing.returncode == 2 and "say which deliveries" in nothing.stderr
+    assert (none_piped.returncode, none_piped.stdout) == (0, "retried 0 deliveries\n")
 
 
 async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, tmp_path):
@@ -186,11 +191,14 @@ async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, t
 
     held = await cli(daemon, "queue", "hold", "--customer", "acme")
     assert (held.returncode, held.stdout) == (0, "held 1 delivery\n")
-    (row,) = json_lines(await cli(daemon, "queue", "list", "--state", "held", "--json"))
+    listed, table, again = await asyncio.gather(
+        cli(daemon, "queue", "list", "--state", "held", "--json"),
+        cli(daemon, "queue", "list"),
+        cli(daemon, "queue", "hold", "--customer", "acme"),
+    )
+    (row,) = json_lines(listed)
     assert row["held_reason"] == "held by operator"
-    table = (await cli(daemon, "queue", "list")).stdout
-    assert " held " in table and "[held by" in table
-    again = await cli(daemon, "queue", "hold", "--customer", "acme")
+    assert " held " in table.stdout and "[held by" in table.stdout
     assert (again.returncode, again.stdout) == (0, "held 0 deliveries\n")
 
     receiver.script("/hook", [200])
@@ -219,16 +227,18 @@ async def test_stats_and_purge(receiver, daemon_factory, tmp_path):
     await daemon.post([event(f"evt-p{n}", order=f"o-{n}") for n in range(3)])
     deliveries = await settled(daemon, 3, "pending")
 
-    stats = json.loads((await cli(daemon, "queue", "stats", "--json")).stdout)
+    as_json, as_text, refused, declined = await asyncio.gather(
+        cli(daemon, "queue", "stats", "--json"),
+        cli(daemon, "queue", "stats"),
+        cli(daemon, "queue", "purge", "--customer", "acme"),
+        cli(daemon, "queue", "purge", "--customer", "acme", tty_answer="n\n"),
+    )
+    stats = json.loads(as_json.stdout)
     assert stats["by_state"]["pending"] == 3 and stats["deliveries"] == 3
     assert stats["events"] == 3 and stats["unmatched_events"] == 0
     assert stats["oldest_pending_age"] >= 0
-    text = (await cli(daemon, "queue", "stats")).stdout
-    assert any(line.split() == ["pending", "3"] for line in text.splitlines())
-
-    refused = await cli(daemon, "queue", "purge", "--customer", "acme")
+    assert any(line.split() == ["pending", "3"] for line in as_text.stdout.splitlines())
     assert refused.returncode == 2 and "--yes" in refused.stderr and refused.stdout == ""
-    declined = await cli(daemon, "queue", "purge", "--customer", "acme", tty_answer="n\n")
     assert declined.returncode == 1 and "Delete 3 deliveries" in declined.stderr
     one = deliveries[0]["id"]
     purged = await cli(daemon, "queue", "purge", one, "--yes")
@@ -259,8 +269,11 @@ async def test_erase_order_while_the_daemon_runs(receiver, daemon_factory, tmp_p
     erased = await cli(daemon, "erase", "--order", "o-1", "--yes")
     assert erased.returncode == 0, erased.stderr
     assert erased.stdout == ("erased order o-1: 2 events, 2 deliveries, 2 request log entries\n")
-    assert json_lines(await cli(daemon, "requests", "--order", "o-1", "--json")) == []
-    (left,) = json_lines(await cli(daemon, "requests", "--json"))
+    of_order, remaining = await asyncio.gather(
+        cli(daemon, "requests", "--order", "o-1", "--json"), cli(daemon, "requests", "--json")
+    )
+    assert json_lines(of_order) == []
+    (left,) = json_lines(remaining)
     assert left["order_id"] == "o-2"
 
     await daemon.post(event("evt-e4", order="o-3"))  # the daemon goes on
@@ -273,9 +286,11 @@ async def test_missing_spool_is_reported_not_created(tmp_path):
     conf.mkdir()
     (conf / "daemon.toml").write_text(f'[daemon]\nspool = "{spool}"\n')
     daemon = DaemonProcess(conf, port=0)
-    configured = await cli(daemon, "queue", "stats")
+    configured, direct = await asyncio.gather(
+        cli(daemon, "queue", "stats"),
+        cli(daemon, "requests", "--spool", str(tmp_path / "other.db")),
+    )
     assert configured.returncode == 1
     assert f"spool {spool} not found" in configured.stderr and "--spool" in configured.stderr
-    direct = await cli(daemon, "requests", "--spool", str(tmp_path / "other.db"))
     assert direct.returncode == 1 and "not found" in direct.stderr
     assert not spool.exists() and not (tmp_path / "other.db").exists()
