@@ -235,20 +235,35 @@ class AmqpSource:
             log.exception("amqp submit failed; message requeued", message_id=properties.message_id)
             await self._requeue_later(message, properties, f"{type(exc).__name__}: {exc}")
         else:
+            if self._unavailable_streak:
+                log.info(
+                    "amqp: storing again",
+                    queue=self.settings.queue,
+                    requeued=self._unavailable_streak,
+                )
             self._unavailable_streak = 0
             await self._settle(message, "ack", properties)
 
     async def _requeue_later(
         self, message: AbstractIncomingMessage, properties: MessageProperties, reason: str
     ) -> None:
+        """Nack with requeue after a pause; only the first of a run of these is a warning.
+
+        Every message in hand meets the same cause (a full disk, or intake closed at shutdown),
+        so one warning per run says it; the rest are logged at debug level.
+        """
         delay = min(NACK_DELAY_FIRST * 2**self._unavailable_streak, NACK_DELAY_MAX)
         self._unavailable_streak += 1
-        log.warning(
-            "amqp: cannot store now; message requeued",
-            message_id=properties.message_id,
-            reason=reason,
-            requeue_in=delay,
-        )
+        fields = {
+            "queue": self.settings.queue,
+            "message_id": properties.message_id,
+            "reason": reason,
+            "requeue_in": delay,
+        }
+        if self._unavailable_streak == 1:
+            log.warning("amqp: cannot store now; messages are requeued until it can", **fields)
+        else:
+            log.debug("amqp: cannot store now; message requeued", **fields)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         await self._settle(message, "nack", properties)
