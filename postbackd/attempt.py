@@ -9,6 +9,7 @@ plugin, a hung `deliver` is cut by the attempt timeout, and the daemon goes on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -47,6 +48,8 @@ class AttemptRunner:
         self.breakers = breakers
         self.metrics = metrics
         self.hook = hook
+        self._counted: dict[tuple[str, str, str], Any] = {}  # labelled metrics, looked up once
+        self._timed: dict[str, Any] = {}
 
     def destination_for(self, generation: Generation, delivery: StoredDelivery) -> str:
         """The peer an attempt goes to, for concurrency bounds and the circuit breaker."""
@@ -108,7 +111,8 @@ class AttemptRunner:
     async def _call(self, plugin: Any, trigger: Trigger, delivery: Delivery) -> Outcome:
         timeout = attempt_timeout(trigger.options)
         try:
-            outcome = await asyncio.wait_for(plugin.deliver(delivery, trigger.options), timeout)
+            async with asyncio.timeout(timeout):
+                outcome = await plugin.deliver(delivery, trigger.options)
         except TimeoutError:
             return Outcome.retry(
                 f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
@@ -177,8 +181,7 @@ class AttemptRunner:
             destination=dest,
         )
         await asyncio.shield(self.spool.record_attempt(result))
-        self.metrics.deliveries.labels(trigger.delivery, delivery.customer, str(outcome.kind)).inc()
-        self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)
+        self._measure(trigger.delivery, delivery.customer, str(outcome.kind), duration)
         log.info(
             "delivery attempt",
             delivery_id=delivery.id,
@@ -194,6 +197,17 @@ class AttemptRunner:
             ms=round(duration * 1000, 1),
         )
         self._observe(delivery, outcome, state)
+
+    def _measure(self, plugin: str, customer: str, outcome: str, duration: float) -> None:
+        key = (plugin, customer, outcome)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.metrics.deliveries.labels(*key)
+        counter.inc()
+        timer = self._timed.get(plugin)
+        if timer is None:
+            timer = self._timed[plugin] = self.metrics.delivery_duration.labels(plugin)
+        timer.observe(duration)
 
     def _observe(self, delivery: Delivery, outcome: Outcome, state: DeliveryState) -> None:
         """Tell observer plugins; a plugin that raises is logged by name and ignored."""
@@ -263,9 +277,14 @@ class AttemptRunner:
 
 def attempt_timeout(options: Mapping[str, Any]) -> float:
     try:
-        return parse_duration(options["timeout"]) + TIMEOUT_MARGIN
+        return _timeout(options["timeout"])
     except (KeyError, ValueError, TypeError):
         return DEFAULT_ATTEMPT_TIMEOUT
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout(value: str | float) -> float:
+    return parse_duration(value) + TIMEOUT_MARGIN
 
 
 def _replace_payload(stored: StoredDelivery, body: bytes, subject: str | None) -> StoredDelivery:

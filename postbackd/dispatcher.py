@@ -29,6 +29,7 @@ log = get_logger("postbackd.dispatcher")
 CLAIM_BATCH = 512
 IDLE_POLL = 1.0  # the CLI may change the spool behind our back: look at least this often
 BUFFER_FACTOR = 4  # claimed-but-waiting deliveries kept per slot (global and per destination)
+LOW_WATER = 2  # claim again once no more than this many per slot are left: claims come in batches
 
 
 @dataclass
@@ -71,13 +72,19 @@ class Dispatcher:
         return self._buffered
 
     async def run(self) -> None:
-        """Claim due deliveries until `stop()`; returns when intake of new work has ended."""
+        """Claim due deliveries until `stop()`; returns when intake of new work has ended.
+
+        The buffer is refilled in batches: only once it has drained to LOW_WATER per slot
+        (attempts finishing wake the loop then), so each claim — a write to the spool — brings
+        many deliveries rather than the one or two that have just finished.
+        """
         while not self._stopping:
             daemon = self.current().config.daemon
             self._resize(daemon.concurrency)
             room = max(0, daemon.concurrency * BUFFER_FACTOR - self._buffered)
+            hungry = room > 0 and self._buffered <= self._low_water
             claimed: list[StoredDelivery] = []
-            if room:
+            if hungry:
                 claimed = await self.spool.claim_due(
                     time.time(),
                     min(room, CLAIM_BATCH),
@@ -89,7 +96,7 @@ class Dispatcher:
             if claimed and len(claimed) == min(room, CLAIM_BATCH):
                 await asyncio.sleep(0)  # more is due: go on reading, let attempts start
                 continue
-            await self._sleep(room)
+            await self._sleep(hungry)
 
     def _unavailable(self, per_destination: int) -> list[str]:
         """Destinations not to read for now: queue full, or breaker open and cooling down."""
@@ -123,9 +130,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ internals
 
-    async def _sleep(self, room: int) -> None:
+    @property
+    def _low_water(self) -> int:
+        return self._global_size * LOW_WATER
+
+    async def _sleep(self, hungry: bool) -> None:
+        """Until woken, the next delivery is due, or IDLE_POLL; a full buffer waits for a wake."""
         timeout = IDLE_POLL
-        if room:
+        if hungry:
             per_destination = self.current().config.daemon.per_destination
             next_due = await self.spool.next_due_at(self._unavailable(per_destination))
             if next_due is not None:
@@ -182,6 +194,8 @@ class Dispatcher:
                         await self.runner.attempt(self.current(), delivery, destination)
                     finally:
                         self._buffered -= 1
+                        if self._buffered == self._low_water:
+                            self.wake()
         finally:
             dest.workers -= 1
             if not dest.waiting and not dest.workers:

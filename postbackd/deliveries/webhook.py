@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -26,6 +27,22 @@ from postbackd.signing import signature_header
 from postbackd.units import format_duration
 
 EXCERPT_BYTES = 1024
+PREPARED_LIMIT = 16384  # trigger options worked out and kept; more (many reloads) starts afresh
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What one trigger's options mean, worked out once per configuration generation.
+
+    A configuration never changes in place (a reload builds new option mappings), so the
+    mapping itself is the key; it is kept here, so its id cannot be reused meanwhile.
+    """
+
+    options: Mapping[str, Any]
+    parsed: WebhookOptions | None
+    errors: tuple[str, ...]
+    shown_url: str
+    destination: str
 
 
 class WebhookDelivery:
@@ -44,24 +61,22 @@ class WebhookDelivery:
             )
         self._context = context
         self._sessions: GuardedSessions | None = None
+        self._prepared: dict[int, _Prepared] = {}
+        self._policy_of: tuple[object, AddressPolicy] | None = None
+        self._vetted: set[tuple[str, int, AddressPolicy]] = set()
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]:
         return WebhookOptions.parse(options)[1]
 
     def destination(self, options: Mapping[str, Any]) -> str:
         """``scheme://host:port`` of the receiver: the unit of concurrency and circuit breaking."""
-        try:
-            url = URL(str(options.get("url", "")))
-        except ValueError:
-            return str(options.get("url", ""))
-        host = url.host or ""
-        host = f"[{host}]" if ":" in host else host.lower()
-        return f"{url.scheme}://{host}:{url.port}"
+        return self._prepare(options).destination
 
     async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome:
-        parsed, errors = WebhookOptions.parse(options)
+        prepared = self._prepare(options)
+        parsed = prepared.parsed
         if parsed is None:
-            problems = "; ".join(errors)
+            problems = "; ".join(prepared.errors)
             return Outcome.fail(
                 f"trigger {delivery.trigger}: invalid webhook options: {problems}", breaker=False
             )
@@ -69,8 +84,8 @@ class WebhookDelivery:
         headers = self._headers(delivery, parsed, int(time.time()))
         request: dict[str, Any] = {
             "method": parsed.method,
-            "url": mask_url(parsed.url),
-            "headers": mask_headers(headers),
+            "url": prepared.shown_url,
+            "headers": None,  # the headers sent, once known; ours if the exchange failed
             "body_bytes": len(delivery.body),
         }
         if proxy:
@@ -79,6 +94,8 @@ class WebhookDelivery:
         try:
             return await self._send(delivery, parsed, headers, proxy, request, started)
         except (aiohttp.ClientError, OSError) as exc:
+            if request["headers"] is None:
+                request["headers"] = mask_headers(headers)
             error, permanent = _explain(exc, parsed)
             response = {"error": error, "latency_ms": _elapsed_ms(started)}
             # a permanent failure here is the configuration's, not a sign the receiver is down
@@ -88,6 +105,23 @@ class WebhookDelivery:
                 "breaker": not permanent,
             }
             return Outcome.fail(error, **extra) if permanent else Outcome.retry(error, **extra)
+
+    def _prepare(self, options: Mapping[str, Any]) -> _Prepared:
+        prepared = self._prepared.get(id(options))
+        if prepared is not None and prepared.options is options:
+            return prepared
+        parsed, errors = WebhookOptions.parse(options)
+        prepared = _Prepared(
+            options,
+            parsed,
+            tuple(errors),
+            mask_url(parsed.url) if parsed is not None else "",
+            _destination(options),
+        )
+        if len(self._prepared) >= PREPARED_LIMIT:
+            self._prepared.clear()
+        self._prepared[id(options)] = prepared
+        return prepared
 
     async def _send(
         self,
@@ -101,9 +135,17 @@ class WebhookDelivery:
         """One HTTP exchange; network trouble is raised for `deliver` to explain."""
         sessions = self._guarded_sessions()
         host, port = options.url.host or "", options.url.port or 0
-        if proxy or parse_ip(host) is not None:
+        if proxy:
             async with asyncio.timeout(options.timeout):
                 await sessions.vet(host, port)
+        elif parse_ip(host) is not None:
+            # An IP literal's verdict depends on the policy alone: checked once per policy.
+            vetted = (host, port, self._policy())
+            if vetted not in self._vetted:
+                await sessions.vet(host, port)
+                if len(self._vetted) >= PREPARED_LIMIT:
+                    self._vetted.clear()
+                self._vetted.add(vetted)
         timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
         async with (
             sessions.session() as session,
@@ -141,7 +183,11 @@ class WebhookDelivery:
         return self._sessions
 
     def _policy(self) -> AddressPolicy:
-        return AddressPolicy.from_daemon(self._context.config().daemon)
+        """The policy of the current `[daemon]`, built again only when a reload replaced it."""
+        daemon = self._context.config().daemon
+        if self._policy_of is None or self._policy_of[0] is not daemon:
+            self._policy_of = (daemon, AddressPolicy.from_daemon(daemon))
+        return self._policy_of[1]
 
     def _headers(
         self, delivery: Delivery, options: WebhookOptions, timestamp: int
@@ -160,12 +206,22 @@ class WebhookDelivery:
         return headers
 
 
+def _destination(options: Mapping[str, Any]) -> str:
+    try:
+        url = URL(str(options.get("url", "")))
+    except ValueError:
+        return str(options.get("url", ""))
+    host = url.host or ""
+    host = f"[{host}]" if ":" in host else host.lower()
+    return f"{url.scheme}://{host}:{url.port}"
+
+
 def _judge(
     answer: aiohttp.ClientResponse, url: URL, request: dict[str, Any], response: dict[str, Any]
 ) -> Outcome:
     """What an HTTP answer means for the delivery: 2xx done, 410 dead, anything else retried."""
     status = answer.status
-    shown_url = mask_url(url)
+    shown_url = request["url"]  # masked once per trigger options
     log: dict[str, Any] = {"status": status, "request": request, "response": response}
     if 200 <= status < 300:
         return Outcome.ok(f"HTTP {status} from {shown_url}", **log)
