@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from postbackd.logs import redact_secrets
 from tests.smtp_fixtures import smtp_server_factory
 from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
 
@@ -264,3 +267,45 @@ async def test_secrets_appear_nowhere(receiver, smtp_server_factory, tmp_path):
     for secret in (*SECRETS.values(), *LITERAL_SECRETS):
         assert secret not in logs, f"{secret!r} in the daemon's log"
         assert secret not in api_text, f"{secret!r} in the admin API's answers"
+
+
+async def test_on_a_terminal_lines_are_readable_key_value(receiver, daemon_factory):
+    daemon = daemon_factory(receiver.url("/hook"))
+    primary, secondary = pty.openpty()
+    daemon.process = subprocess.Popen(
+        [sys.executable, "-m", "postbackd", "run", "-c", str(daemon.conf_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    try:
+        await daemon.wait_ready()
+        output = b""
+        deadline = time.monotonic() + 10
+        while b"http source listening" not in output:
+            assert time.monotonic() < deadline, output
+            ready, _, _ = await asyncio.to_thread(select.select, [primary], [], [], 0.5)
+            if ready:
+                output += os.read(primary, 65536)
+    finally:
+        daemon.stop()
+        os.close(primary)
+    lines = [line for line in output.decode().splitlines() if line.strip()]
+    ready_line = next(line for line in lines if "postbackd ready" in line)
+    assert not ready_line.lstrip().startswith("{")
+    assert "[info" in ready_line and "generation=1" in ready_line and "triggers=1" in ready_line
+
+
+def test_values_under_secret_names_are_masked():
+    logged = redact_secrets(
+        None,
+        "info",
+        {"event": "x", "password": "p", "smtp_password": "s", "Authorization": "a", "trigger": "t"},
+    )
+    assert logged == {
+        "event": "x",
+        "password": "***",
+        "smtp_password": "***",
+        "Authorization": "***",
+        "trigger": "t",
+    }
