@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
-from postbackd.config import ConfigError, load_config_with_warnings
-from postbackd.config_model import Config
-from postbackd.config_report import Diagnostic
-from postbackd.loading import build_engine
-from postbackd.templates import TemplateEngine
+
+if TYPE_CHECKING:
+    from postbackd.config_model import Config
+    from postbackd.config_report import Diagnostic
+    from postbackd.templates import TemplateEngine
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from postbackd.config import ConfigError, load_config_with_warnings
+    from postbackd.loading import build_engine
+
     opened = open_or_report(args, stream=sys.stdout)
     if opened is None:
         return 1
@@ -71,6 +75,8 @@ def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic
     Syntax errors and templates that fail on every matching sample are errors; undefined
     variables are warnings. Each is placed at the template's file and line.
     """
+    from postbackd.config_report import Diagnostic
+
     found: dict[str, Diagnostic] = {}
     for trigger in sorted(config.triggers.values(), key=lambda t: t.name):
         where = engine.template(trigger.template).location

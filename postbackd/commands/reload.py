@@ -10,10 +10,7 @@ import argparse
 import asyncio
 import sys
 
-import aiohttp
-
 from postbackd.commands.common import add_conf_dir_option, admin_base_url, resolve_conf_dir
-from postbackd.config import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from postbackd.config import ConfigError
+
     conf_dir = resolve_conf_dir(args.conf_dir)
     try:
         base, token = admin_base_url(conf_dir)
@@ -37,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _reload(base: str, token: str | None) -> int:
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = aiohttp.ClientTimeout(total=60)
     try:

@@ -11,11 +11,7 @@ import sys
 from pathlib import Path
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
-from postbackd.config import ConfigError, load_config
 from postbackd.events import Event, EventRejected, decode_json, parse_event
-from postbackd.loading import build_engine
-from postbackd.samples import load_sample, sample_types
-from postbackd.templates import RenderError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def read_event_arg(event_file: str | None, sample: str | None, customer: str | None) -> Event:
     """The event named on the command line (file, stdin or sample); raises ValueError."""
+    from postbackd.samples import load_sample, sample_types
+
     if sample is not None:
         try:
             raw = load_sample(sample)
@@ -60,6 +58,10 @@ def read_event_arg(event_file: str | None, sample: str | None, customer: str | N
 
 
 def run(args: argparse.Namespace) -> int:
+    from postbackd.config import ConfigError, load_config
+    from postbackd.loading import build_engine
+    from postbackd.templates import RenderError
+
     try:
         event = read_event_arg(args.event, args.sample, args.customer)
     except ValueError as exc:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
-from postbackd.daemon import Daemon
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from postbackd.daemon import Daemon
+
     opened = open_or_report(args, stream=sys.stderr)
     if opened is None:
         return 1

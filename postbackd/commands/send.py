@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-import aiohttp
-
 from postbackd.commands.common import add_conf_dir_option, admin_base_url, resolve_conf_dir
 
 DEFAULT_URL = "http://127.0.0.1:8787/v1/events"
@@ -50,6 +48,8 @@ def _configured_url(args: argparse.Namespace) -> str:
 
 
 async def _send_all(url: str, files: list[str], token: str | None) -> int:
+    import aiohttp
+
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

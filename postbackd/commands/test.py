@@ -12,15 +12,15 @@ import asyncio
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.commands.render import read_event_arg
-from postbackd.config import ConfigError
-from postbackd.loading import Plugins, load_generation
 from postbackd.plugin import Delivery, Outcome
-from postbackd.smtpcheck import format_smtp_summary
+
+if TYPE_CHECKING:
+    from postbackd.loading import Plugins
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from postbackd.config import ConfigError
+    from postbackd.loading import load_generation
+
     opened = open_or_report(args, stream=sys.stderr)
     if opened is None:
         return 1
@@ -99,6 +102,8 @@ async def _send(
 
 
 def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
+    from postbackd.smtpcheck import format_smtp_summary
+
     out = sys.stdout
     if delivery.subject is not None and (outcome.request or {}).get("server"):
         out.write(format_smtp_summary(outcome) + f"\nlatency  {seconds * 1000:.1f} ms\n")
