@@ -103,10 +103,6 @@ class SourceSet:
             self.metrics.sources_ready.labels(name).set(1 if ready else 0)
         return result
 
-    def errors(self) -> dict[str, str]:
-        """The last crash or start error of each source that has one."""
-        return {name: r.error for name, r in self._running.items() if r.error is not None}
-
     async def stop_all(self) -> None:
         for name in list(self._running):
             await self._stop(name)
