@@ -13,9 +13,10 @@ import sys
 
 import postbackd_chat
 from aiohttp import web
+from postbackd_chat import ChatDelivery
+
 from postbackd.plugin import OutcomeKind
 from postbackd.testing import make_delivery, make_event, plugin_host
-from postbackd_chat import ChatDelivery
 
 WEBHOOK_PATH = "/services/T0001/B0001/sEcReTtOkEn"
 
