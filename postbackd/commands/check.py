@@ -36,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError, load_config_with_warnings
     from postbackd.loading import build_engine
+    from postbackd.sources_runner import source_problems
 
     opened = open_or_report(args, stream=sys.stdout)
     if opened is None:
@@ -52,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
     config = result.config
     findings = template_findings(config, build_engine(config, plugins.host))
     errors = [d for d in findings if d.is_error]
+    source_errors = source_problems(plugins.host, config, plugins.context())
     warnings = [*result.warnings, *(d for d in findings if not d.is_error)]
+    for problem in source_errors:
+        print(problem)
     for diagnostic in (*errors, *warnings):
         print(_label(diagnostic))
-    failed = bool(errors) or (bool(warnings) and args.strict)
+    failed = bool(errors or source_errors) or (bool(warnings) and args.strict)
     if args.connect:
         from postbackd.connectivity import check_connectivity
 
