@@ -19,6 +19,10 @@ try:  # pragma: no cover - depends on the environment
         """Compact UTF-8 JSON bytes; `default` turns a value JSON lacks into one it has."""
         return orjson.dumps(value, default=default)
 
+    def dumps_any_keys(value: Any, *, default: Default = None) -> bytes:
+        """`dumps` that also takes keys other than plain str (header names are `istr`)."""
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS)
+
 except ImportError:  # pragma: no cover - depends on the environment
 
     def loads(data: bytes | str) -> Any:
@@ -32,3 +36,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         """Compact UTF-8 JSON bytes; `default` turns a value JSON lacks into one it has."""
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
         return text.encode()
+
+    def dumps_any_keys(value: Any, *, default: Default = None) -> bytes:
+        """`dumps` that also takes keys other than plain str (header names are `istr`)."""
+        return dumps(value, default=default)

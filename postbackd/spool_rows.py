@@ -63,8 +63,8 @@ def log_json(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        return jsoncodec.dumps(dict(value), default=_json_default).decode()
-    except (TypeError, ValueError):  # e.g. non-string keys, which the stdlib turns into text
+        return jsoncodec.dumps_any_keys(dict(value), default=_json_default).decode()
+    except (TypeError, ValueError):  # what orjson refuses (lone surrogates): as before
         return json.dumps(dict(value), ensure_ascii=False, default=_json_default)
 
 
