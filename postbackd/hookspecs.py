@@ -71,8 +71,10 @@ def postbackd_register_sources(register: RegisterSource) -> None:
     Raise ValueError there for bad settings (it stops start-up with the source's name). It
     provides ``async start(submit)`` — return once running; it may return an awaitable (the
     task of its main loop) that postbackd watches and restarts on a crash — and
-    ``async stop()``, and optionally ``ready`` (bool) for ``/readyz``. A source acknowledges
-    its input upstream only after ``await submit(event)`` returned.
+    ``async stop()``, and optionally ``ready`` (bool) for ``/readyz`` and
+    ``async reconfigure(settings) -> bool`` (True: new settings applied in place on reload,
+    without a restart). A source acknowledges its input upstream only after
+    ``await submit(event)`` returned.
 
     Returns: nothing. Must not be async.
     """
