@@ -9,6 +9,7 @@ redirect cannot lead a postback past the SSRF guard (`postbackd.netguard`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +21,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from postbackd.deliveries.webhook_options import WebhookOptions, mask_headers, mask_url
+from postbackd.deliveries.webhook_options import (
+    MASK,
+    WebhookOptions,
+    is_sensitive,
+    mask_headers,
+    mask_url,
+)
 from postbackd.netguard import AddressPolicy, DestinationRefused, GuardedSessions, parse_ip
 from postbackd.plugin import Delivery, Outcome, PluginContext, hookimpl
 from postbackd.signing import signature_header
@@ -160,7 +167,7 @@ class WebhookDelivery:
             ) as answer,
         ):
             latency_ms = _elapsed_ms(started)
-            request["headers"] = mask_headers(answer.request_info.headers)
+            request["headers"] = _mask_sent(answer.request_info.headers)
             body, truncated = await _excerpt(answer)
             response = {
                 "status": answer.status,
@@ -204,6 +211,20 @@ class WebhookDelivery:
         for name, value in options.headers:
             headers[name] = value
         return headers
+
+
+def _mask_sent(headers: Mapping[str, str]) -> dict[str, str]:
+    """`mask_headers` for the headers of every request: each header name is judged once."""
+    masked: dict[str, str] = {}
+    for name, value in headers.items():
+        shown = MASK if _sensitive(name) else value
+        masked[name] = f"{masked[name]}, {shown}" if name in masked else shown
+    return masked
+
+
+@functools.lru_cache(maxsize=1024)
+def _sensitive(name: str) -> bool:
+    return is_sensitive(name)
 
 
 def _destination(options: Mapping[str, Any]) -> str:
