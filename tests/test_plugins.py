@@ -501,3 +501,41 @@ def test_guide_plugin_is_listed_from_plugin_dirs(tmp_path):
     (line,) = [row for row in listing.splitlines() if row.startswith("legacy_get ")]
     where = str(plugins / "legacy_get.py")
     assert line.split() == ["legacy_get", "-", "file", where, "deliveries:", "legacy-get"]
+
+
+async def test_guide_package_installs_and_delivers_from_its_entry_point(
+    tmp_path, webhook_receiver, postbackd_daemon
+):
+    """Step 2 of the guide for real: pip builds and installs it; no plugin_dirs involved."""
+    project = tmp_path / "postbackd-legacy-get"
+    write_plugin(project, "legacy_get.py", guide_blocks("python")[0])
+    pyproject = next(b for b in guide_blocks("toml") if b.startswith("# pyproject.toml"))
+    write_plugin(project, "pyproject.toml", pyproject)
+    site = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, project],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    env = {"PYTHONPATH": str(site)}
+    daemon = postbackd_daemon(
+        env=env,
+        triggers=[{"delivery": "legacy-get", "options": {"url": webhook_receiver.url("/status")}}],
+    )
+    listing = json.loads(daemon.command("plugins", "--json").stdout)
+    (plugin,) = [p for p in listing if p["name"] == "legacy_get"]
+    assert (plugin["origin"], plugin["version"], plugin["package"]) == (
+        "entry point",
+        "0.1.0",
+        "postbackd-legacy-get",
+    )
+    await daemon.start()
+    await daemon.submit(event("evt-erp", order="o-9"))
+    (request,) = await webhook_receiver.wait_for(1, path="/status")
+    (delivery,) = await daemon.wait_for_deliveries(1)
+    assert request.method == "GET"
+    assert request.query == {"order": "o-9", "status": "order.shipped", "id": delivery["id"]}
+    assert delivery["state"] == "done"
