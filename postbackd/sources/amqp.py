@@ -26,6 +26,10 @@ What happens to a message:
   dead-letters it when the queue has a dead-letter exchange, else drops it. Logged with the
   message_id and the reason.
 
+Up to ``prefetch`` messages are handled at once (the spool commits them in groups), yet the
+statuses of one order are stored in the order the queue delivered them, so ``ordered = true``
+triggers keep their promise (`postbackd.sources.amqp_order`).
+
 The body and property mapping (bare order documents, ``message_id``, ``type``,
 ``headers["customer"]``) is described in `postbackd.sources.amqp_message`.
 
@@ -50,10 +54,11 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from postbackd.events import EventRejected
+from postbackd.events import Event, EventRejected
 from postbackd.logs import get_logger
 from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
 from postbackd.sources.amqp_message import MessageProperties, events_from_body
+from postbackd.sources.amqp_order import EarlierNotStored, OrderTurns, Turn
 from postbackd.sources.amqp_settings import AmqpSettings
 
 log = get_logger("postbackd.sources.amqp")
@@ -80,6 +85,7 @@ class AmqpSource:
         self._stopping = asyncio.Event()
         self._connected = False
         self._unavailable_streak = 0
+        self._turns = OrderTurns()
 
     @property
     def ready(self) -> bool:
@@ -208,28 +214,35 @@ class AmqpSource:
     # ------------------------------------------------------------ messages
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        """Hand the message to a task of our own, so a channel closing cannot cancel a submit."""
-        task = asyncio.create_task(self._handle(message))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
-
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        assert self._submit is not None
+        """Read the message and take its turn now, in delivery order; then handle it in a task
+        of our own, so a channel closing cannot cancel a submit."""
         properties = MessageProperties.of(message)
         try:
             events = events_from_body(message.body, properties)
-            for event in events:
-                await self._submit(event)
         except EventRejected as exc:
-            log.warning(
-                "amqp message rejected",
-                queue=self.settings.queue,
-                message_id=properties.message_id,
-                error=str(exc),
-                dead_letter=self.settings.dead_letter_exchange,
-            )
-            await self._settle(message, "reject", properties)
-        except SpoolUnavailable as exc:
+            await self._reject(message, properties, exc)
+            return
+        turn = self._turns.take(events)
+        task = asyncio.create_task(self._handle(message, properties, events, turn))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        task.add_done_callback(lambda _task: turn.release(stored=False))  # if it never ran
+
+    async def _handle(
+        self,
+        message: AbstractIncomingMessage,
+        properties: MessageProperties,
+        events: list[Event],
+        turn: Turn,
+    ) -> None:
+        assert self._submit is not None
+        try:
+            async with turn:
+                for event in events:
+                    await self._submit(event)
+        except EventRejected as exc:  # the Submit contract allows it; intake does not raise it
+            await self._reject(message, properties, exc)
+        except (SpoolUnavailable, EarlierNotStored) as exc:
             await self._requeue_later(message, properties, str(exc))
         except Exception as exc:
             log.exception("amqp submit failed; message requeued", message_id=properties.message_id)
@@ -243,6 +256,18 @@ class AmqpSource:
                 )
             self._unavailable_streak = 0
             await self._settle(message, "ack", properties)
+
+    async def _reject(
+        self, message: AbstractIncomingMessage, properties: MessageProperties, exc: EventRejected
+    ) -> None:
+        log.warning(
+            "amqp message rejected",
+            queue=self.settings.queue,
+            message_id=properties.message_id,
+            error=str(exc),
+            dead_letter=self.settings.dead_letter_exchange,
+        )
+        await self._settle(message, "reject", properties)
 
     async def _requeue_later(
         self, message: AbstractIncomingMessage, properties: MessageProperties, reason: str

@@ -35,10 +35,16 @@ def amqp_daemon(
     queue: str,
     *,
     prefetch: int = 16,
+    ordered: bool = False,
 ) -> DaemonProcess:
     """A daemon with [sources.amqp] beside [sources.http] (for /readyz), its own spool."""
     port = free_port()
-    files = webhook_config(receiver.url("/hook"), port=port, spool=spool)
+    files = webhook_config(
+        receiver.url("/hook"),
+        port=port,
+        spool=spool,
+        extra_trigger="ordered = true" if ordered else "",
+    )
     files["amqp.toml"] = f"""
 [sources.amqp]
 url = "{broker.url}"
@@ -127,22 +133,33 @@ async def publish_stream(url: str, queue: str, ids: list[str], pause: float) -> 
             await asyncio.sleep(pause)
 
 
-async def test_a_thousand_published_events_are_all_delivered(
+async def test_a_thousand_events_are_all_delivered_each_order_in_queue_order(
     rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
 ):
     await amqp_channel.declare_queue(queue_name, durable=True)
-    daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "a.db", rabbitmq, queue_name)
+    statuses = ("order.shipped", "order.in_transit", "order.delivered")
+    messages = [event(f"m-{n:04}", statuses[n % 3], order=f"o-{n // 3}") for n in range(1000)]
+    for message in messages:  # one by one: the queue holds them in exactly this order
+        await publish(amqp_channel, queue_name, message)
+    daemon = amqp_daemon(
+        daemon_factory, receiver, tmp_path / "a.db", rabbitmq, queue_name, prefetch=64, ordered=True
+    )
     daemon.start()
     await daemon.wait_ready()
-    wanted = {f"m-{n}" for n in range(1000)}
-    await publish_events(amqp_channel, queue_name, sorted(wanted))
 
+    wanted = {m["id"] for m in messages}
     await wait_delivered(receiver, wanted, timeout=45)
     ids = webhook_ids(receiver)
     assert all(len(hooks) == 1 for hooks in ids.values())
     recorded = await spooled(daemon)
     assert set(recorded) == wanted
     assert {k: next(iter(v)) for k, v in ids.items()} == recorded
+    heard: dict[str, list[str]] = {}
+    for request in receiver.requests:
+        body = json.loads(request.body)
+        heard.setdefault(body["orderId"], []).append(body["eventId"])
+    backwards = {order: got for order, got in heard.items() if got != sorted(got)}
+    assert not backwards, f"ordered = true, yet statuses went out of queue order: {backwards}"
     assert await depth(amqp_channel, queue_name) == 0
 
 
