@@ -367,8 +367,14 @@ class Daemon:
 
     def readiness(self) -> dict[str, Any]:
         sources = self.sources.readiness() if self.sources is not None else {}
+        errors = self.sources.errors() if self.sources is not None else {}
         ready = self._generation is not None and all(sources.values())
-        return {"ready": ready, "generation": self.current().number, "sources": sources}
+        return {
+            "ready": ready,
+            "generation": self.current().number,
+            "sources": sources,
+            "source_errors": errors,
+        }
 
     def config_status(self) -> dict[str, Any]:
         generation = self.current()

@@ -71,5 +71,12 @@ class Metrics:
             registry=r,
         )
 
+        self.source_restarts = Counter(
+            "postbackd_source_restarts",
+            "Sources started again after their start raised or their task ended",
+            ["source"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

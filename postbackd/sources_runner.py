@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from postbackd.api import build_app, split_listen
 from postbackd.config_model import Config
@@ -61,12 +60,6 @@ class SourceSet:
         self.intake = intake
         self.metrics = metrics
         self.admin_routes = admin_routes
-        self.restarts = Counter(
-            "postbackd_source_restarts",
-            "Sources started again after their start raised or their task ended",
-            ["source"],
-            registry=metrics.registry,
-        )
         self._running: dict[str, _Running] = {}
         self._admin: web.AppRunner | None = None
         self._admin_listen: str | None = None
@@ -90,6 +83,10 @@ class SourceSet:
                 self._start(name, settings, strict=not self._applied)
         self._applied = True
         await self._apply_admin_listener(config)
+
+    def errors(self) -> dict[str, str]:
+        """The last error of each source that is not running, for /readyz."""
+        return {name: r.error for name, r in self._running.items() if r.error and not r.started}
 
     def readiness(self) -> dict[str, bool]:
         result = {}
@@ -155,7 +152,7 @@ class SourceSet:
                 failures = 0
             delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)]
             failures += 1
-            self.restarts.labels(name).inc()
+            self.metrics.source_restarts.labels(name).inc()
             log.error(
                 "source crashed; restarting" if crashed else "source failed to start; retrying",
                 source=name,
