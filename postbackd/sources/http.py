@@ -85,8 +85,8 @@ class HttpSource:
         if request.content_length is not None and request.content_length > self.max_body:
             self._count_rejected("too_large")
             return _too_large(self.max_body)
-        raw = await request.content.read(self.max_body + 1)
-        if len(raw) > self.max_body:
+        raw = await _read_body(request, self.max_body)
+        if raw is None:
             self._count_rejected("too_large")
             return _too_large(self.max_body)
         try:
@@ -118,6 +118,22 @@ class HttpSource:
             },
             202,
         )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it is longer than `limit`.
+
+    One ``read(n)`` returns what has arrived so far, which for a large batch is only its
+    first part; so read until the end of the body.
+    """
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            return None
 
 
 def _too_large(limit: int) -> web.Response:

@@ -1,0 +1,17 @@
+"""A batch bigger than what arrives in one read is taken whole (it was cut and refused as
+malformed JSON when the body was read with a single ``read``)."""
+
+from __future__ import annotations
+
+from tests.support.daemon import event
+
+
+async def test_a_large_batch_is_read_to_its_end(receiver, daemon_factory):
+    daemon = daemon_factory(receiver.url("/hook"))
+    daemon.start()
+    await daemon.wait_ready()
+    batch = [event(f"big-{i}", order=f"o-{i}", note="n" * 600) for i in range(1000)]
+    status, body = await daemon.post(batch)
+    assert status == 202, body
+    assert len(body["accepted"]) == 1000
+    await receiver.wait_for(1000, timeout=60)
