@@ -56,7 +56,7 @@ NOTICES = {
     "held": "The delivery is held: it will not be attempted until released.",
     "released": "Released: the delivery is due now.",
     "unchanged": "Nothing changed: the delivery is no longer in a state that allows this.",
-    "retried-dead": "{n} dead deliveries are due again now.",
+    "retried-dead": "Dead deliveries due again now: {n}.",
 }
 
 

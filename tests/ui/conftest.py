@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,16 +97,22 @@ async def started(daemon: DaemonProcess) -> DaemonProcess:
 
 
 async def wait_deliveries(
-    daemon: DaemonProcess, count: int, timeout: float = 15.0, **query: str
+    daemon: DaemonProcess,
+    count: int,
+    timeout: float = 15.0,
+    where: Callable[[dict[str, Any]], bool] = lambda delivery: True,
+    **query: str,
 ) -> list[dict[str, Any]]:
-    """Poll the admin API until `count` deliveries match `query` (e.g. state="dead")."""
+    """Poll the admin API until `count` deliveries match `query` (e.g. state="dead")
+    and `where`."""
     params = "&".join(f"{key}={value}" for key, value in query.items())
     deadline = time.monotonic() + timeout
     while True:
         status, body = await daemon.get(f"/v1/deliveries?limit=500&{params}")
         assert status == 200, body
-        if len(body["deliveries"]) >= count:
-            return list(body["deliveries"])
+        found = [delivery for delivery in body["deliveries"] if where(delivery)]
+        if len(found) >= count:
+            return found
         if time.monotonic() > deadline:
             raise AssertionError(f"{count} deliveries with {query} expected, got {body}")
         await asyncio.sleep(0.1)

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import aiohttp
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.support.daemon import event, webhook_config
 from tests.support.receiver import Receiver
@@ -74,24 +74,36 @@ async def test_token_guards_every_page_and_every_post(
     assert "/ui/login" in page.url
 
 
-async def test_no_token_serves_the_ui_without_login_but_still_checks_csrf(
-    receiver: Receiver, daemon_factory, page: Page
+async def test_no_token_serves_the_ui_without_login_or_javascript_but_checks_csrf(
+    receiver: Receiver, daemon_factory, browser: Browser
 ) -> None:
     receiver.script("/hook", [410])  # 410 Gone: dead at once
     daemon = await started(daemon_factory(receiver.url("/hook")))
     assert (await daemon.post(event("n-1")))[0] == 202
     (delivery,) = await wait_deliveries(daemon, 1, state="dead")
 
-    await page.goto(f"{daemon.base}/ui/requests/{delivery['id']}")
-    await expect(page.locator("#state")).to_have_text("dead")
-    await expect(page.get_by_role("button", name="Log out")).to_have_count(0)
-    retry_url = f"{daemon.base}/ui/requests/{delivery['id']}/retry"
-    refused = await page.request.post(retry_url, form={"csrf": ""}, max_redirects=0)
-    assert refused.status == 403
+    context = await browser.new_context(java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{daemon.base}/ui/requests?state=dead")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Requests")
+        await expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+        await page.locator("table.requests tbody a").first.click()
+        await expect(page.locator("#state")).to_have_text("dead")
+        retry_url = f"{daemon.base}/ui/requests/{delivery['id']}/retry"
+        refused = await page.request.post(retry_url, form={"csrf": ""}, max_redirects=0)
+        assert refused.status == 403
 
-    receiver.script("/hook", [200])
-    await page.get_by_role("button", name="Retry now").click()
-    await expect(page.locator("#state")).to_have_text("done", timeout=15_000)
+        receiver.script("/hook", [200])
+        await page.get_by_role("button", name="Retry now").click()  # a plain form POST
+        await expect(page.get_by_role("status")).to_contain_text("Retry scheduled")
+        deadline = time.monotonic() + 15
+        while await page.locator("#state").inner_text() != "done":
+            assert time.monotonic() < deadline, "the retried delivery did not turn done"
+            await asyncio.sleep(0.3)
+            await page.reload()  # no script: the reader reloads
+    finally:
+        await context.close()
 
 
 async def test_ui_disabled_answers_404(receiver: Receiver, daemon_factory) -> None:

@@ -3,6 +3,7 @@ four stages, and Retry after the receiver is fixed."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs, urlsplit
 
 from playwright.async_api import Page, expect
@@ -12,6 +13,17 @@ from tests.support.receiver import Receiver
 from tests.ui.conftest import TOKEN, log_in, started, wait_deliveries
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SLOW_TRIGGER = """
+[[trigger]]
+name = "acme-slow"
+customer = "acme"
+events = ["order.shipped"]
+template = "builtin:order-status-json"
+delivery = "webhook"
+retry_schedule = ["1h"]
+[trigger.options]
+url = "URL"
+"""
 
 
 async def test_filter_open_dead_delivery_and_retry_it(
@@ -60,6 +72,39 @@ async def test_filter_open_dead_delivery_and_retry_it(
     await expect(page.locator(".attempt").first).to_contain_text("succeeded")
     arrived = await receiver.wait_for(before + 1)
     assert arrived[-1].headers["webhook-id"] == delivery_id
+
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.goto(f"{daemon.base}/ui/requests?customer=acme&state=dead")
+    await expect(rows).to_have_count(1)  # o-1 is still dead
+    await page.get_by_role("button", name="Retry all dead deliveries of acme").click()
+    await expect(page.get_by_role("status")).to_have_text("Dead deliveries due again now: 1.")
+    assert parse_qs(urlsplit(page.url).query)["customer"] == ["acme"]
+    await wait_deliveries(daemon, 2, state="done")
+
+
+async def test_hold_and_release_a_delivery_waiting_for_its_retry(
+    receiver: Receiver, daemon_factory, page: Page
+) -> None:
+    receiver.script("/slow", [500])
+    daemon = daemon_factory(receiver.url("/hook"), token=TOKEN)
+    daemon.write({"slow.toml": SLOW_TRIGGER.replace("URL", receiver.url("/slow"))})
+    await started(daemon)
+    assert (await daemon.post(event("h-1", order="o-h")))[0] == 202
+    (waiting,) = await wait_deliveries(  # failed once, the next try is an hour away
+        daemon, 1, state="pending", trigger="acme-slow", where=lambda d: d["attempts"] == 1
+    )
+
+    await log_in(page, daemon, f"/ui/requests/{waiting['id']}")
+    await expect(page.locator("#state")).to_have_text("pending")
+    await page.get_by_role("button", name="Hold").click()
+    await expect(page.get_by_role("status")).to_contain_text("held")
+    await expect(page.locator("#state")).to_have_text("held")
+    await expect(page.locator(".state-line")).to_contain_text("held from the web UI")
+    await page.get_by_role("button", name="Release").click()
+    await expect(page.get_by_role("status")).to_contain_text("Released")
+    # due now: the second and last attempt fails too, so the delivery ends dead
+    await expect(page.locator("#state")).to_have_text("dead", timeout=15_000)
+    await expect(page.locator(".attempt")).to_have_count(2)
 
 
 async def test_cursor_pages_keyboard_filter_and_labels(

@@ -42,7 +42,7 @@ async def test_render_marks_error_lines_and_send_test_delivers(
     await page.get_by_role("button", name="Render").click()
     error = page.locator("#render-error")
     await expect(error).to_contain_text("invalid JSON at line 3, column 3")
-    await expect(error).to_contain_text("template line 3, column 3")
+    await expect(error).to_contain_text("Render error at template line 3:")
     marked = page.locator(".listing li.mark-error")
     await expect(marked).to_have_count(1)
     await expect(marked).to_have_attribute("id", "L3")
