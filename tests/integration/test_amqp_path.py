@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,6 @@ async def publish(channel: Channel, queue: str, body: bytes | dict[str, Any], **
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     message = aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **props)
     await channel.default_exchange.publish(message, routing_key=queue)
-
-
-async def publish_events(channel: Channel, queue: str, ids: Iterable[str]) -> None:
-    await asyncio.gather(*(publish(channel, queue, event(i, order=f"o-{i}")) for i in ids))
 
 
 async def depth(channel: Channel, queue: str) -> int:
