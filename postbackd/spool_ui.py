@@ -154,9 +154,9 @@ def choose_index(
     yields rows newest first; the best is the one that leaves the fewest rows to look at.
     SQLite has no statistics on a spool (no ANALYZE) and guesses, and a wrong guess walks a
     big customer's whole history to find its few held deliveries. So with several filters
-    each one's rows in the seq range are counted — on its index alone, up to a cap — and the
-    smallest wins (the cap grows tenfold while every candidate reaches it, so the cost stays
-    near the size of the smallest set).
+    their rows in the seq range are counted — on the index alone, up to a cap — and the first
+    below the cap wins; the cap grows tenfold while every candidate reaches it, so the winner
+    is within a factor of ten of the smallest and the counting costs about its size.
     """
     present = _indexes(conn)
     if filters.order is not None:
@@ -176,12 +176,9 @@ def choose_index(
     if len(candidates) == 1:
         return INDEXES[candidates[0][0]]
     for cap in PROBES:
-        counts = [
-            (_count(conn, column, value, low, high, cap), column) for column, value in candidates
-        ]
-        fewest, column = min(counts, key=lambda pair: pair[0])
-        if fewest < cap:
-            return INDEXES[column]
+        for column, value in candidates:
+            if _count(conn, column, value, low, high, cap) < cap:
+                return INDEXES[column]
     return INDEXES[candidates[0][0]]
 
 

@@ -22,6 +22,9 @@ from postbackd.ui.query import FilterError, RequestQuery
 from postbackd.ui.visit import UiBackend, Visit
 
 PAGE_SIZE = 50
+SUGGESTIONS = 300
+"""Above this many customers (or triggers) the filter offers no list: it would outweigh the
+page. Any name can still be typed."""
 ACTIONS = ("retry", "hold", "release")
 
 
@@ -61,6 +64,10 @@ def allowed_actions(state: DeliveryState) -> list[str]:
     return actions
 
 
+def _suggestions(names: Mapping[str, object]) -> list[str]:
+    return sorted(names) if len(names) <= SUGGESTIONS else []
+
+
 def render_request_rows(rows: list[DeliverySummary]) -> str:
     """The table body of the Requests page alone (what `scripts/ui_bench.py` times)."""
     return views.render("_rows.html", rows=rows)
@@ -91,8 +98,8 @@ class RequestsPages:
             rows=rows,
             next_url=None if next_cursor is None else query.url(cursor=next_cursor),
             error=error,
-            customers=sorted(config.customers),
-            triggers=sorted(config.triggers),
+            customers=_suggestions(config.customers),
+            triggers=_suggestions(config.triggers),
             event_types=CANONICAL_TYPES,
             states=[str(state) for state in DeliveryState],
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from postbackd.spool import Spool
 from postbackd.spool_model import DeliveryState
 from postbackd.spool_reads import ListFilter
-from postbackd.spool_ui import INDEXES, ORDER_INDEX, UiQueries, choose_index
+from postbackd.spool_ui import INDEXES, ORDER_INDEX, UiQueries, choose_index, list_page
 from tests.test_spool import add, new_delivery, result
 
 S = DeliveryState
@@ -107,11 +107,27 @@ async def test_indexes_it_names_exist_and_the_smallest_is_walked(tmp_path: Path)
     assert choose_index(conn, everyone, None, None) == INDEXES["trigger_name"]
     assert choose_index(conn, ListFilter(order="o-1", customer="acme"), None, None) == ORDER_INDEX
     assert choose_index(conn, ListFilter(), None, None) is None
-    held_acme = ListFilter(customer="acme", state=S.HELD, event_type="order.shipped")
-    assert choose_index(conn, held_acme, None, None) == INDEXES["state"]  # 30 held < 40 acme
-    last = conn.execute("SELECT max(seq) FROM deliveries").fetchone()[0]
-    recent = choose_index(conn, held_acme, last - 3, last + 1)
-    assert recent == INDEXES["customer"]  # in the last 4 rows: 1 acme, 1 held; first wins
+    conn.close()
+
+
+async def test_a_big_customer_few_held_walks_the_state_index(tmp_path: Path) -> None:
+    spool = await Spool.open(tmp_path / "spool.db")
+    await spool.close()
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    conn.executemany(
+        "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+        "format, content_type, state, ordered, created_at, next_attempt_at, updated_at) "
+        "VALUES (?, ?, 'acme-1', 'webhook', 'acme', 'order.shipped', 'json', "
+        "'application/json', ?, 0, ?, 0, 0)",
+        [(f"d{i}", f"e{i}", "held" if i % 100 == 0 else "done", i) for i in range(5000)],
+    )
+    conn.commit()
+    held_acme = ListFilter(customer="acme", state=S.HELD)
+    assert choose_index(conn, held_acme, None, None) == INDEXES["state"]  # 50 held, 5000 acme
+    page, _ = list_page(conn, held_acme, 10, None)
+    assert [row.id for row in page] == [f"d{i}" for i in range(4900, 3900, -100)]
+    # in the newest 300 rows acme is below the first cap too, and is asked first
+    assert choose_index(conn, held_acme, 4701, 5001) == INDEXES["customer"]
     conn.close()
 
 
