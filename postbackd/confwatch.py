@@ -7,6 +7,10 @@ opening a file in vim would reload. A burst of changes (an editor saving, ``cp -
 config-management run) is coalesced into one reload once the directory has been quiet for
 `DEBOUNCE`, but never later than `MAX_DELAY` after the first change of the burst, so a file
 rewritten continuously cannot hold reloads off for ever.
+
+A file still open for writing is not read: a change counts once its writer closes it (inotify's
+close-after-write), so a file truncated and rewritten in place is never loaded half-written —
+which could otherwise drop a trigger for a moment and cancel its waiting deliveries.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ DEBOUNCE = 0.3
 MAX_DELAY = 2.0
 EXTRA_IGNORED_SUFFIXES = (".swx", ".part")
 IGNORED_EVENTS = ("opened", "closed_no_write")
+WRITING_EVENTS = ("created", "modified")  # the writer may still be at it: wait for "closed"
 
 
 def relevant(path: str, directory: Path) -> bool:
@@ -44,7 +49,10 @@ class _Handler(FileSystemEventHandler):
     """Runs on watchdog's thread: filters, then hands relevant paths to the event loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, directory: Path, notify: Callable[[str], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        directory: Path,
+        notify: Callable[[str, bool], None],
     ) -> None:
         self.loop = loop
         self.directory = directory
@@ -58,7 +66,8 @@ class _Handler(FileSystemEventHandler):
         for path in (event.dest_path, event.src_path):  # a move is named by where it went
             text = path.decode() if isinstance(path, bytes) else path
             if text and relevant(text, self.directory):
-                self.loop.call_soon_threadsafe(self.notify, text)
+                writing = not event.is_directory and event.event_type in WRITING_EVENTS
+                self.loop.call_soon_threadsafe(self.notify, text, writing)
                 return
 
 
@@ -72,6 +81,7 @@ class ConfigWatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._burst_started: float | None = None
         self._changed: set[str] = set()
+        self._writing: set[str] = set()  # files created or modified and not yet closed
         self._reloads: set[asyncio.Task[object]] = set()
 
     def start(self) -> None:
@@ -94,10 +104,14 @@ class ConfigWatcher:
             observer.stop()
             await asyncio.to_thread(observer.join, 5)
 
-    def _changed_path(self, path: str) -> None:
+    def _changed_path(self, path: str, writing: bool) -> None:
         if self._observer is None:
             return  # stopped meanwhile
-        log.debug("configuration file changed", path=path)
+        log.debug("configuration file changed", path=path, writing=writing)
+        if writing:
+            self._writing.add(path)
+        else:
+            self._writing.discard(path)
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._changed.add(path)
@@ -109,6 +123,15 @@ class ConfigWatcher:
         self._timer = loop.call_at(fire_at, self._fire)
 
     def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        if (
+            self._writing
+            and self._burst_started is not None
+            and loop.time() < self._burst_started + MAX_DELAY
+        ):
+            self._timer = loop.call_at(self._burst_started + MAX_DELAY, self._fire)
+            return  # a writer has the file open: its close will bring the reload forward
+        self._writing.clear()
         self._timer, self._burst_started = None, None
         changed, self._changed = sorted(self._changed), set()
         shown = ", ".join(_shown(p, self.directory) for p in changed[:5])

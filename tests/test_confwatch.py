@@ -114,3 +114,15 @@ async def test_continuous_changes_cannot_hold_reloads_off(watched, monkeypatch):
         (conf / "busy.toml").write_text(f"# {time.monotonic()}\n")
         await asyncio.sleep(0.1)
     assert len(recorder.reasons) >= 1, "no reload while the directory never settled"
+
+
+async def test_a_file_still_being_written_is_not_read_until_closed(watched):
+    conf, recorder = watched
+    with (conf / "acme.toml").open("w") as handle:
+        handle.write("[[customer]]\n")
+        handle.flush()
+        await asyncio.sleep(QUIET)  # past the debounce, but the writer still has it open
+        assert recorder.reasons == []
+        handle.write('id = "acme"\n')
+    reasons = await recorder.wait(1)
+    assert "acme.toml" in reasons[0]
