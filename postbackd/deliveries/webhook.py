@@ -39,7 +39,7 @@ PREPARED_LIMIT = 16384  # trigger options worked out and kept; more (many reload
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    """What one trigger's options mean, worked out once per configuration generation.
+    """What one trigger's options mean, worked out at its first attempt in a generation.
 
     A configuration never changes in place (a reload builds new option mappings), so the
     mapping itself is the key; it is kept here, so its id cannot be reused meanwhile.
@@ -49,7 +49,6 @@ class _Prepared:
     parsed: WebhookOptions | None
     errors: tuple[str, ...]
     shown_url: str
-    destination: str
 
 
 class WebhookDelivery:
@@ -69,6 +68,7 @@ class WebhookDelivery:
         self._context = context
         self._sessions: GuardedSessions | None = None
         self._prepared: dict[int, _Prepared] = {}
+        self._destinations: dict[int, tuple[Mapping[str, Any], str]] = {}
         self._policy_of: tuple[object, AddressPolicy] | None = None
         self._vetted: set[tuple[str, int, AddressPolicy]] = set()
 
@@ -77,7 +77,14 @@ class WebhookDelivery:
 
     def destination(self, options: Mapping[str, Any]) -> str:
         """``scheme://host:port`` of the receiver: the unit of concurrency and circuit breaking."""
-        return self._prepare(options).destination
+        known = self._destinations.get(id(options))
+        if known is not None and known[0] is options:
+            return known[1]
+        destination = _destination(options)
+        if len(self._destinations) >= PREPARED_LIMIT:
+            self._destinations.clear()
+        self._destinations[id(options)] = (options, destination)
+        return destination
 
     async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome:
         prepared = self._prepare(options)
@@ -123,7 +130,6 @@ class WebhookDelivery:
             parsed,
             tuple(errors),
             mask_url(parsed.url) if parsed is not None else "",
-            _destination(options),
         )
         if len(self._prepared) >= PREPARED_LIMIT:
             self._prepared.clear()
