@@ -118,6 +118,18 @@ it cannot store now (retry later; do not acknowledge upstream).
 """
 
 
+def count_rejected(submit: Submit | None, reason: str = "invalid", count: int = 1) -> None:
+    """Count input a source refused, in ``postbackd_events_rejected_total{source,reason}``.
+
+    The daemon's `submit` carries a ``rejected(reason, count)`` method for this; a stand-in
+    submit in a plugin's own tests may not, and then nothing is counted. `reason` is one of
+    "invalid", "unauthorized", "too_large".
+    """
+    rejected = getattr(submit, "rejected", None)
+    if rejected is not None:
+        rejected(reason, count)
+
+
 class SpoolUnavailable(RuntimeError):
     """The event could not be stored now (disk full, spool unwritable, shutting down)."""
 
@@ -183,6 +195,7 @@ __all__ = [
     "SpoolUnavailable",
     "Submit",
     "SubmitResult",
+    "count_rejected",
     "hookimpl",
     "parse_duration",
     "parse_event",

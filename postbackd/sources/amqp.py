@@ -56,7 +56,7 @@ from aio_pika.abc import (
 
 from postbackd.events import Event, EventRejected
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
+from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected, hookimpl
 from postbackd.sources.amqp_message import MessageProperties, events_from_body
 from postbackd.sources.amqp_order import EarlierNotStored, OrderTurns, Turn
 from postbackd.sources.amqp_settings import AmqpSettings
@@ -267,6 +267,7 @@ class AmqpSource:
             error=str(exc),
             dead_letter=self.settings.dead_letter_exchange,
         )
+        count_rejected(self._submit)
         await self._settle(message, "reject", properties)
 
     async def _requeue_later(

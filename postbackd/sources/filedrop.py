@@ -30,7 +30,7 @@ from watchdog.observers.api import BaseObserver
 
 from postbackd.events import EventRejected
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
+from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected, hookimpl
 from postbackd.sources import filedrop_files as files
 from postbackd.sources.filedrop_files import BadLine, DropKind, DroppedFile
 from postbackd.sources.filedrop_watch import start_watching, stat_all, stop_watching
@@ -317,6 +317,7 @@ class FileDropSource:
             moved_to=str(moved_to) if moved_to else "deleted",
         )
         if bad:
+            count_rejected(self._submit, count=len(bad))
             log.warning(
                 "filedrop: lines rejected",
                 file=path.name,
@@ -327,6 +328,7 @@ class FileDropSource:
         self, dropped: DroppedFile, errors: tuple[str, ...], note: str = ""
     ) -> None:
         self._retry.pop(dropped.path, None)
+        count_rejected(self._submit, count=max(1, len(errors)))
         target = await asyncio.to_thread(
             files.reject_whole, self.directory, dropped.path, errors, note
         )

@@ -24,7 +24,7 @@ from postbackd.api import (
 )
 from postbackd.events import EventRejected, parse_events
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, hookimpl
+from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected, hookimpl
 from postbackd.units import parse_size
 
 log = get_logger("postbackd.sources.http")
@@ -73,10 +73,7 @@ class HttpSource:
             self._runner = None
 
     def _count_rejected(self, reason: str) -> None:
-        """Count a refused request in postbackd_events_rejected_total (the daemon's submit can)."""
-        rejected = getattr(self._submit, "rejected", None)
-        if rejected is not None:
-            rejected(reason)
+        count_rejected(self._submit, reason)
 
     async def post_events(self, request: web.Request) -> web.Response:
         if not bearer_ok(request, self.token):

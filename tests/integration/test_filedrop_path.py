@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
 from tests.support.receiver import Receiver
 
@@ -171,6 +173,15 @@ async def test_bad_files_are_rejected_and_good_jsonl_lines_delivered(
     assert (incoming / "processed" / "half.jsonl").exists()
     assert sorted(webhook_ids(receiver)) == ["h-1", "h-3", "h-6"]  # nothing of batch.json
     assert drops_left(incoming) == []
+    status, metrics = await daemon.get("/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    rejected = {
+        sample.labels["reason"]: sample.value
+        for sample in families["postbackd_events_rejected"].samples
+        if sample.name.endswith("_total") and sample.labels.get("source") == "filedrop"
+    }
+    assert rejected["invalid"] >= 4  # broken.json, batch.json, two lines of half.jsonl
 
 
 async def test_files_present_before_start_are_picked_up(receiver, daemon_factory, tmp_path):
