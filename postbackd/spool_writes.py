@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from postbackd.spool_claim import wake_successor
@@ -185,27 +185,51 @@ def set_rendered(
 
 
 def sync_triggers(conn: sqlite3.Connection, active: list[str], inactive: list[str]) -> TriggerSync:
+    """Hold the pending deliveries of inactive triggers, resume reactivated ones, cancel those
+    of triggers that are gone.
+
+    Runs at start-up and at every reload, possibly over a large backlog: each statement goes
+    through the trigger index for the names concerned, never over every pending row.
+    """
     now = time.time()
-    held = conn.execute(
-        "UPDATE deliveries SET state = 'held', held_reason = ?, updated_at = ? "
-        "WHERE state = 'pending' AND trigger_name IN (SELECT value FROM json_each(?))",
-        (TRIGGER_INACTIVE, now, id_list(inactive)),
-    ).rowcount
+    held = 0
+    for name in inactive:
+        held += conn.execute(
+            "UPDATE deliveries INDEXED BY deliveries_trigger SET state = 'held', "
+            "held_reason = ?, updated_at = ? WHERE trigger_name = ? AND state = 'pending'",
+            (TRIGGER_INACTIVE, now, name),
+        ).rowcount
     resumed = conn.execute(
         "UPDATE deliveries SET state = 'pending', held_reason = NULL, updated_at = ? "
         "WHERE state = 'held' AND held_reason = ? "
         "AND trigger_name IN (SELECT value FROM json_each(?))",
         (now, TRIGGER_INACTIVE, id_list(active)),
     ).rowcount
-    cancelled = conn.execute(
-        "UPDATE deliveries SET state = 'cancelled', held_reason = NULL, finished_at = ?, "
-        "updated_at = ?, last_error = 'trigger ' || trigger_name || "
-        "' was removed from the configuration' "
-        "WHERE state IN ('pending', 'held') "
-        "AND trigger_name NOT IN (SELECT value FROM json_each(?))",
-        (now, now, id_list([*active, *inactive])),
-    ).rowcount
+    configured = {*active, *inactive}
+    cancelled = 0
+    for name in [name for name in _trigger_names(conn) if name not in configured]:
+        cancelled += conn.execute(
+            "UPDATE deliveries INDEXED BY deliveries_trigger SET state = 'cancelled', "
+            "held_reason = NULL, finished_at = ?, updated_at = ?, last_error = 'trigger ' || "
+            "trigger_name || ' was removed from the configuration' "
+            "WHERE trigger_name = ? AND state IN ('pending', 'held')",
+            (now, now, name),
+        ).rowcount
     return TriggerSync(held=held, resumed=resumed, cancelled=cancelled)
+
+
+def _trigger_names(conn: sqlite3.Connection) -> Iterator[str]:
+    """Each trigger name the spool holds deliveries of, once, by skips along its index."""
+    current = conn.execute(
+        "SELECT min(trigger_name) FROM deliveries INDEXED BY deliveries_trigger"
+    ).fetchone()[0]
+    while current is not None:
+        yield current
+        current = conn.execute(
+            "SELECT min(trigger_name) FROM deliveries INDEXED BY deliveries_trigger "
+            "WHERE trigger_name > ?",
+            (current,),
+        ).fetchone()[0]
 
 
 def retry(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
