@@ -70,26 +70,6 @@ async def depth(channel: Channel, queue: str) -> int:
     return count
 
 
-def webhook_ids(receiver: Receiver) -> dict[str, set[str]]:
-    """Event id → the webhook-ids it arrived with (one, unless a duplicate changed it)."""
-    seen: dict[str, set[str]] = {}
-    for request in receiver.requests:
-        event_id = json.loads(request.body)["eventId"]
-        seen.setdefault(event_id, set()).add(request.headers["webhook-id"])
-    return seen
-
-
-async def wait_delivered(receiver: Receiver, wanted: set[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not wanted <= set(webhook_ids(receiver)):
-        if time.monotonic() > deadline:
-            missing = sorted(wanted - set(webhook_ids(receiver)))
-            raise AssertionError(
-                f"{len(missing)} events not delivered in {timeout}s: {missing[:5]}"
-            )
-        await asyncio.sleep(0.1)
-
-
 async def wait_readyz(daemon: DaemonProcess, status: int, timeout: float) -> dict[str, Any]:
     """Poll /readyz until it answers `status`; returns that answer's body."""
     deadline = time.monotonic() + timeout
@@ -144,8 +124,8 @@ async def test_a_thousand_events_are_all_delivered_each_order_in_queue_order(
     await daemon.wait_ready()
 
     wanted = {m["id"] for m in messages}
-    await wait_delivered(receiver, wanted, timeout=45)
-    ids = webhook_ids(receiver)
+    await receiver.wait_events(wanted, timeout=45)
+    ids = receiver.webhook_ids()
     assert all(len(hooks) == 1 for hooks in ids.values())
     recorded = await spooled(daemon)
     assert set(recorded) == wanted
@@ -189,7 +169,7 @@ async def test_malformed_messages_are_dead_lettered(
         headers={"customer": "acme"},
     )
 
-    await wait_delivered(receiver, {"g-1", "g-2"})
+    await receiver.wait_events({"g-1", "g-2"})
     letters: list[aio_pika.abc.AbstractIncomingMessage] = []
     deadline = time.monotonic() + 15
     while len(letters) < 4 and time.monotonic() < deadline:
@@ -207,7 +187,7 @@ async def test_malformed_messages_are_dead_lettered(
         "no-type",
     ]
     assert {m.headers["x-death"][0]["reason"] for m in letters} == {"rejected"}  # type: ignore[index]
-    assert sorted(webhook_ids(receiver)) == ["g-1", "g-2"]  # nothing of the rejected batch
+    assert sorted(receiver.webhook_ids()) == ["g-1", "g-2"]  # nothing of the rejected batch
     assert await depth(amqp_channel, queue_name) == 0
     logs = daemon.logs()
     assert "amqp message rejected" in logs and '"message_id": "bad-json"' in logs
@@ -236,8 +216,8 @@ async def test_broker_outage_mid_stream_loses_nothing_and_readyz_says_so(
         publisher.cancel()
 
     assert outage["sources"] == {"http": True, "amqp": False}
-    await wait_delivered(receiver, set(ids), timeout=40)
-    assert all(len(hooks) == 1 for hooks in webhook_ids(receiver).values())
+    await receiver.wait_events(set(ids), timeout=40)
+    assert all(len(hooks) == 1 for hooks in receiver.webhook_ids().values())
     assert set(await spooled(daemon)) == set(ids)
     assert "amqp connection lost" in daemon.logs()
 
@@ -271,12 +251,12 @@ async def test_two_daemons_share_one_queue_and_a_killed_one_loses_nothing(
     await first.wait_ready()
 
     wanted = set(ids)
-    await wait_delivered(receiver, wanted, timeout=40)
+    await receiver.wait_events(wanted, timeout=40)
     by_first, by_second = await spooled(first), await spooled(second)
     assert by_first and by_second, "one daemon took all the work"
     assert set(by_first) | set(by_second) == wanted
     assert all(by_first[i] == by_second[i] for i in set(by_first) & set(by_second))
-    ids = webhook_ids(receiver)
+    ids = receiver.webhook_ids()
     assert all(len(hooks) == 1 for hooks in ids.values()), "a duplicate changed its webhook-id"
     assert {k: next(iter(v)) for k, v in ids.items()} == {**by_first, **by_second}
 
@@ -290,4 +270,4 @@ async def test_two_daemons_share_one_queue_and_a_killed_one_loses_nothing(
         await asyncio.sleep(0.1)
     again = await spooled(second)
     assert {i: again[i] for i in crossed} == {i: by_first[i] for i in crossed}
-    assert all(len(hooks) == 1 for hooks in webhook_ids(receiver).values())
+    assert all(len(hooks) == 1 for hooks in receiver.webhook_ids().values())

@@ -50,26 +50,6 @@ def filedrop_daemon(
     return daemon
 
 
-def webhook_ids(receiver: Receiver) -> dict[str, set[str]]:
-    """Event id → the webhook-ids it arrived with (one, unless a duplicate changed it)."""
-    seen: dict[str, set[str]] = {}
-    for request in receiver.requests:
-        event_id = json.loads(request.body)["eventId"]
-        seen.setdefault(event_id, set()).add(request.headers["webhook-id"])
-    return seen
-
-
-async def wait_delivered(receiver: Receiver, wanted: set[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not wanted <= set(webhook_ids(receiver)):
-        if time.monotonic() > deadline:
-            missing = sorted(wanted - set(webhook_ids(receiver)))
-            raise AssertionError(
-                f"{len(missing)} events not delivered in {timeout}s: {missing[:5]}"
-            )
-        await asyncio.sleep(0.1)
-
-
 async def wait_exists(path: Path, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -120,12 +100,12 @@ async def test_files_written_by_other_processes_are_delivered(receiver, daemon_f
         run("cp", str(outbox / "copied.jsonl"), str(incoming / "copied.jsonl")),
     )
     wanted = {e["id"] for e in single + copied}
-    await wait_delivered(receiver, wanted)
+    await receiver.wait_events(wanted)
     await wait_exists(incoming / "processed" / "x.json")
     await wait_exists(incoming / "processed" / "copied.jsonl")
     await asyncio.sleep(0.5)  # time for a wrongly doubled read to show
 
-    assert {k: len(v) for k, v in webhook_ids(receiver).items()} == dict.fromkeys(wanted, 1)
+    assert {k: len(v) for k, v in receiver.webhook_ids().items()} == dict.fromkeys(wanted, 1)
     assert len(receiver.requests) == len(wanted)
     assert drops_left(incoming) == []
     assert list((incoming / "rejected").iterdir()) == []  # the half-written .tmp was never read
@@ -155,7 +135,7 @@ async def test_bad_files_are_rejected_and_good_jsonl_lines_delivered(
     )
     place(incoming / "half.jsonl", b"\n".join(half_lines) + b"\n")
 
-    await wait_delivered(receiver, {"h-1", "h-3", "h-6"})
+    await receiver.wait_events({"h-1", "h-3", "h-6"})
     rejected = incoming / "rejected"
     for name in ("broken.json.error", "batch.json.error", "half.jsonl.error"):
         await wait_exists(rejected / name)
@@ -171,7 +151,7 @@ async def test_bad_files_are_rejected_and_good_jsonl_lines_delivered(
     assert "\nline 2: malformed JSON" in half and "\nline 4: type: required" in half
     assert (rejected / "half.jsonl").read_bytes().splitlines() == [half_lines[1], half_lines[3]]
     assert (incoming / "processed" / "half.jsonl").exists()
-    assert sorted(webhook_ids(receiver)) == ["h-1", "h-3", "h-6"]  # nothing of batch.json
+    assert sorted(receiver.webhook_ids()) == ["h-1", "h-3", "h-6"]  # nothing of batch.json
     assert drops_left(incoming) == []
     status, metrics = await daemon.get("/metrics")
     assert status == 200
@@ -195,7 +175,7 @@ async def test_files_present_before_start_are_picked_up(receiver, daemon_factory
     daemon.start()
     await daemon.wait_ready()
 
-    await wait_delivered(receiver, {e["id"] for e in early} | {"e-one"})
+    await receiver.wait_events({e["id"] for e in early} | {"e-one"})
     await wait_exists(incoming / "processed" / "one.json")
     await wait_exists(incoming / "processed" / "early.jsonl")
     assert drops_left(incoming) == ["notes.txt"]
@@ -224,7 +204,7 @@ async def test_kill_9_mid_directory_then_restart_delivers_every_event_once(
     daemon.start()
     await daemon.wait_ready()
     wanted = {e["id"] for events in batches.values() for e in events}
-    await wait_delivered(receiver, wanted, timeout=40)
+    await receiver.wait_events(wanted, timeout=40)
     status, body = await daemon.get("/v1/deliveries?limit=1000")
     assert status == 200, body
     deliveries = body["deliveries"]
@@ -235,7 +215,7 @@ async def test_kill_9_mid_directory_then_restart_delivers_every_event_once(
 
     assert sorted(d["event_id"] for d in deliveries) == sorted(wanted)  # one delivery per event
     assert {d["state"] for d in deliveries} == {"done"}
-    ids = webhook_ids(receiver)
+    ids = receiver.webhook_ids()
     assert all(len(hooks) == 1 for hooks in ids.values()), "a duplicate changed its webhook-id"
     assert {d["event_id"]: d["id"] for d in deliveries} == {
         k: next(iter(v)) for k, v in ids.items()

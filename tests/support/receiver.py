@@ -7,6 +7,7 @@ repeats), so "fail twice, then accept" is ``receiver.script("/hook", [500, 500, 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -89,3 +90,22 @@ class Receiver:
                 except TimeoutError:
                     pass
         return self.ok_requests(path)
+
+    def webhook_ids(self) -> dict[str, set[str]]:
+        """Event id (the payload's ``eventId``) → the webhook-ids it arrived with."""
+        seen: dict[str, set[str]] = {}
+        for request in self.requests:
+            event_id = json.loads(request.body)["eventId"]
+            seen.setdefault(event_id, set()).add(request.headers["webhook-id"])
+        return seen
+
+    async def wait_events(self, wanted: set[str], timeout: float = 20.0) -> None:
+        """Wait until every event id in `wanted` arrived; fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not wanted <= set(self.webhook_ids()):
+            if time.monotonic() > deadline:
+                missing = sorted(wanted - set(self.webhook_ids()))
+                raise AssertionError(
+                    f"{len(missing)} events not delivered in {timeout}s: {missing[:5]}"
+                )
+            await asyncio.sleep(0.1)
