@@ -81,8 +81,10 @@ class Dispatcher:
         while not self._stopping:
             daemon = self.current().config.daemon
             self._resize(daemon.concurrency)
-            room = max(0, daemon.concurrency * BUFFER_FACTOR - self._buffered)
-            hungry = room > 0 and self._buffered <= self._low_water
+            cap = daemon.per_destination * BUFFER_FACTOR
+            active = self._buffered - self._stalled(cap)
+            room = max(0, daemon.concurrency * BUFFER_FACTOR - active)
+            hungry = room > 0 and active <= self._low_water
             claimed: list[StoredDelivery] = []
             if hungry:
                 claimed = await self.spool.claim_due(
@@ -97,6 +99,16 @@ class Dispatcher:
                 await asyncio.sleep(0)  # more is due: go on reading, let attempts start
                 continue
             await self._sleep(hungry)
+
+    def _stalled(self, cap: int) -> int:
+        """Claimed deliveries at destinations whose queue is full (a slow or hung receiver).
+
+        They do not count against the reading budget — else one slow receiver would use it up
+        and stop every other destination; their number is bounded by `cap` per destination.
+        """
+        return sum(
+            len(d.waiting) + d.workers for d in self._destinations.values() if len(d.waiting) >= cap
+        )
 
     def _unavailable(self, per_destination: int) -> list[str]:
         """Destinations not to read for now: queue full, or breaker open and cooling down."""
@@ -157,8 +169,12 @@ class Dispatcher:
         generation = self.current()
         destination = self.runner.destination_for(generation, delivery)
         dest = self._destinations.setdefault(destination, _Destination())
+        per_destination = generation.config.daemon.per_destination
+        if len(dest.waiting) >= per_destination * BUFFER_FACTOR:
+            self._defer(delivery.id, time.time())  # its queue is full: back to the spool
+            return
         dest.waiting.append(delivery)
-        while dest.workers < generation.config.daemon.per_destination and dest.waiting:
+        while dest.workers < per_destination and dest.waiting:
             dest.workers += 1
             task = asyncio.create_task(self._work(destination, dest))
             self._tasks.add(task)

@@ -30,6 +30,7 @@ class Receiver:
     port: int = 0
     requests: list[Received] = field(default_factory=list)
     _scripts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    delays: dict[str, float] = field(default_factory=dict)  # path → seconds before answering
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
 
@@ -62,6 +63,8 @@ class Receiver:
         assert self._arrived is not None
         async with self._arrived:
             self._arrived.notify_all()
+        if request.path in self.delays:
+            await asyncio.sleep(self.delays[request.path])
         statuses = self._scripts.get(request.path)
         status = 200
         if statuses:
