@@ -12,7 +12,8 @@ import asyncio
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
@@ -109,14 +110,12 @@ def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
         out.write(format_smtp_summary(outcome) + f"\nlatency  {seconds * 1000:.1f} ms\n")
         return
     out.write("== request\n")
-    for key, value in (outcome.request or {}).items():
-        out.write(f"{key}: {_text(value)}\n")
+    _write_fields(out, outcome.request)
     if delivery.subject is not None:
         out.write(f"subject: {delivery.subject}\n")
     out.write("\n" + delivery.body.decode("utf-8", "replace").rstrip("\n") + "\n\n")
     out.write("== response\n")
-    for key, value in (outcome.response or {}).items():
-        out.write(f"{key}: {_text(value)}\n")
+    _write_fields(out, outcome.response)
     out.write(f"latency: {seconds * 1000:.1f} ms\n")
     verdict = {
         "ok": "delivered",
@@ -126,7 +125,18 @@ def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
     out.write(f"outcome: {verdict}" + (f": {outcome.error}" if outcome.error else "") + "\n")
 
 
+def _write_fields(out: TextIO, fields: Mapping[str, Any] | None) -> None:
+    """One ``key: value`` line each; headers one per line below their key, as sent."""
+    for key, value in (fields or {}).items():
+        if key == "headers" and isinstance(value, Mapping):
+            out.write("headers:\n")
+            for name, header in value.items():
+                out.write(f"  {name}: {header}\n")
+        else:
+            out.write(f"{key}: {_text(value)}\n")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, dict | list):
-        return jsoncodec.dumps(value).decode()
+        return jsoncodec.dumps_any_keys(value).decode()
     return str(value)
