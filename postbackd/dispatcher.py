@@ -79,6 +79,9 @@ class Dispatcher:
         many deliveries rather than the one or two that have just finished.
         """
         while not self._stopping:
+            # Cleared before reading, not after: a wake-up that comes while the spool is read
+            # (an event committed meanwhile) must end the sleep that follows, not be lost.
+            self._wake.clear()
             daemon = self.current().config.daemon
             self._resize(daemon.concurrency)
             cap = daemon.per_destination * BUFFER_FACTOR
@@ -154,9 +157,9 @@ class Dispatcher:
             next_due = await self.spool.next_due_at(self._unavailable(per_destination))
             if next_due is not None:
                 timeout = min(IDLE_POLL, max(0.0, next_due - time.time()))
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     def _resize(self, concurrency: int) -> None:
         if self._global is None or concurrency != self._global_size:
