@@ -60,6 +60,7 @@ class Dispatcher:
         self._global: asyncio.Semaphore | None = None
         self._global_size = 0
         self._deferred: list[tuple[str, float]] = []
+        self._refill_at: int | None = None  # buffered count at which to wake the reading loop
 
     # ------------------------------------------------------------------ control
 
@@ -85,9 +86,12 @@ class Dispatcher:
             daemon = self.current().config.daemon
             self._resize(daemon.concurrency)
             cap = daemon.per_destination * BUFFER_FACTOR
-            active = self._buffered - self._stalled(cap)
+            stalled = self._stalled(cap)
+            active = self._buffered - stalled
             room = max(0, daemon.concurrency * BUFFER_FACTOR - active)
             hungry = room > 0 and active <= self._low_water
+            # Not hungry: the attempt that brings the buffer down to the low-water mark wakes us.
+            self._refill_at = None if hungry else self._low_water + stalled
             claimed: list[StoredDelivery] = []
             if hungry:
                 claimed = await self.spool.claim_due(
@@ -213,7 +217,8 @@ class Dispatcher:
                         await self.runner.attempt(self.current(), delivery, destination)
                     finally:
                         self._buffered -= 1
-                        if self._buffered == self._low_water:
+                        if self._refill_at is not None and self._buffered <= self._refill_at:
+                            self._refill_at = None
                             self.wake()
         finally:
             dest.workers -= 1
