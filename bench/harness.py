@@ -19,6 +19,7 @@ from bench import loadgen, receiver
 from bench.child import Child
 from bench.conf import BenchConfig, write_config
 from bench.daemonproc import BenchDaemon
+from bench.procfs import cpu_seconds
 from bench.report import Result
 
 
@@ -40,6 +41,14 @@ class Bench:
     receiver_port: int = 0
     steady_conf: Path | None = None
     _runs: int = 0
+
+    def helper_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the receiver and the load generator."""
+        assert self.receiver is not None and self.loadgen is not None
+        return {
+            "receiver": cpu_seconds(self.receiver.pid),
+            "loadgen": cpu_seconds(self.loadgen.pid),
+        }
 
     def sized(self, full: int, quick: int) -> int:
         """A scenario's size: `quick` with --quick, else `full` times --scale."""

@@ -150,17 +150,18 @@ async def reference(job: dict[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        started = time.time()
+        started, cpu = time.time(), time.process_time()
         await asyncio.wait_for(
             asyncio.gather(*(worker(session) for _ in range(job["concurrency"]))), job["deadline"]
         )
-        ended = time.time()
+        ended, cpu = time.time(), time.process_time() - cpu
     return {
         "requests": len(requests),
         "statuses": {str(k): v for k, v in statuses.items()},
         "errors": errors,
         "started": started,
         "ended": ended,
+        "cpu_seconds": cpu,
     }
 
 

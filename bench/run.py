@@ -75,10 +75,9 @@ async def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         await bench.start()
+        reported: set[str] = set()
         for name in names:
-            if name in bench.results:
-                result = bench.results[name]
-            else:
+            if name not in bench.results:
                 begun = time.monotonic()
                 try:
                     result = await SCENARIOS[name](bench)
@@ -88,10 +87,12 @@ async def run(args: argparse.Namespace) -> int:
                     continue
                 result.seconds = round(time.monotonic() - begun, 1)
                 bench.results[name] = result
-            result.write(results_dir, about, run_info)
-            print(result.row(), flush=True)
-            if not result.nothing_lost:
-                failed.append(name)
+            for done in [n for n in bench.results if n not in reported]:  # and what it ran first
+                reported.add(done)
+                bench.results[done].write(results_dir, about, run_info)
+                print(bench.results[done].row(), flush=True)
+                if not bench.results[done].nothing_lost:
+                    failed.append(done)
     finally:
         bench.stop()
         if args.keep:

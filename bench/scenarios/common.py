@@ -63,6 +63,7 @@ async def measure_burst(
 ) -> dict[str, Any]:
     cpu_before = daemon.cpu()
     threads_before = daemon.thread_cpu()
+    helpers_before = bench.helper_cpu()
     post = await bench.load(
         "post",
         {
@@ -79,6 +80,7 @@ async def measure_burst(
     stats = await bench.wait_delivered(expected, timeout=max(60.0, expected / 200))
     cpu_used = daemon.cpu() - cpu_before
     threads = thread_split(daemon.pid, threads_before, daemon.thread_cpu())
+    helpers = {name: used - helpers_before[name] for name, used in bench.helper_cpu().items()}
     rss, peak = daemon.memory()
     counts = await daemon.settle(expected, timeout=60)
     latencies = await bench.rx("latencies", timeout=60)
@@ -101,6 +103,8 @@ async def measure_burst(
         "cpu_s_per_1000": round(cpu_used / max(1, stats["delivered"]) * 1000, 3),
         "cpu_s_per_1000_main_thread": round(threads[0] / max(1, stats["delivered"]) * 1000, 3),
         "cpu_s_per_1000_other_threads": round(threads[1] / max(1, stats["delivered"]) * 1000, 3),
+        "receiver_cpu_s_per_1000": round(helpers["receiver"] / max(1, stats["requests"]) * 1000, 3),
+        "loadgen_cpu_s_per_1000": round(helpers["loadgen"] / max(1, events) * 1000, 3),
         "rss_mb": round(rss, 1),
         "peak_rss_mb": round(peak, 1),
         "spool_during": counts,

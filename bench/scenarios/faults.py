@@ -17,7 +17,7 @@ from bench.report import Check, Result, rate
 from bench.scenarios.common import burst, lost_count
 
 FLAKY_EVENTS = (10_000, 1_000)
-BACKLOG_EVENTS = (500_000, 5_000)
+BACKLOG_EVENTS = (500_000, 3_000)
 FLAKY_PERCENT = 10
 BACKLOG_BATCH = 500
 

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import time
+
 from bench.harness import Bench
 from bench.report import Check, Result, percentile, rate
 from bench.scenarios.common import burst, lost_count
 
 STEADY_EVENTS = (50_000, 2_000)  # (full, --quick)
-DURABILITY_EVENTS = (20_000, 1_000)
-LATENCY_SECONDS = (30, 3)
+DURABILITY_EVENTS = (20_000, 600)
+LATENCY_SECONDS = (30, 2)
 LATENCY_SHARE = 0.5
 DEFAULT_STEADY_RATE = 1000.0
 
@@ -37,13 +39,22 @@ async def steady(bench: Bench) -> Result:
     )
 
 
-async def reference(bench: Bench) -> Result:
+async def ensure_steady(bench: Bench) -> Result:
+    """This run's steady result, running the scenario first if it has not run yet."""
     if "steady" not in bench.results:
-        bench.results["steady"] = await steady(bench)
-    steady_result = bench.results["steady"]
+        begun = time.monotonic()
+        result = await steady(bench)
+        result.seconds = round(time.monotonic() - begun, 1)
+        bench.results["steady"] = result
+    return bench.results["steady"]
+
+
+async def reference(bench: Bench) -> Result:
+    steady_result = await ensure_steady(bench)
     events = bench.sized(*STEADY_EVENTS)
     concurrency = steady_result.settings["concurrency"]
     await bench.rx("reset", 0)
+    before = bench.helper_cpu()["receiver"]
     ref = await bench.load(
         "reference",
         {
@@ -57,6 +68,7 @@ async def reference(bench: Bench) -> Result:
         },
     )
     stats = await bench.wait_delivered(ref["requests"], timeout=30)
+    receiver_cpu = bench.helper_cpu()["receiver"] - before
     per_s = rate(ref["requests"], ref["ended"] - ref["started"])
     ratio = steady_result.figures["deliveries_per_s"] / per_s if per_s else 0.0
     figures = {
@@ -66,6 +78,8 @@ async def reference(bench: Bench) -> Result:
         "requests_per_s": round(per_s, 1),
         "steady_deliveries_per_s": steady_result.figures["deliveries_per_s"],
         "ratio": round(ratio, 3),
+        "client_cpu_s_per_1000": round(ref["cpu_seconds"] / max(1, ref["requests"]) * 1000, 3),
+        "receiver_cpu_s_per_1000": round(receiver_cpu / max(1, stats["requests"]) * 1000, 3),
     }
     return Result(
         "reference",
@@ -79,9 +93,7 @@ async def reference(bench: Bench) -> Result:
 
 
 async def latency(bench: Bench) -> Result:
-    if "steady" not in bench.results:
-        bench.results["steady"] = await steady(bench)
-    steady_rate = bench.results["steady"].figures["deliveries_per_s"] or DEFAULT_STEADY_RATE
+    steady_rate = (await ensure_steady(bench)).figures["deliveries_per_s"] or DEFAULT_STEADY_RATE
     offered = steady_rate * LATENCY_SHARE
     seconds = bench.sized(*LATENCY_SECONDS)
     events = max(100, round(offered * seconds))
