@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,16 +44,20 @@ class Child:
         return await self._receive(timeout)
 
     async def _receive(self, timeout: float) -> Any:
-        ready = await asyncio.to_thread(self._conn.poll, timeout)
-        if not ready:
-            raise ChildError(f"{self.name} did not answer within {timeout:g}s")
-        try:
-            kind, value = self._conn.recv()
-        except EOFError:
-            raise ChildError(f"{self.name} exited (code {self._process.exitcode})") from None
+        kind, value = await asyncio.to_thread(self._wait_reply, timeout)
         if kind == "error":
             raise ChildError(f"{self.name} failed: {value}")
         return value
+
+    def _wait_reply(self, timeout: float) -> tuple[str, Any]:
+        """On a worker thread: a reply can be large (every latency of a run) and come in parts."""
+        if not self._conn.poll(timeout):
+            raise ChildError(f"{self.name} did not answer within {timeout:g}s")
+        try:
+            reply: tuple[str, Any] = self._conn.recv()
+        except EOFError:
+            raise ChildError(f"{self.name} exited (code {self._process.exitcode})") from None
+        return reply
 
     def stop(self) -> None:
         if self._process.is_alive():
@@ -68,6 +73,40 @@ class Child:
             self._process.kill()
             self._process.join(5)
         self._conn.close()
+
+
+def serve_requests(
+    conn: Connection,
+    loop: asyncio.AbstractEventLoop,
+    handle: Callable[[tuple[Any, ...]], Coroutine[Any, Any, Any]],
+) -> threading.Thread:
+    """Answer the harness from a thread of the helper: each request runs on `loop`.
+
+    The pipe stays blocking (an event loop's reader would make it non-blocking, and a large
+    reply would then fail half-sent). The thread sets `stopped` on the loop at "stop" or EOF.
+    """
+
+    def answer() -> None:
+        while True:
+            try:
+                request = conn.recv()
+            except EOFError:
+                request = ("stop",)
+            if request[0] == "stop":
+                loop.call_soon_threadsafe(_stop, loop)
+                return
+            try:
+                reply(conn, asyncio.run_coroutine_threadsafe(handle(request), loop).result())
+            except Exception as exc:
+                reply_error(conn, exc)
+
+    thread = threading.Thread(target=answer, name="harness-pipe", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    loop.stop()
 
 
 def reply(conn: Connection, value: Any) -> None:

@@ -15,7 +15,7 @@ import zlib
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
-from bench.child import new_event_loop, reply, reply_error
+from bench.child import new_event_loop, reply, serve_requests
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 FAIL = (
@@ -167,7 +167,7 @@ class ReceiverServer:
         if command == "stats":
             return self.tally.stats()
         if command == "latencies":
-            return self.tally.latencies
+            return list(self.tally.latencies)  # copied on the loop, sent from the pipe thread
         if command == "reset":
             self.tally = Tally(flaky_percent=int(args[0]) if args else 0)
             return None
@@ -185,33 +185,11 @@ def serve(conn: Connection, host: str = "127.0.0.1") -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     server = ReceiverServer(host, 0)
-    done = loop.create_future()
-
-    def on_request() -> None:
-        try:
-            request = conn.recv()
-        except EOFError:
-            request = ("stop",)
-        if request[0] == "stop":
-            if not done.done():
-                done.set_result(None)
-            return
-        task = loop.create_task(server.handle(request))
-        task.add_done_callback(_answer)
-
-    def _answer(task: asyncio.Task[Any]) -> None:
-        exc = task.exception()
-        if exc is not None:
-            reply_error(conn, exc)
-        else:
-            reply(conn, task.result())
-
     try:
         loop.run_until_complete(server.up())
         reply(conn, server.port)
-        loop.add_reader(conn.fileno(), on_request)
-        loop.run_until_complete(done)
-        loop.remove_reader(conn.fileno())
+        serve_requests(conn, loop, server.handle)
+        loop.run_forever()
         loop.run_until_complete(server.down())
     finally:
         loop.close()

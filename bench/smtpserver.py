@@ -11,7 +11,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.child import new_event_loop, reply, reply_error
+from bench.child import new_event_loop, reply, serve_requests
 
 
 class MailTally:
@@ -54,26 +54,14 @@ def serve(conn: Connection, host: str = "127.0.0.1") -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     tally = MailTally()
-    done = loop.create_future()
 
-    def on_request() -> None:
-        try:
-            command, *_ = conn.recv()
-        except EOFError:
-            command = "stop"
-        try:
-            if command == "stop":
-                if not done.done():
-                    done.set_result(None)
-            elif command == "stats":
-                reply(conn, tally.stats())
-            elif command == "reset":
-                tally.reset()
-                reply(conn, None)
-            else:
-                raise ValueError(f"unknown SMTP server command {command!r}")
-        except Exception as exc:
-            reply_error(conn, exc)
+    async def handle(request: tuple[Any, ...]) -> Any:
+        if request[0] == "stats":
+            return tally.stats()
+        if request[0] == "reset":
+            tally.reset()
+            return None
+        raise ValueError(f"unknown SMTP server command {request[0]!r}")
 
     def factory() -> SMTP:
         return SMTP(tally, hostname="bench.smtp", ident="bench", loop=loop)
@@ -81,9 +69,8 @@ def serve(conn: Connection, host: str = "127.0.0.1") -> None:
     try:
         server = loop.run_until_complete(loop.create_server(factory, host, 0))
         reply(conn, server.sockets[0].getsockname()[1])
-        loop.add_reader(conn.fileno(), on_request)
-        loop.run_until_complete(done)
-        loop.remove_reader(conn.fileno())
+        serve_requests(conn, loop, handle)
+        loop.run_forever()
         server.close()
         loop.run_until_complete(server.wait_closed())
     finally:
