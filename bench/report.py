@@ -40,6 +40,8 @@ class Result:
     lost: int
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0  # how long the scenario took, set by the runner
+    load_before: tuple[float, ...] = ()  # the machine's load average (1, 5, 15 min) around it
+    load_after: tuple[float, ...] = ()
 
     @property
     def nothing_lost(self) -> bool:
@@ -67,6 +69,7 @@ class Result:
             "targets": [{**asdict(check), "met": check.met} for check in self.checks],
             "headline": self.headline,
             "seconds": self.seconds,
+            "load_average": {"before": self.load_before, "after": self.load_after},
         }
         path.write_text(json.dumps(document, indent=2) + "\n")
         return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -78,7 +79,7 @@ async def run(args: argparse.Namespace) -> int:
         reported: set[str] = set()
         for name in names:
             if name not in bench.results:
-                begun = time.monotonic()
+                begun, load = time.monotonic(), os.getloadavg()
                 try:
                     result = await SCENARIOS[name](bench)
                 except Exception as exc:
@@ -86,6 +87,7 @@ async def run(args: argparse.Namespace) -> int:
                     failed.append(name)
                     continue
                 result.seconds = round(time.monotonic() - begun, 1)
+                result.load_before, result.load_after = load, os.getloadavg()
                 bench.results[name] = result
             for done in [n for n in bench.results if n not in reported]:  # and what it ran first
                 reported.add(done)
