@@ -229,19 +229,21 @@ def _validate_data(data: dict[str, Any], where: str) -> None:
 
 
 def _check_depth(value: Any) -> None:
-    """Reject documents nested deeper than MAX_DEPTH, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """Reject documents nested deeper than MAX_DEPTH, level by level, without recursion."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             raise EventRejected(f"JSON nested deeper than {MAX_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children)
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
+        depth += 1
+
+
+_CONTAINERS = frozenset({dict, list})  # what a JSON decoder builds
 
 
 def _kind(value: Any) -> str:

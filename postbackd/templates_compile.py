@@ -23,6 +23,8 @@ from postbackd.templates_errors import RenderError, TemplateFault, TemplatePart
 from postbackd.templates_escape import DATA, EMIT, MARK_SAFE, format_filters
 from postbackd.templates_runtime import RecordingUndefined
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
 
 class PostbackEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox: event data can be read, never changed; no attribute starting with ``_``.
@@ -31,6 +33,18 @@ class PostbackEnvironment(ImmutableSandboxedEnvironment):
     used in some ways; here it is an error at once, so ``{{ ''.__class__ }}`` cannot render
     quietly as "".
     """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``order.id`` on event data: a dict's key straight away, not after a failed getattr.
+
+        Names of dict methods (``items``, ``keys`` …) still mean the method, as in Jinja.
+        """
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         raise SecurityError(

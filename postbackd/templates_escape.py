@@ -13,8 +13,10 @@ numbers as Python writes them (which is their JSON text), lists and objects → 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring
 from typing import Any
 
 from jinja2 import Undefined, pass_context
@@ -79,6 +81,9 @@ def plain_text(value: Any) -> str:
 
 def json_text(value: Any, indent: int | None = None) -> str:
     """`value` as JSON text (UTF-8 characters kept; lone surrogates as \\u escapes)."""
+    scalar = _SCALAR_TEXT.get(type(value))
+    if scalar is not None:
+        return scalar(value)
     if isinstance(value, Undefined):
         str(value)
         return "null"
@@ -89,6 +94,23 @@ def json_text(value: Any, indent: int | None = None) -> str:
     except ValueError as exc:
         raise TemplateFault(f"tojson: {exc}") from None
     return _escape_surrogates(text)
+
+
+def _float_text(value: float) -> str:
+    if not math.isfinite(value):
+        raise TemplateFault(f"tojson: Out of range float values are not JSON compliant: {value!r}")
+    return float.__repr__(value)
+
+
+# The scalars of event data, written as `json.dumps` would without building an encoder for
+# each: tojson runs for nearly every value of a JSON template.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    str: lambda value: _escape_surrogates(encode_basestring(value)),
+    int: int.__repr__,
+    float: _float_text,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda value: "null",
+}
 
 
 def _json_default(value: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import Template
 
+from postbackd import jsoncodec
 from postbackd.config_model import TemplateFormat
 
 
@@ -92,6 +93,11 @@ def check_body(format: TemplateFormat, text: str) -> Invalid | None:
 
 
 def _check_json(text: str) -> Invalid | None:
+    try:
+        jsoncodec.loads(text)
+        return None  # the fast codec is strict (RFC 8259): what it takes, json takes too
+    except ValueError:
+        pass  # perhaps only stricter than json (a lone surrogate escape): ask json, for where
     try:
         json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

@@ -643,3 +643,46 @@ def test_a_plugin_filter_can_return_safe_text() -> None:
         filters={"bold": lambda s: templates_module.Safe(f"<b>{s}</b>")},
     )
     assert engine.render("t", event_of({"v": "x"}), None).body == b"<r><b>x</b></r>"
+
+
+@pytest.mark.parametrize(
+    "value", ['a"b\\c\n\x00é\u2028', 0, -7, 10**30, 1.5, 1e16, 0.1, True, False, None]
+)
+def test_tojson_of_a_scalar_is_what_json_dumps_writes(value: Any) -> None:
+    rendered = render_one("json", '{"v": {{ v | tojson }}}', {"v": value})
+    assert rendered.body.decode() == '{"v": ' + json.dumps(value, ensure_ascii=False) + "}"
+    assert json.loads(rendered.body) == {"v": value}
+
+
+def test_tojson_of_a_lone_surrogate_is_an_escape_json_reads_back() -> None:
+    rendered = render_one("json", '{"v": {{ v | tojson }}}', {"v": "a\ud800b"})
+    assert rendered.body == b'{"v": "a\\ud800b"}'
+    assert json.loads(rendered.body) == {"v": "a\ud800b"}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_tojson_of_a_non_finite_number_is_a_render_error(value: float) -> None:
+    with pytest.raises(RenderError, match="tojson: Out of range float"):
+        render_one("json", '{"v": {{ v | tojson }}}', {"v": value})
+
+
+def test_dotted_access_reads_event_data_keys_and_dict_methods_stay_methods() -> None:
+    data = {"order": {"id": "o1", "items": "named like a method"}, "pairs": {"a": 1}}
+    body = (
+        '{"id": {{ order.id | tojson }}, "missing": {{ order.nope | default("-") | tojson }}, '
+        '"key": {{ order["items"] | tojson }}, '
+        '"pairs": [{% for k, v in pairs.items() %}"{{ k }}={{ v }}"{% endfor %}]}'
+    )
+    rendered = render_one("json", body, data)
+    assert json.loads(rendered.body) == {
+        "id": "o1",
+        "missing": "-",
+        "key": "named like a method",
+        "pairs": ["a=1"],
+    }
+
+
+def test_a_body_only_json_can_read_is_accepted() -> None:
+    # A lone surrogate escape is valid JSON text for json, not for strict parsers like orjson.
+    rendered = render_one("json", '{"v": "{{ v | raw }}"}', {"v": "\\ud800"})
+    assert json.loads(rendered.body) == {"v": "\ud800"}
