@@ -45,6 +45,7 @@ def redact_secrets(
 
 def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
     """Route structlog and the stdlib logging of libraries to stderr at `level`."""
+    global _configurations
     numeric = _LEVELS[level]
     as_json = (not sys.stderr.isatty()) if json_lines is None else json_lines
     renderer: structlog.typing.Processor = (
@@ -88,6 +89,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
     # Libraries are chatty (aio-pika at INFO, watchdog's every inotify event at DEBUG): their
     # warnings and errors are what an operator needs; their INFO when debugging postbackd.
     root.setLevel(logging.INFO if numeric == logging.DEBUG else max(numeric, logging.WARNING))
+    _configurations += 1
 
 
 class _NamedPrintLogger(structlog.PrintLogger):
@@ -102,6 +104,47 @@ class _NamedPrintLogger(structlog.PrintLogger):
         return cls(str(args[0]) if args else "postbackd")
 
 
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A logger whose lines carry ``logger=name`` (built lazily, after configure_logging)."""
-    return structlog.get_logger(name)
+_configurations = 0  # bumped by configure_logging: every Logger binds again
+
+
+class Logger:
+    """What `get_logger` returns: structlog's logger, bound once per configuration.
+
+    structlog's lazy proxy builds a new bound logger at every call unless it caches on first
+    use, and a cached one would keep a configuration made before `configure_logging` (module
+    loggers exist from import time). This keeps one per configuration, so a call below the
+    level costs a method call — the delivery path logs at info for every attempt.
+    """
+
+    __slots__ = ("_bound", "_configuration", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._bound: Any = None
+        self._configuration = -1
+
+    def _logger(self) -> Any:
+        if self._configuration != _configurations:
+            self._bound = structlog.get_logger(self._name).bind()
+            self._configuration = _configurations
+        return self._bound
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._logger().debug(event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._logger().info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._logger().warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._logger().error(event, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._logger().exception(event, **fields)
+
+
+def get_logger(name: str) -> Logger:
+    """A logger whose lines carry ``logger=name`` (bound at first use after each configure)."""
+    return Logger(name)

@@ -57,9 +57,16 @@ class Output:
 
 def run(template: Template, context: Mapping[str, Any], *, track: bool) -> Output:
     """Render `template`; with `track`, remember which template line wrote each piece."""
-    generator = template.generate(context)
     if not track:
-        return Output("".join(generator))
+        # What Template.render does, minus its copy of the context (ours is built per render)
+        # and the generator layer of Template.generate around every piece.
+        try:
+            return Output(
+                "".join(template.root_render_func(template.new_context(_as_dict(context))))
+            )
+        except Exception:
+            template.environment.handle_exception()
+    generator = template.generate(context)
     pieces: list[str] = []
     marks: list[tuple[int, int, Template]] = []
     offset = 0
@@ -70,6 +77,10 @@ def run(template: Template, context: Mapping[str, Any], *, track: bool) -> Outpu
         pieces.append(piece)
         offset += len(piece)
     return Output("".join(pieces), tuple(marks))
+
+
+def _as_dict(context: Mapping[str, Any]) -> dict[str, Any]:
+    return context if isinstance(context, dict) else dict(context)
 
 
 def _yielding_frame(generator: Iterator[str]) -> tuple[int, Template | None]:
