@@ -2,9 +2,9 @@
 
 Import the fixtures into a test module (and list them in its ``__all__``):
 `smtp_server` (plain, no auth), `smtp_server_factory` (TLS modes, AUTH, a chosen port,
-started later) and `tls_cert` (a self-signed certificate for 127.0.0.1/localhost, made with
-`openssl` once per session). `ConfigHolder` builds a minimal `Config` around an `SmtpConfig`
-and lets a test swap it between attempts, as a hot reload would.
+started later, without 8BITMIME) and `tls_cert` (a self-signed certificate for 127.0.0.1 and
+localhost, made with `openssl` once per session). `ConfigHolder` builds a minimal `Config`
+around an `SmtpConfig` and lets a test swap it between attempts, as a hot reload would.
 
 The server runs in aiosmtpd's own thread; it counts sessions (TCP connections, not STARTTLS
 upgrades), records every accepted message, and answers from scripts:
@@ -83,6 +83,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()  # MAIL FROM parameters, e.g. "BODY=8BITMIME"
 
     def message(self) -> EmailMessage:
         parsed = email.message_from_bytes(self.data, policy=email.policy.default)
@@ -132,7 +133,12 @@ class RecordingHandler:
             return self.data_replies.pop(0)
         content = envelope.original_content or b""
         self.received.append(
-            ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), bytes(content))
+            ReceivedMail(
+                str(envelope.mail_from),
+                tuple(envelope.rcpt_tos),
+                bytes(content),
+                tuple(envelope.mail_options),
+            )
         )
         return f"250 2.0.0 OK queued as m{len(self.received)}"
 
@@ -183,8 +189,10 @@ class SmtpTestServer:
         cert: TlsCert | None = None,
         credentials: dict[str, str] | None = None,
         auth_exclude: tuple[str, ...] = (),
+        eight_bit_mime: bool = True,
     ) -> None:
         self.port = port
+        self.eight_bit_mime = eight_bit_mime
         self.tls = tls
         self.cert = cert
         self.credentials = credentials
@@ -226,6 +234,7 @@ class SmtpTestServer:
             "server_hostname": "localhost",
             "ready_timeout": 10.0,
             "auth_require_tls": False,
+            "decode_data": not self.eight_bit_mime,  # aiosmtpd: no 8BITMIME, 7-bit data only
         }
         if self.tls != "none":
             assert self.cert is not None, "a TLS server needs a certificate"

@@ -129,7 +129,47 @@ async def test_headers_and_utf8_survive_the_trip(
     assert message.get_content_type() == "text/plain"
     assert message.get_content_charset() == "utf-8"
     assert message.get_content() == "Hej Søren, din ordre er på vej 📦\r\n"
-    assert smtp_server.received[0].data.isascii()  # RFC 2047 and QP/base64: any server takes it
+    mail = smtp_server.received[0]
+    head, _, body = mail.data.partition(b"\r\n\r\n")
+    assert head.isascii()  # RFC 2047 encoded-words: no SMTPUTF8 needed
+    assert "BODY=8BITMIME" in mail.mail_options  # the server offers 8BITMIME: UTF-8 as it is
+    assert message["Content-Transfer-Encoding"] == "8bit"
+    assert body == "Hej Søren, din ordre er på vej 📦\r\n".encode()
+    assert outcome.request is not None and outcome.request["body"] == "8BITMIME"
+    assert outcome.request["size"] == len(mail.data)
+
+
+async def test_utf8_goes_7bit_to_a_server_without_8bitmime(
+    smtp_server_factory: ServerFactory, plugin_for: PluginFactory
+) -> None:
+    server = smtp_server_factory(eight_bit_mime=False)
+    plugin, _ = plugin_for(server)
+    html = "<p>Hej Søren, din ordre er på vej 📦</p>".encode()
+
+    text = await plugin.deliver(make_delivery("dlv-a", body="Blåbær 🫐\n".encode()), TO)
+    rich = await plugin.deliver(make_delivery("dlv-b", fmt="html", body=html), TO)
+
+    assert text.succeeded, text.error
+    assert rich.succeeded, rich.error
+    first, second = server.received
+    assert first.data.isascii() and second.data.isascii()
+    assert "BODY=8BITMIME" not in first.mail_options + second.mail_options
+    assert first.message().get_content() == "Blåbær 🫐\r\n"
+    assert [part.get_content() for part in second.message().iter_parts()] == [
+        "Hej Søren, din ordre er på vej 📦\r\n",
+        html.decode() + "\r\n",
+    ]
+
+
+async def test_lines_starting_with_a_dot_arrive_intact(
+    smtp_server: SmtpTestServer, plugin_for: PluginFactory
+) -> None:
+    plugin, _ = plugin_for(smtp_server)
+
+    outcome = await plugin.deliver(make_delivery(body=b".\n..\n.hidden\nend"), TO)
+
+    assert outcome.succeeded, outcome.error
+    assert smtp_server.received[0].message().get_content() == ".\r\n..\r\n.hidden\r\nend\r\n"
 
 
 async def test_html_goes_out_as_multipart_alternative(

@@ -7,13 +7,21 @@ import email.policy
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
+from postbackd.config_model import SmtpConfig
 from postbackd.deliveries.email_html import html_to_text
-from postbackd.deliveries.email_message import MessageComposer, one_line_subject
-from postbackd.deliveries.email_options import Mailbox, parse_options
+from postbackd.deliveries.email_message import (
+    Addressing,
+    AddressingCache,
+    MessageComposer,
+    one_line_subject,
+)
+from postbackd.deliveries.email_options import Mailbox, SenderError, parse_options
 from postbackd.plugin import Delivery
 
 SENDER = Mailbox("postbacks", "example.com", "Example Print")
-OPTIONS = parse_options({"to": "kunde@example.com"})
+OPTIONS = Addressing.of(SENDER, parse_options({"to": "kunde@example.com"}))
 WHEN = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 
@@ -85,8 +93,8 @@ def test_one_line_subject() -> None:
 def test_the_mime_body_is_built_once_per_delivery() -> None:
     composer = MessageComposer()
 
-    first = composer.compose(delivery(), SENDER, OPTIONS, now=WHEN)
-    second = composer.compose(delivery(attempt=2), SENDER, OPTIONS, now=WHEN)
+    first = composer.compose(delivery(), OPTIONS, now=WHEN)
+    second = composer.compose(delivery(attempt=2), OPTIONS, now=WHEN)
 
     assert first.data == second.data  # same boundary: the cached MIME body was reused
     assert len(composer) == 1
@@ -94,9 +102,9 @@ def test_the_mime_body_is_built_once_per_delivery() -> None:
 
 def test_a_re_rendered_body_replaces_the_cached_one() -> None:
     composer = MessageComposer()
-    composer.compose(delivery(), SENDER, OPTIONS, now=WHEN)
+    composer.compose(delivery(), OPTIONS, now=WHEN)
 
-    again = composer.compose(delivery(body=b"<p>Delivered</p>"), SENDER, OPTIONS, now=WHEN)
+    again = composer.compose(delivery(body=b"<p>Delivered</p>"), OPTIONS, now=WHEN)
 
     message = email.message_from_bytes(again.data, policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
@@ -110,17 +118,18 @@ def test_the_cache_is_bounded() -> None:
     composer = MessageComposer(cache_size=3)
 
     for n in range(10):
-        composer.compose(delivery(id=f"dlv-{n}"), SENDER, OPTIONS, now=WHEN)
+        composer.compose(delivery(id=f"dlv-{n}"), OPTIONS, now=WHEN)
 
     assert len(composer) == 3
 
 
 def test_headers_come_from_the_arguments_of_each_attempt() -> None:
     composer = MessageComposer()
-    composer.compose(delivery(), SENDER, OPTIONS, now=WHEN)
+    composer.compose(delivery(), OPTIONS, now=WHEN)
     other = parse_options({"to": "new@example.com", "cc": "cc@example.com"})
 
-    message = composer.compose(delivery(), Mailbox("orders", "print.example"), other, now=WHEN)
+    addressing = Addressing.of(Mailbox("orders", "print.example"), other)
+    message = composer.compose(delivery(), addressing, now=WHEN)
 
     parsed = email.message_from_bytes(message.data, policy=email.policy.default)
     assert parsed["From"] == "orders@print.example"
@@ -136,10 +145,59 @@ def test_long_lines_and_non_ascii_stay_7bit_safe() -> None:
     body = ("æøå 🎉 " * 400).encode()
     composer = MessageComposer()
 
-    message = composer.compose(delivery(format="text", body=body), SENDER, OPTIONS, now=WHEN)
+    message = composer.compose(delivery(format="text", body=body), OPTIONS, now=WHEN)
 
     assert message.data.isascii()
     assert max(len(line) for line in message.data.split(b"\r\n")) <= 998
     parsed = email.message_from_bytes(message.data, policy=email.policy.default)
     assert isinstance(parsed, email.message.EmailMessage)
     assert parsed.get_content().rstrip("\r\n") == body.decode()
+
+
+def test_addressing_is_cached_by_what_the_options_say() -> None:
+    smtp = SmtpConfig(from_address="postbacks@example.com", from_name="Example Print")
+    cache = AddressingCache()
+    options: dict[str, object] = {"to": ["kunde@example.com"]}
+
+    first = cache.get(smtp, options)
+    again = cache.get(smtp, {"to": ["kunde@example.com"]})
+    options["to"] = ["ny@example.com"]  # the same mapping, edited
+    edited = cache.get(smtp, options)
+    renamed = cache.get(replace(smtp, from_name="Print"), options)
+
+    assert again is first
+    assert edited.recipients.envelope_recipients == ("ny@example.com",)
+    assert b"To: ny@example.com\r\n" in edited.fields
+    assert renamed.fields.startswith(b"From: Print <postbacks@example.com>\r\n")
+
+
+def test_bad_options_and_a_bad_sender_raise_at_every_call() -> None:
+    cache = AddressingCache()
+    good = SmtpConfig(from_address="postbacks@example.com")
+    bad = SmtpConfig(from_address="not-an-address")
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"options\.to: 'bob@' is not an email address"):
+            cache.get(bad, {"to": "bob@"})  # the trigger's fault is named first
+        with pytest.raises(SenderError, match="from_address 'not-an-address'"):
+            cache.get(bad, {"to": "kunde@example.com"})
+        with pytest.raises(ValueError, match="expected an address or a list"):
+            cache.get(good, {"to": 42})
+
+
+def test_the_message_carries_subject_date_and_id_once_each() -> None:
+    composer = MessageComposer()
+    long_subject = "Ordre 42: " + "æøå og mere tekst " * 10
+
+    message = composer.compose(delivery(subject=long_subject), OPTIONS, now=WHEN)
+
+    head, _, _ = message.data.partition(b"\r\n\r\n")
+    names = [line.split(b":")[0] for line in head.split(b"\r\n") if not line.startswith(b" ")]
+    assert names == [
+        b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Auto-Submitted",
+        b"MIME-Version", b"Content-Type", b"Content-Transfer-Encoding",
+    ]  # fmt: skip
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    assert parsed["Subject"] == long_subject.strip()
+    assert parsed["From"] == "Example Print <postbacks@example.com>"

@@ -30,14 +30,13 @@ from typing import Any
 import aiosmtplib
 
 from postbackd.config_model import SmtpConfig
-from postbackd.deliveries.email_message import ComposedMessage, MessageComposer
-from postbackd.deliveries.email_options import (
-    EmailOptions,
-    Mailbox,
-    parse_options,
-    sender_mailbox,
-    validate_options,
+from postbackd.deliveries.email_message import (
+    Addressing,
+    AddressingCache,
+    ComposedMessage,
+    MessageComposer,
 )
+from postbackd.deliveries.email_options import SenderError, validate_options
 from postbackd.deliveries.smtp_pool import (
     DEFAULT_POOL_SIZE,
     SmtpPool,
@@ -104,6 +103,7 @@ class EmailDelivery:
         self.settings = EmailSettings.parse(settings)
         self._context = context
         self._composer = MessageComposer()
+        self._addressing = AddressingCache()
         self._pools = SmtpPools(self.settings.pool_size, self._open)
         self._tls: ssl.SSLContext | None = None
         self._tls_lock = asyncio.Lock()
@@ -122,15 +122,12 @@ class EmailDelivery:
     async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome:
         smtp = self._context.config().smtp
         try:
-            recipients = parse_options(options)
+            addressing = self._addressing.get(smtp, options)
+        except SenderError as exc:
+            return Outcome.retry(f"{exc}; the mail goes once it is fixed", breaker=False)
         except ValueError as exc:
             return Outcome.fail(f"trigger {delivery.trigger!r}: {exc}", breaker=False)
-        try:
-            sender = sender_mailbox(smtp)
-        except ValueError as exc:
-            return Outcome.retry(f"{exc}; the mail goes once it is fixed", breaker=False)
-        message = self._composer.compose(delivery, sender, recipients)
-        request = _request(smtp, sender, recipients, message)
+        message = self._composer.compose(delivery, addressing)
         pool = self._pools.pool_for(smtp)
         try:
             try:
@@ -138,12 +135,13 @@ class EmailDelivery:
             except _Reconnect:
                 result = await self._send_once(pool, smtp, message, may_reconnect=False)
         except SmtpFailure as failure:
-            return self._failure_outcome(failure, smtp, request)
+            return self._failure_outcome(failure, smtp, _request(smtp, addressing, message))
         except (aiosmtplib.SMTPException, OSError) as exc:
             reason = str(exc) or type(exc).__name__
+            request = _request(smtp, addressing, message)
             return Outcome.retry(f"smtp://{server_name(smtp)}: {reason}", request=request)
         self._auth_failure_logged = None
-        return _ok_outcome(result, smtp, message, request)
+        return _ok_outcome(result, smtp, message, _request(smtp, addressing, message, result))
 
     async def close(self) -> None:
         await self._pools.close()
@@ -200,9 +198,10 @@ class EmailDelivery:
         self, pool: SmtpPool, smtp: SmtpConfig, message: ComposedMessage, *, may_reconnect: bool
     ) -> SendResult:
         session = await pool.acquire(smtp, fresh=not may_reconnect)
+        data, eight_bit = message.for_server(session.client.supports_extension("8bitmime"))
         try:
             result = await send_transaction(
-                session.client, message.sender, message.recipients, message.data
+                session.client, message.sender, message.recipients, data, eight_bit=eight_bit
             )
         except SmtpFailure as failure:
             closing = failure.code == SERVICE_CLOSING
@@ -262,10 +261,15 @@ def _build_tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 def _request(
-    smtp: SmtpConfig, sender: Mailbox, recipients: EmailOptions, message: ComposedMessage
+    smtp: SmtpConfig,
+    addressing: Addressing,
+    message: ComposedMessage,
+    sent: SendResult | None = None,
 ) -> dict[str, Any]:
+    """The request log entry; the size is that of the form sent (else of the 7-bit form)."""
+    recipients = addressing.recipients
     request: dict[str, Any] = {
-        "from": str(sender),
+        "from": str(addressing.sender),
         "to": [str(mailbox) for mailbox in recipients.to],
         "subject": message.subject,
         "server": server_name(smtp),
@@ -278,7 +282,9 @@ def _request(
     if smtp.username:
         request["username"] = smtp.username
     request["message_id"] = message.message_id
-    request["size"] = len(message.data)
+    request["size"] = sent.size if sent else len(message.head) + len(message.body.seven_bit)
+    if sent and sent.eight_bit:
+        request["body"] = "8BITMIME"
     return request
 
 

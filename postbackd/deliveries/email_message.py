@@ -1,55 +1,146 @@
-"""The email message: a cached MIME body plus headers built from the current config per attempt.
+"""The email message of one attempt: cached pieces joined as bytes.
 
-Rendering MIME (html→text, quoted-printable, multipart) costs more than sending it, and the
-body is fixed at routing time, so it is built once per delivery id and kept in a bounded LRU.
-The headers that name people (From, To, Cc, Reply-To) come from the *current* [smtp] settings
-and trigger options at each attempt, so a fixed address also fixes mail waiting for a retry.
+A message is three kinds of pieces, each built as seldom as its inputs change:
 
-Everything is serialised with `email.policy.SMTP` and a 7-bit transfer encoding: display names
-and subjects with æøå or emoji go out as RFC 2047 encoded-words, bodies as quoted-printable or
-base64, so the message passes any server (no SMTPUTF8 or 8BITMIME needed). json and xml
-bodies are sent as the text/plain body: readable in any mail client, and the exact payload.
+- the addressing (From, To, Cc, Reply-To fields and the envelope), once per [smtp] sender and
+  trigger options — the *current* ones at each attempt, so a fixed address also fixes mail
+  waiting for a retry, yet 5,000 postbacks to one trigger build it once;
+- the MIME body and the Subject field, once per delivery id (bounded LRU): both are fixed at
+  routing time, and rendering MIME costs more than sending it;
+- Date and Message-ID, per attempt (Message-ID stable across attempts: the delivery id).
+
+Headers are ASCII (RFC 2047 encoded-words, see email_headers.py); the body has a 7-bit form
+any server takes and, for UTF-8 text, an 8-bit form for servers offering 8BITMIME (see
+email_body.py). json and xml bodies are sent as the text/plain body: readable in any mail
+client, and the exact payload.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy as email_policy
-from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
+from typing import Any
 
+from postbackd.config_model import SmtpConfig
+from postbackd.deliveries.email_body import MimeBody, alternative_body, text_body
+from postbackd.deliveries.email_headers import address_field, field, unstructured_field
 from postbackd.deliveries.email_html import html_to_text
-from postbackd.deliveries.email_options import EmailOptions, Mailbox
+from postbackd.deliveries.email_options import (
+    EmailOptions,
+    Mailbox,
+    parse_options,
+    sender_mailbox,
+)
 from postbackd.plugin import Delivery
 
-POLICY = email_policy.SMTP.clone(cte_type="7bit")
 _LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_FIXED_FIELDS = b"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
 DEFAULT_CACHE_SIZE = 512
+DEFAULT_ADDRESSING_CACHE_SIZE = 4096  # triggers × sender settings seen recently
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Who a message is from and to: the header fields naming people, and the envelope."""
+
+    sender: Mailbox
+    recipients: EmailOptions
+    fields: bytes  # From, To, Cc, Reply-To (Bcc only in the envelope)
+    id_domain: str  # the right-hand side of Message-ID
+
+    @classmethod
+    def of(cls, sender: Mailbox, recipients: EmailOptions) -> Addressing:
+        fields = address_field("From", [sender]) + address_field("To", recipients.to)
+        if recipients.cc:
+            fields += address_field("Cc", recipients.cc)
+        if recipients.reply_to:
+            fields += address_field("Reply-To", recipients.reply_to)
+        return cls(sender, recipients, fields, sender.domain.strip("[]"))
+
+
+class AddressingCache:
+    """`Addressing` per sender settings and trigger options, by content (LRU, bounded).
+
+    Keyed by what the options say, not by the mapping's identity, so an edited trigger gets
+    new addressing at once. Invalid settings are not cached: they raise at every attempt.
+    """
+
+    def __init__(self, size: int = DEFAULT_ADDRESSING_CACHE_SIZE) -> None:
+        self._entries: OrderedDict[Hashable, Addressing] = OrderedDict()
+        self._size = size
+
+    def get(self, smtp: SmtpConfig, options: Mapping[str, Any]) -> Addressing:
+        """Raises ValueError for bad options (the trigger's fault) and `SenderError` for a bad
+        [smtp] sender (checked after the options, so an options error is reported first)."""
+        key = _options_key(options)
+        full_key = None if key is None else (smtp.from_address, smtp.from_name, key)
+        if full_key is not None:
+            cached = self._entries.get(full_key)
+            if cached is not None:
+                self._entries.move_to_end(full_key)
+                return cached
+        recipients = parse_options(options)
+        addressing = Addressing.of(sender_mailbox(smtp), recipients)
+        if full_key is not None:
+            self._entries[full_key] = addressing
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return addressing
+
+
+def _options_key(options: Mapping[str, Any]) -> Hashable | None:
+    """The options as a hashable value, or None when they are not strings and lists of
+    strings (then they are invalid anyway, and parsed every time to report why)."""
+    items: list[tuple[str, str | tuple[str, ...]]] = []
+    for name, value in options.items():
+        if isinstance(value, str):
+            items.append((name, value))
+        elif isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            items.append((name, tuple(value)))
+        else:
+            return None
+    return tuple(items)
 
 
 @dataclass(frozen=True)
 class ComposedMessage:
-    """One attempt's message: the bytes for DATA and what the request log shows of it."""
+    """One attempt's message: header fields and body, what DATA carries."""
 
-    data: bytes
+    head: bytes
+    body: MimeBody
     message_id: str
     subject: str
     sender: str  # MAIL FROM
     recipients: tuple[str, ...]  # RCPT TO
 
+    @property
+    def data(self) -> bytes:
+        """The 7-bit form, which any server takes."""
+        return self.head + self.body.seven_bit
+
+    def for_server(self, eight_bit_mime: bool) -> tuple[bytes, bool]:
+        """The bytes for a server (8-bit when it offers 8BITMIME and the body has such a form)
+        and whether they are 8-bit."""
+        body, eight_bit = self.body.for_server(eight_bit_mime)
+        return self.head + body, eight_bit
+
 
 @dataclass(frozen=True)
 class _Body:
-    """The MIME body of a delivery, with the inputs it was built from (to detect re-renders)."""
+    """The MIME body and Subject of a delivery, with the inputs they were built from (to
+    detect re-renders)."""
 
     source: bytes
     format: str
     subject: str | None
-    mime: bytes
+    mime: MimeBody
     one_line_subject: str
+    subject_field: bytes
 
 
 def one_line_subject(subject: str | None, delivery: Delivery) -> str:
@@ -67,15 +158,11 @@ def one_line_subject(subject: str | None, delivery: Delivery) -> str:
     )
 
 
-def _mime_body(delivery: Delivery) -> bytes:
-    text = delivery.body.decode("utf-8", errors="replace")
-    part = MIMEPart(policy=POLICY)
+def _mime_body(delivery: Delivery) -> MimeBody:
     if delivery.format == "html":
-        part.set_content(html_to_text(text))
-        part.add_alternative(text, subtype="html")
-    else:
-        part.set_content(text)
-    return part.as_bytes(policy=POLICY)
+        html = delivery.body.decode("utf-8", errors="replace")
+        return alternative_body(html_to_text(html).encode("utf-8"), delivery.body)
+    return text_body(delivery.body)
 
 
 class MessageComposer:
@@ -84,6 +171,8 @@ class MessageComposer:
     def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self._cache: OrderedDict[str, _Body] = OrderedDict()
         self._cache_size = cache_size
+        self._date_second = -1
+        self._date_field = b""
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -98,12 +187,14 @@ class MessageComposer:
         ):
             self._cache.move_to_end(delivery.id)
             return cached
+        subject = one_line_subject(delivery.subject, delivery)
         body = _Body(
             source=delivery.body,
             format=delivery.format,
             subject=delivery.subject,
             mime=_mime_body(delivery),
-            one_line_subject=one_line_subject(delivery.subject, delivery),
+            one_line_subject=subject,
+            subject_field=unstructured_field("Subject", subject),
         )
         self._cache[delivery.id] = body
         self._cache.move_to_end(delivery.id)
@@ -111,34 +202,36 @@ class MessageComposer:
             self._cache.popitem(last=False)
         return body
 
+    def _date(self, now: datetime | None) -> bytes:
+        """The Date field; the clock's is formatted once per second."""
+        if now is not None:
+            return field("Date", format_datetime(now))
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_field = field("Date", format_datetime(datetime.fromtimestamp(second, UTC)))
+            self._date_second = second
+        return self._date_field
+
     def compose(
-        self,
-        delivery: Delivery,
-        sender: Mailbox,
-        options: EmailOptions,
-        *,
-        now: datetime | None = None,
+        self, delivery: Delivery, addressing: Addressing, *, now: datetime | None = None
     ) -> ComposedMessage:
-        """The message for this attempt: cached body, headers from `sender` and `options`."""
+        """The message for this attempt: cached body and subject, the given addressing."""
         body = self._body(delivery)
-        message_id = f"<{delivery.id}@{sender.domain.strip('[]')}>"
-        headers = EmailMessage(policy=POLICY)
-        headers["From"] = sender.header_address()
-        headers["To"] = [mailbox.header_address() for mailbox in options.to]
-        if options.cc:
-            headers["Cc"] = [mailbox.header_address() for mailbox in options.cc]
-        if options.reply_to:
-            headers["Reply-To"] = [mailbox.header_address() for mailbox in options.reply_to]
-        headers["Subject"] = body.one_line_subject
-        headers["Date"] = format_datetime(now or datetime.now(UTC))
-        headers["Message-ID"] = message_id
-        headers["Auto-Submitted"] = "auto-generated"
-        headers["MIME-Version"] = "1.0"
-        head = b"".join(POLICY.fold_binary(name, value) for name, value in headers.items())
+        message_id = f"<{delivery.id}@{addressing.id_domain}>"
+        head = b"".join(
+            (
+                addressing.fields,
+                body.subject_field,
+                self._date(now),
+                field("Message-ID", message_id),
+                _FIXED_FIELDS,
+            )
+        )
         return ComposedMessage(
-            data=head + body.mime,
+            head=head,
+            body=body.mime,
             message_id=message_id,
             subject=body.one_line_subject,
-            sender=sender.addr_spec,
-            recipients=options.envelope_recipients,
+            sender=addressing.sender.addr_spec,
+            recipients=addressing.recipients.envelope_recipients,
         )

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
+from functools import cached_property
 from typing import Any
 
 from postbackd.config_model import SmtpConfig
@@ -33,23 +34,36 @@ class AddressError(ValueError):
     """A string that is not a usable email address; the message says why."""
 
 
+class SenderError(ValueError):
+    """The [smtp] sender settings are unusable: the admin's to fix, mail waits meanwhile."""
+
+
 @dataclass(frozen=True)
 class Mailbox:
-    """One address with an optional display name. `addr_spec` is what RCPT TO carries."""
+    """One address with an optional display name. `addr_spec` is what RCPT TO carries.
+
+    Mailboxes live in the cached options of a trigger, so the text forms are computed once.
+    """
 
     local: str  # unquoted
     domain: str  # ASCII (IDN domains in their punycode form)
     name: str = ""
 
-    @property
+    @cached_property
     def addr_spec(self) -> str:
-        return self.header_address().addr_spec
+        """`local@domain`, the local part quoted when it is not a dot-atom (RFC 5321 4.1.2)."""
+        local = self.local
+        if not _DOT_ATOM.fullmatch(local):
+            local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{local}@{self.domain}"
 
-    def header_address(self) -> Address:
-        return Address(display_name=self.name, username=self.local, domain=self.domain)
+    @cached_property
+    def display(self) -> str:
+        """How people read it (request log, messages): `"Name, Inc." <addr>` or `addr`."""
+        return str(Address(display_name=self.name, username=self.local, domain=self.domain))
 
     def __str__(self) -> str:
-        return str(self.header_address())
+        return self.display
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ class EmailOptions:
     bcc: tuple[Mailbox, ...] = ()
     reply_to: tuple[Mailbox, ...] = ()
 
-    @property
+    @cached_property
     def envelope_recipients(self) -> tuple[str, ...]:
         """Every RCPT TO address once, in to/cc/bcc order (case-insensitive duplicates dropped)."""
         seen: set[str] = set()
@@ -185,15 +199,15 @@ def parse_options(options: Mapping[str, Any]) -> EmailOptions:
 
 
 def sender_mailbox(smtp: SmtpConfig) -> Mailbox:
-    """The From mailbox of the current [smtp] settings; raises ValueError naming the setting."""
+    """The From mailbox of the current [smtp] settings; raises SenderError naming the setting."""
     where = f" ({smtp.location})" if smtp.location else ""
     try:
         mailbox = parse_mailbox(smtp.from_address)
     except AddressError as exc:
-        raise ValueError(f"[smtp] from_address {smtp.from_address!r} {exc}{where}") from None
+        raise SenderError(f"[smtp] from_address {smtp.from_address!r} {exc}{where}") from None
     name = smtp.from_name or mailbox.name
     if _CONTROL.search(name):
-        raise ValueError(f"[smtp] from_name contains a line break or control character{where}")
+        raise SenderError(f"[smtp] from_name contains a line break or control character{where}")
     return Mailbox(local=mailbox.local, domain=mailbox.domain, name=name)
 
 

@@ -18,6 +18,8 @@ import aiosmtplib
 from postbackd.config_model import SmtpConfig
 
 SERVICE_CLOSING = 421
+_OK = 250
+_RCPT_OK = (250, 251)  # 251: user not local, will forward
 
 
 class Phase(StrEnum):
@@ -73,6 +75,11 @@ class SmtpFailure(Exception):
             return all(500 <= refusal.code < 600 for refusal in self.refused)
         return self.code is not None and 500 <= self.code < 600
 
+    @classmethod
+    def from_reply(cls, phase: Phase, text: str, code: int, message: str) -> SmtpFailure:
+        """A failure the server stated: "<text>: <code> <message>", the reply kept apart."""
+        return cls(phase, f"{text}: {code} {message}", code=code, reply=message)
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -80,6 +87,8 @@ class SendResult:
 
     code: int
     message: str
+    size: int  # octets of the message sent
+    eight_bit: bool  # sent as 8-bit content (BODY=8BITMIME)
     refused: tuple[Refusal, ...] = field(default=())
 
 
@@ -139,11 +148,8 @@ async def _connect(client: aiosmtplib.SMTP, smtp: SmtpConfig, where: str) -> Non
         await client.connect()
         await client.ehlo()
     except aiosmtplib.SMTPResponseException as exc:
-        raise SmtpFailure(
-            Phase.CONNECT,
-            f"{where} refused the session: {exc.code} {exc.message}",
-            code=exc.code,
-            reply=exc.message,
+        raise SmtpFailure.from_reply(
+            Phase.CONNECT, f"{where} refused the session", exc.code, exc.message
         ) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
         cause = _ssl_cause(exc)
@@ -165,11 +171,8 @@ async def _starttls(
         await client.starttls(tls_context=tls_context)
         await client.ehlo()
     except aiosmtplib.SMTPResponseException as exc:
-        raise SmtpFailure(
-            Phase.TLS,
-            f"{where} refused STARTTLS: {exc.code} {exc.message}",
-            code=exc.code,
-            reply=exc.message,
+        raise SmtpFailure.from_reply(
+            Phase.TLS, f"{where} refused STARTTLS", exc.code, exc.message
         ) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
         cause = _ssl_cause(exc)
@@ -182,12 +185,11 @@ async def _login(client: aiosmtplib.SMTP, smtp: SmtpConfig, where: str) -> None:
     try:
         await client.login(username, smtp.password or "")
     except aiosmtplib.SMTPResponseException as exc:
-        raise SmtpFailure(
+        raise SmtpFailure.from_reply(
             Phase.AUTH,
-            f"SMTP authentication failed for {username} at {server_name(smtp)}: "
-            f"{exc.code} {exc.message}",
-            code=exc.code,
-            reply=exc.message,
+            f"SMTP authentication failed for {username} at {server_name(smtp)}",
+            exc.code,
+            exc.message,
         ) from exc
     except aiosmtplib.SMTPServerDisconnected:
         raise
@@ -196,30 +198,37 @@ async def _login(client: aiosmtplib.SMTP, smtp: SmtpConfig, where: str) -> None:
 
 
 async def send_transaction(
-    client: aiosmtplib.SMTP, sender: str, recipients: tuple[str, ...], data: bytes
+    client: aiosmtplib.SMTP,
+    sender: str,
+    recipients: tuple[str, ...],
+    data: bytes,
+    *,
+    eight_bit: bool = False,
 ) -> SendResult:
     """MAIL FROM, RCPT TO for each recipient, DATA. Raises `SmtpFailure` on a refusal.
 
-    A refusal leaves the session usable (RSET is sent), so the connection can go back to the
-    pool. `SMTPServerDisconnected` and timeouts propagate as they are.
+    `sender` and `recipients` are addr-specs checked by our own grammar (email_options.py),
+    so MAIL and RCPT are written directly rather than through aiosmtplib's `mail`/`rcpt`,
+    which parse every address again with `email.utils.parseaddr`. `eight_bit` marks 8-bit
+    content (BODY=8BITMIME). A refusal leaves the session usable (RSET is sent), so the
+    connection can go back to the pool. `SMTPServerDisconnected` and timeouts propagate.
     """
-    options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
-    try:
-        await client.mail(sender, options=options)
-    except aiosmtplib.SMTPResponseException as exc:
+    mail = [b"FROM:<" + sender.encode("ascii") + b">"]
+    if client.supports_extension("size"):
+        mail.append(b"SIZE=%d" % len(data))
+    if eight_bit:
+        mail.append(b"BODY=8BITMIME")
+    response = await client.execute_command(b"MAIL", *mail)
+    if response.code != _OK:
         await _reset(client)
-        raise SmtpFailure(
-            Phase.MAIL,
-            f"sender {sender} refused: {exc.code} {exc.message}",
-            code=exc.code,
-            reply=exc.message,
-        ) from exc
+        raise SmtpFailure.from_reply(
+            Phase.MAIL, f"sender {sender} refused", response.code, response.message
+        )
     refused: list[Refusal] = []
     for recipient in recipients:
-        try:
-            await client.rcpt(recipient)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            refused.append(Refusal(recipient, exc.code, exc.message))
+        response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+        if response.code not in _RCPT_OK:
+            refused.append(Refusal(recipient, response.code, response.message))
     if len(refused) == len(recipients):
         await _reset(client)
         first = refused[0]
@@ -234,13 +243,14 @@ async def send_transaction(
         response = await client.data(data)
     except aiosmtplib.SMTPResponseException as exc:
         await _reset(client)
-        raise SmtpFailure(
-            Phase.DATA,
-            f"message refused: {exc.code} {exc.message}",
-            code=exc.code,
-            reply=exc.message,
-        ) from exc
-    return SendResult(code=response.code, message=response.message, refused=tuple(refused))
+        raise SmtpFailure.from_reply(Phase.DATA, "message refused", exc.code, exc.message) from exc
+    return SendResult(
+        code=response.code,
+        message=response.message,
+        size=len(data),
+        eight_bit=eight_bit,
+        refused=tuple(refused),
+    )
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:
