@@ -67,12 +67,21 @@ class SmtpPool:
         self._slots = asyncio.Semaphore(size)
         self._idle: list[PooledSession] = []
         self._opener = opener
+        self._fingerprinted: tuple[SmtpConfig, str] | None = None
         self.opened = 0  # sessions opened over the pool's life, for tests and metrics
+
+    def _fingerprint(self, smtp: SmtpConfig) -> str:
+        """`settings_fingerprint`, hashed again only when the [smtp] settings object changes
+        (at a reload), not at every acquire."""
+        if self._fingerprinted is None or self._fingerprinted[0] is not smtp:
+            self._fingerprinted = (smtp, settings_fingerprint(smtp))
+        return self._fingerprinted[1]
 
     async def acquire(self, smtp: SmtpConfig, *, fresh: bool = False) -> PooledSession:
         """A session for `smtp`: an idle one still good, or a new one. Raises `SmtpFailure`."""
         try:
-            await asyncio.wait_for(self._slots.acquire(), smtp.timeout)
+            async with asyncio.timeout(smtp.timeout):
+                await self._slots.acquire()
         except TimeoutError:
             raise SmtpFailure(
                 Phase.CONNECT,
@@ -80,7 +89,7 @@ class SmtpPool:
             ) from None
         try:
             self.prune()
-            fingerprint = settings_fingerprint(smtp)
+            fingerprint = self._fingerprint(smtp)
             if not fresh:
                 session = self._take_idle(fingerprint)
                 if session is not None:
