@@ -6,6 +6,11 @@ the third ``[[trigger]]`` header, ``("trigger", 2, "options", "headers", "X-Api-
 inside an inline table, ``("trigger", 2, "retry_schedule", 1)`` for an array element. Lookups
 fall back to the nearest enclosing key or table, so an error can always point somewhere useful.
 
+`TomlLines.lazy(text)` answers the same for less. Loading needs the line of every table header
+(each item carries its `Location`) but the line of a key only when there is something to say
+about it; so the headers are found in one regex-driven pass (strings, comments and one-level
+values skipped in C), and the text is walked key by key only when a key is first asked for.
+
 `declared_names(text)` is the rough reading of a file that does *not* parse: which customer
 ids and template names it seems to declare, so references into it can be spared a cascade of
 "unknown customer" errors.
@@ -16,7 +21,6 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]
 
@@ -25,31 +29,117 @@ _SCALAR_END = ",]}\n#"
 _UNICODE_DIGITS = {"u": 4, "U": 8}
 _BASIC_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 
+_STRING_OR_COMMENT = (
+    r'"""(?:[^"\\]|\\.|"(?!""))*+"""(?:"{1,2}(?!"))?'
+    r"|'''(?:[^']|'(?!''))*+'''(?:'{1,2}(?!'))?"
+    r'|"(?:[^"\\\n]|\\.)*+"'
+    r"|'[^'\n]*+'"
+    r"|\#[^\n]*+"
+)
+# Everything up to the next bracket or brace that is neither inside a string or comment nor
+# part of a one-level array or inline table written after "=" (most values are): only table
+# headers and nested values are left for Python to look at.
+_SKIP = re.compile(
+    rf"(?:{_STRING_OR_COMMENT}"
+    rf"|=[ \t]*+[\[{{](?:{_STRING_OR_COMMENT}|[^\"'\#\[\]{{}}]++)*+[\]}}]"
+    r"|[^\"'\#\[\]{}=]++|=)*+",
+    re.S,
+)
+_TABLE_HEADER = re.compile(r"\[\[?[ \t]*([A-Za-z0-9_.-]+)[ \t]*\]")
 
-@dataclass(frozen=True)
+
 class TomlLines:
-    """Key path → 1-based line number for one TOML document."""
+    """Key path → 1-based line number for one TOML document.
 
-    lines: Mapping[KeyPath, int]
+    Made by `scan` (every key at once) or `lazy` (headers at once, keys on first need); both
+    answer `line_of` alike. Not a frozen value, since the full map may be filled in later; a
+    race between two threads filling it in costs a second scan, never a wrong line.
+    """
+
+    def __init__(self, text: str, lines: Mapping[KeyPath, int] | None = None) -> None:
+        self._text = text
+        self._lines = lines
+        self._headers: Mapping[KeyPath, int] = {}
 
     @classmethod
     def scan(cls, text: str) -> TomlLines:
-        scanner = _Scanner(text)
-        try:
-            scanner.document()
-        except (IndexError, ValueError):
-            pass  # keep what was found: a line number is a help, never a reason to fail
-        return cls(scanner.lines)
+        return cls(text, _scan(text))
+
+    @classmethod
+    def lazy(cls, text: str) -> TomlLines:
+        found = cls(text)
+        found._headers = _header_lines(text) or {}
+        return found
+
+    @property
+    def lines(self) -> Mapping[KeyPath, int]:
+        """Every key path recorded (scanning the text now if that was not done yet)."""
+        if self._lines is None:
+            self._lines = _scan(self._text)
+        return self._lines
 
     def line_of(self, *path: str | int) -> int:
         """The line of `path`, else of its nearest recorded parent; 0 when nothing matches."""
         key = tuple(path)
+        line = self._headers.get(key)
+        if line is not None:
+            return line
+        lines = self.lines
         while key:
-            line = self.lines.get(key)
+            line = lines.get(key)
             if line is not None:
                 return line
             key = key[:-1]
         return 0
+
+
+def _scan(text: str) -> dict[KeyPath, int]:
+    scanner = _Scanner(text)
+    try:
+        scanner.document()
+    except (IndexError, ValueError):
+        pass  # keep what was found: a line number is a help, never a reason to fail
+    return scanner.lines
+
+
+def _header_lines(text: str) -> dict[KeyPath, int] | None:
+    """The line of each table a header defines, keyed by the table's concrete path.
+
+    Only the path a header defines is kept, not the parents it names (``("a",)`` of
+    ``[a.b]``): those may have been written before by a dotted key, which only the full scan
+    sees, whereas no key can define a header's own table before the header in a document
+    `tomllib` accepts. So the full scan gives the same line for every path kept here. None
+    when a header is beyond this pass (a quoted or spaced key): the full scan answers then.
+    """
+    scanner = _Scanner(text)
+    found: dict[KeyPath, int] = {}
+    depth = 0
+    pos, end = 0, len(text)
+    line, line_pos = 1, 0
+    while True:
+        match = _SKIP.match(text, pos)
+        pos = match.end() if match else pos
+        if pos >= end:
+            return found
+        ch = text[pos]
+        if ch in "]}":
+            depth -= 1
+            pos += 1
+            continue
+        line_start = text.rfind("\n", 0, pos) + 1
+        if ch == "{" or depth or text[line_start:pos].strip(" \t"):
+            depth += 1
+            pos += 1
+            continue
+        header = _TABLE_HEADER.match(text, pos)
+        if header is None:
+            return None
+        line += text.count("\n", line_pos, pos)
+        line_pos = pos
+        array = text.startswith("[[", pos)
+        path = scanner.record_header(header.group(1).split("."), array, line)
+        found[path] = line
+        pos = header.end() + (1 if array else 0)
 
 
 class _Scanner:
@@ -58,12 +148,14 @@ class _Scanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
-        self.newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+        self._newlines: list[int] | None = None
         self.lines: dict[KeyPath, int] = {}
         self.table_counts: dict[KeyPath, int] = {}
 
     def line(self, pos: int | None = None) -> int:
-        return bisect.bisect_left(self.newlines, self.pos if pos is None else pos) + 1
+        if self._newlines is None:
+            self._newlines = [match.start() for match in re.finditer("\n", self.text)]
+        return bisect.bisect_left(self._newlines, self.pos if pos is None else pos) + 1
 
     def peek(self, count: int = 1) -> str:
         return self.text[self.pos : self.pos + count]
@@ -97,6 +189,10 @@ class _Scanner:
         self.pos += 2 if array else 1
         parts = self.key()
         self.pos += 2 if array else 1
+        return self.record_header(parts, array, line)
+
+    def record_header(self, parts: list[str], array: bool, line: int) -> KeyPath:
+        """Record a ``[a.b]`` or ``[[a.b]]`` header at `line`; the path of the table it defines."""
         concrete: KeyPath = ()
         for index, part in enumerate(parts):
             concrete += (part,)
