@@ -24,15 +24,18 @@ import dataclasses
 import difflib
 import os
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from postbackd.config_cache import ConfigCache
 from postbackd.config_files import (
     ITEM_TABLES,
     PLUGIN_TABLES,
     ReadResult,
     config_files,
+    config_paths,
     item_name,
     label_of,
     read_files,
@@ -44,7 +47,7 @@ from postbackd.config_items import (
     build_template,
     build_trigger,
 )
-from postbackd.config_model import Config, Location, Trigger
+from postbackd.config_model import Config, Trigger
 from postbackd.config_report import ConfigError, Diagnostic, Reporter, did_you_mean
 from postbackd.config_sections import (
     build_daemon,
@@ -54,11 +57,12 @@ from postbackd.config_sections import (
     http_token,
     plugin_settings,
 )
-from postbackd.config_table import ConfFile, Table
+from postbackd.config_table import Built, ConfFile, ItemTables, Table
 from postbackd.secrets import SchemeResolver, SecretResolver
 
 __all__ = [
     "BUILTIN_TEMPLATE_NAMES",
+    "ConfigCache",
     "ConfigError",
     "Diagnostic",
     "LoadResult",
@@ -106,6 +110,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
     expand_secrets: bool = True,
+    cache: ConfigCache | None = None,
 ) -> Config:
     """The validated configuration of `conf_dir`; `ConfigError` lists every error found.
 
@@ -116,7 +121,8 @@ def load_config(
     ``STATE_DIRECTORY``. `pending` maps paths of files not yet written to their text: they are
     validated as if present (``customer add`` checks a file before writing it). With
     `expand_secrets` false, references are kept as written and not checked: for tools that need
-    the structure only and may run without the daemon's environment.
+    the structure only and may run without the daemon's environment. With a `cache` (kept from
+    one load to the next), files that did not change are not read and parsed again.
     """
     return load_config_with_warnings(
         conf_dir,
@@ -125,6 +131,7 @@ def load_config(
         environ=environ,
         pending=pending,
         expand_secrets=expand_secrets,
+        cache=cache,
     ).config
 
 
@@ -136,6 +143,7 @@ def load_config_with_warnings(
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
     expand_secrets: bool = True,
+    cache: ConfigCache | None = None,
 ) -> LoadResult:
     """As `load_config`, also returning the warnings (``ConfigError`` carries both kinds)."""
     env = os.environ if environ is None else environ
@@ -144,13 +152,16 @@ def load_config_with_warnings(
             [Diagnostic(conf_dir, 0, "configuration directory not found: create it or pass -c DIR")]
         )
     report = Reporter()
-    paths = config_files(conf_dir)
-    if not paths and not pending:
-        report.warning(conf_dir, 0, "no *.toml files: running with the defaults")
-    resolver = SecretResolver(env, resolve_secret) if expand_secrets else None
-    read = read_files(paths, pending or {}, resolver, report)
-    loader = _Loader(read, report, deliveries)
-    config = loader.build(conf_dir, default_spool(env))
+    with cache.lock if cache is not None else nullcontext():
+        paths = config_paths(conf_dir)
+        if not paths and not pending:
+            report.warning(conf_dir, 0, "no *.toml files: running with the defaults")
+        if cache is not None:
+            cache.begin(paths)
+        resolver = SecretResolver(env, resolve_secret) if expand_secrets else None
+        read = read_files(paths, pending or {}, resolver, report, cache)
+        loader = _Loader(read, report, deliveries)
+        config = loader.build(conf_dir, default_spool(env))
     if report.failed:
         raise ConfigError(report.sorted())
     return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
@@ -183,24 +194,24 @@ class _Loader:
 
     def merge(self, file: ConfFile) -> None:
         for key, value in file.raw.items():
-            line = file.lines.line_of(key)
             if key in SINGLE_TABLES:
-                self.merge_single(file, key, value, line)
+                self.merge_single(file, key, value)
             elif key in PLUGIN_TABLES:
-                self.merge_plugin_tables(file, key, value, line)
+                self.merge_plugin_tables(file, key, value)
             elif key in ITEM_TABLES:
-                self.merge_items(file, key, value, line)
+                self.merge_items(file, key, value)
             else:
                 close = difflib.get_close_matches(key, TABLE_FORMS, n=1)
                 hint = f" (did you mean {TABLE_FORMS[close[0]]}?)" if close else ""
                 self.report.error(
                     file.path,
-                    line,
+                    file.lines.line_of(key),
                     f"unknown table [{key}]{hint}: a file may hold "
                     + ", ".join(TABLE_FORMS.values()),
                 )
 
-    def merge_single(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+    def merge_single(self, file: ConfFile, key: str, value: Any) -> None:
+        line = file.lines.line_of(key)
         if isinstance(value, list):
             self.report.error(file.path, line, f"write [{key}] (one table), not [[{key}]]")
         elif not isinstance(value, dict):
@@ -215,9 +226,10 @@ class _Loader:
         else:
             self.singles[key] = Table(file, (key,), f"[{key}]", self.report)
 
-    def merge_plugin_tables(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+    def merge_plugin_tables(self, file: ConfFile, key: str, value: Any) -> None:
         if not isinstance(value, dict):
-            self.report.error(file.path, line, f"write one table per plugin: [{key}.NAME]")
+            where = file.lines.line_of(key)
+            self.report.error(file.path, where, f"write one table per plugin: [{key}.NAME]")
             return
         for name, settings in value.items():
             where = file.lines.line_of(key, name)
@@ -235,20 +247,20 @@ class _Loader:
             else:
                 self.plugins[key][name] = Table(file, (key, name), f"[{key}.{name}]", self.report)
 
-    def merge_items(self, file: ConfFile, key: str, value: Any, line: int) -> None:
+    def merge_items(self, file: ConfFile, key: str, value: Any) -> None:
         if not isinstance(value, list):
-            self.report.error(file.path, line, f"write [[{key}]] (one per {key}), not [{key}]")
+            where = file.lines.line_of(key)
+            self.report.error(file.path, where, f"write [[{key}]] (one per {key}), not [{key}]")
             return
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                where = file.lines.line_of(key, index)
-                self.report.error(file.path, where, f"[[{key}]] entries must be tables")
-                continue
-            name = item_name(key, item)
+        merged = file.merged.get(key)
+        if merged is None:
+            merged = file.merged[key] = _item_tables(file, key, value)
+        self.report.extend(merged.diagnostics)
+        for table, name in merged.tables:
+            table.report = self.report
             if name is not None:
                 self.declared[key].add(name)
-            label, _ = label_of(file.raw, (key, index))
-            self.items[key].append(Table(file, (key, index), label, self.report))
+            self.items[key].append(table)
 
     def build(self, conf_dir: Path, spool: Path) -> Config:
         sources = {
@@ -289,19 +301,36 @@ class _Loader:
     ) -> dict[str, tuple[Table, T]]:
         """Build every item of `kind`; a name seen before is an error naming both places."""
         built: dict[str, tuple[Table, T]] = {}
-        seen: dict[str, Location] = {}
+        seen: dict[str, Table] = {}
         for table in self.items[kind]:
-            value = build(table)
+            value = self.build_item(kind, table, build)
             name = table.data.get(key)
             if not isinstance(name, str):
                 continue
             if name in seen:
-                table.error(f'duplicate {kind} {key} "{name}": also defined at {seen[name]}', key)
+                first = seen[name].location
+                table.error(f'duplicate {kind} {key} "{name}": also defined at {first}', key)
                 continue
-            seen[name] = table.location
+            seen[name] = table
             if value is not None:
                 built[name] = (table, value)
         return built
+
+    def build_item(self, kind: str, table: Table, build: Callable[[Table], T | None]) -> T | None:
+        """`build(table)`, or what it gave before for the same table, reported again as it was.
+
+        An item depends only on its table, except a template read from its ``body_file``:
+        that one is built at every load, so a changed body file is seen.
+        """
+        built = table.built
+        if built is None:
+            found = Reporter()
+            value = build(Table(table.file, table.path, table.label, found))
+            built = Built(value, tuple(found.diagnostics))
+            if kind != "template" or "body_file" not in table.raw:
+                table.built = built
+        self.report.extend(built.diagnostics)
+        return cast(T | None, built.value)
 
     def check_trigger(
         self,
@@ -364,6 +393,20 @@ class _Loader:
 
     def known_deliveries(self) -> str:
         return ", ".join(sorted(self.deliveries or ())) or "none registered"
+
+
+def _item_tables(file: ConfFile, key: str, value: list[Any]) -> ItemTables:
+    """The tables of `file`'s ``[[key]]`` entries; what is not a table is reported."""
+    found = Reporter()
+    tables: list[tuple[Table, str | None]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            where = file.lines.line_of(key, index)
+            found.error(file.path, where, f"[[{key}]] entries must be tables")
+            continue
+        label, _ = label_of(file.raw, (key, index))
+        tables.append((Table(file, (key, index), label, found), item_name(key, item)))
+    return ItemTables(tuple(tables), tuple(found.diagnostics))
 
 
 def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:

@@ -61,6 +61,10 @@ class Reporter:
     def warning(self, path: Path, line: int, message: str) -> None:
         self.diagnostics.append(Diagnostic(path, line, message, "warning"))
 
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        """Report again what an earlier load found (the loader's caches keep findings)."""
+        self.diagnostics.extend(diagnostics)
+
     @property
     def failed(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from postbackd import units
 from postbackd.config_model import Location
-from postbackd.config_report import Reporter, did_you_mean
+from postbackd.config_report import Diagnostic, Reporter, did_you_mean
 from postbackd.tomllines import KeyPath, TomlLines
 
 T = TypeVar("T")
@@ -29,6 +29,8 @@ class ConfFile:
     `path` is how messages name it (as the user gave the directory); `directory` is absolute,
     for resolving relative paths; `raw` is the TOML as written, `data` the same with secret
     references expanded; `secret_errors` lists the key paths whose references failed.
+    `merged` keeps the loader's item tables of the file (with what was built from each): a
+    cache that hands out the same ConfFile at the next load spares making them again.
     """
 
     path: Path
@@ -37,6 +39,24 @@ class ConfFile:
     data: dict[str, Any]
     lines: TomlLines
     secret_errors: tuple[KeyPath, ...] = ()
+    merged: dict[str, ItemTables] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Built:
+    """An item built from one table, and what building it reported."""
+
+    value: Any
+    diagnostics: tuple[Diagnostic, ...]
+
+
+@dataclass(frozen=True)
+class ItemTables:
+    """The ``[[kind]]`` tables of one file, each with the name it declares (or None), and
+    what reading them reported (entries that are not tables)."""
+
+    tables: tuple[tuple[Table, str | None], ...]
+    diagnostics: tuple[Diagnostic, ...]
 
 
 def kind_of(value: Any) -> str:
@@ -73,7 +93,11 @@ def _dig(node: Any, path: KeyPath) -> Any:
 
 
 class Table:
-    """A table at `path` in `file`; `label` names it in messages (``[[trigger]] "acme"``)."""
+    """A table at `path` in `file`; `label` names it in messages (``[[trigger]] "acme"``).
+
+    `report` is where problems go; `built` is the item the loader built from this table, kept
+    while the table is (see `ConfFile.merged`).
+    """
 
     def __init__(self, file: ConfFile, path: KeyPath, label: str, report: Reporter) -> None:
         self.file = file
@@ -82,6 +106,7 @@ class Table:
         self.report = report
         self.raw: dict[str, Any] = _dig(file.raw, path)
         self.data: dict[str, Any] = _dig(file.data, path)
+        self.built: Built | None = None
 
     @property
     def location(self) -> Location:

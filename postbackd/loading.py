@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postbackd.config import ConfigError, load_config
+from postbackd.config import ConfigCache, ConfigError, load_config
 from postbackd.config_model import Config
 from postbackd.events import now_iso
 from postbackd.intake import Generation
@@ -35,11 +35,16 @@ class ConfigHolder:
 
 @dataclass
 class Plugins:
-    """The plugin host and one instance of each registered delivery class."""
+    """The plugin host and one instance of each registered delivery class.
+
+    It also keeps what one load leaves for the next: `config_cache` (files that did not change
+    are not parsed again).
+    """
 
     host: PluginHost
     holder: ConfigHolder
     deliveries: dict[str, Any] = field(default_factory=dict)
+    config_cache: ConfigCache = field(default_factory=ConfigCache)
     _built_with: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def context(self, admin_routes: tuple[Any, ...] = ()) -> PluginContext:
@@ -82,8 +87,9 @@ def open_plugins(
     ``[deliveries.NAME]`` tables. Raises PluginError; configuration errors are left to the
     full load that follows (`load_generation`), which reports them all.
     """
+    cache = ConfigCache()
     try:
-        first = load_config(conf_dir, expand_secrets=False)
+        first = load_config(conf_dir, expand_secrets=False, cache=cache)
     except ConfigError:
         # The full load that follows reports every error; meanwhile validate with the
         # built-in and installed plugins, so delivery names and options are checked too.
@@ -93,7 +99,7 @@ def open_plugins(
         use_entry_points=use_entry_points,
         disabled=disabled,
     )
-    plugins = Plugins(host, ConfigHolder())
+    plugins = Plugins(host, ConfigHolder(), config_cache=cache)
     plugins.build_deliveries(first.deliveries if first else {})
     return plugins
 
@@ -106,7 +112,10 @@ def build_engine(config: Config, host: PluginHost) -> TemplateEngine:
 def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
     """Load and fully validate `conf_dir`, trigger options included; raises ConfigError."""
     config = load_config(
-        conf_dir, deliveries=plugins.validators(), resolve_secret=plugins.resolve_secret
+        conf_dir,
+        deliveries=plugins.validators(),
+        resolve_secret=plugins.resolve_secret,
+        cache=plugins.config_cache,
     )
     return Generation(
         number,
