@@ -17,10 +17,10 @@ the stronger guard, and `[daemon] proxy` is the place for one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -85,6 +85,7 @@ def classify(address: Address) -> AddressKind | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ip(host: str) -> Address | None:
     """The address an IP-literal host names (``[::1]`` brackets allowed), or None for a name."""
     try:
@@ -238,17 +239,10 @@ class GuardedSessions:
         self._resolver: GuardedResolver | None = None
         self._pool: _Pool | None = None
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[aiohttp.ClientSession]:
-        """The session for one attempt under the current policy."""
-        pool, retired = self._acquire()
-        try:
-            if retired is not None:
-                await self._release(retired)
-            yield pool.session
-        finally:
-            pool.users -= 1
-            await self._release(pool)
+    def session(self) -> _SessionUse:
+        """``async with sessions.session() as session``: the session for one attempt under the
+        current policy (a class, not a generator context manager: this runs per attempt)."""
+        return _SessionUse(self)
 
     async def vet(self, host: str, port: int) -> None:
         """Raise `DestinationRefused` if a destination the connector will not check is refused."""
@@ -266,21 +260,25 @@ class GuardedSessions:
         """
         policy = self._policy()
         replaced = None
-        if self._pool is None or self._pool.policy != policy:
+        if self._pool is None or (self._pool.policy is not policy and self._pool.policy != policy):
             replaced = self._pool
             if replaced is not None:
                 replaced.retired = True
             connector = aiohttp.TCPConnector(
                 limit=0, limit_per_host=0, resolver=self._guard(), use_dns_cache=False
             )
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            # No cookie jar: one receiver's Set-Cookie must not ride along on later postbacks.
+            session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
             self._pool = _Pool(policy, session)
         pool = self._pool
         pool.users += 1
         return pool, replaced
 
     @staticmethod
-    async def _release(pool: _Pool) -> None:
+    async def release(pool: _Pool) -> None:
+        """Close a retired pool's session once its last attempt has ended."""
         if pool.retired and pool.users == 0 and not pool.session.closed:
             await pool.session.close()
 
@@ -288,7 +286,35 @@ class GuardedSessions:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.retired = True
-            await self._release(pool)
+            await self.release(pool)
         resolver, self._resolver = self._resolver, None
         if resolver is not None:
             await resolver.close()
+
+
+class _SessionUse:
+    """One attempt's use of the current pool: counted while it lasts, released after."""
+
+    __slots__ = ("_owner", "_pool")
+
+    def __init__(self, owner: GuardedSessions) -> None:
+        self._owner = owner
+        self._pool: _Pool | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientSession:
+        pool, retired = self._owner._acquire()
+        self._pool = pool
+        if retired is not None:
+            try:
+                await GuardedSessions.release(retired)
+            except BaseException:
+                pool.users -= 1
+                raise
+        return pool.session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pool = self._pool
+        assert pool is not None
+        pool.users -= 1
+        if pool.retired:
+            await GuardedSessions.release(pool)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 SECRET_PREFIX = "whsec_"
 
 
+@functools.lru_cache(maxsize=4096)  # decoded once per secret, not per signature
 def secret_key(secret: str) -> bytes:
     """The HMAC key a secret stands for; a ValueError (never quoting the secret) if unusable."""
     if not secret:

@@ -9,7 +9,6 @@ redirect cannot lead a postback past the SSRF guard (`postbackd.netguard`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ class _Prepared:
     parsed: WebhookOptions | None
     errors: tuple[str, ...]
     shown_url: str
+    timeout: aiohttp.ClientTimeout | None
 
 
 class WebhookDelivery:
@@ -106,7 +106,7 @@ class WebhookDelivery:
             request["proxy"] = mask_url(URL(proxy))
         started = time.monotonic()
         try:
-            return await self._send(delivery, parsed, headers, proxy, request, started)
+            return await self._send(delivery, prepared, headers, proxy, request, started)
         except (aiohttp.ClientError, OSError) as exc:
             if request["headers"] is None:
                 request["headers"] = mask_headers(headers)
@@ -130,6 +130,9 @@ class WebhookDelivery:
             parsed,
             tuple(errors),
             mask_url(parsed.url) if parsed is not None else "",
+            None
+            if parsed is None
+            else aiohttp.ClientTimeout(total=parsed.timeout, sock_connect=parsed.connect_timeout),
         )
         if len(self._prepared) >= PREPARED_LIMIT:
             self._prepared.clear()
@@ -139,13 +142,15 @@ class WebhookDelivery:
     async def _send(
         self,
         delivery: Delivery,
-        options: WebhookOptions,
+        prepared: _Prepared,
         headers: CIMultiDict[str],
         proxy: str | None,
         request: dict[str, Any],
         started: float,
     ) -> Outcome:
         """One HTTP exchange; network trouble is raised for `deliver` to explain."""
+        options = prepared.parsed
+        assert options is not None
         sessions = self._guarded_sessions()
         host, port = options.url.host or "", options.url.port or 0
         if proxy:
@@ -159,7 +164,6 @@ class WebhookDelivery:
                 if len(self._vetted) >= PREPARED_LIMIT:
                     self._vetted.clear()
                 self._vetted.add(vetted)
-        timeout = aiohttp.ClientTimeout(total=options.timeout, sock_connect=options.connect_timeout)
         async with (
             sessions.session() as session,
             session.request(
@@ -168,7 +172,7 @@ class WebhookDelivery:
                 data=delivery.body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=timeout,
+                timeout=prepared.timeout,
                 proxy=proxy,
             ) as answer,
         ):
@@ -223,14 +227,22 @@ def _mask_sent(headers: Mapping[str, str]) -> dict[str, str]:
     """`mask_headers` for the headers of every request: each header name is judged once."""
     masked: dict[str, str] = {}
     for name, value in headers.items():
-        shown = MASK if _sensitive(name) else value
+        sensitive = _SENSITIVE.get(name)
+        if sensitive is None:
+            sensitive = _judge_name(name)
+        shown = MASK if sensitive else value
         masked[name] = f"{masked[name]}, {shown}" if name in masked else shown
     return masked
 
 
-@functools.lru_cache(maxsize=1024)
-def _sensitive(name: str) -> bool:
-    return is_sensitive(name)
+_SENSITIVE: dict[str, bool] = {}  # header name → whether its value is masked in the log
+
+
+def _judge_name(name: str) -> bool:
+    if len(_SENSITIVE) >= PREPARED_LIMIT:
+        _SENSITIVE.clear()
+    sensitive = _SENSITIVE[name] = is_sensitive(name)
+    return sensitive
 
 
 def _destination(options: Mapping[str, Any]) -> str:
@@ -333,6 +345,11 @@ def _retry_after(value: str | None) -> float | None:
 
 async def _excerpt(answer: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The first `EXCERPT_BYTES` of the body, and whether there was more (the rest is not read)."""
+    if answer.content_length is not None and answer.content_length <= EXCERPT_BYTES:
+        try:
+            return await answer.read(), False  # the common short answer: one read
+        except (aiohttp.ClientError, TimeoutError):
+            return b"", True
     data = bytearray()
     try:
         while len(data) < EXCERPT_BYTES:
