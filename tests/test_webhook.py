@@ -89,6 +89,10 @@ async def receiver() -> AsyncIterator[Receiver]:
             return web.Response(body="héllo".encode(), content_type="text/plain", charset="x-nope")
         if path == "/big":
             return web.Response(body=b"x" * 5000)
+        if path == "/cookie":
+            response = web.Response(text="have one")
+            response.set_cookie("session", "customer-a")
+            return response
         return web.Response(text="thanks", headers={"X-Receiver": "test"})
 
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -165,6 +169,16 @@ async def test_posts_body_and_headers(webhook: WebhookDelivery, receiver: Receiv
     assert outcome.response["headers"]["X-Receiver"] == "test"
     assert outcome.response["truncated"] is False
     assert isinstance(outcome.response["latency_ms"], int)
+
+
+async def test_a_receivers_cookie_is_not_sent_with_later_postbacks(
+    webhook: WebhookDelivery, receiver: Receiver
+) -> None:
+    first = await webhook.deliver(DELIVERY, {"url": receiver.url("/cookie", "localhost")})
+    second = await webhook.deliver(DELIVERY, {"url": receiver.url("/cookie", "localhost")})
+    assert first.kind is OutcomeKind.OK and second.kind is OutcomeKind.OK
+    assert "Set-Cookie" in first.response["headers"]
+    assert [r.headers.get("Cookie") for r in receiver.requests] == [None, None]
 
 
 async def test_put_and_content_type_override(webhook: WebhookDelivery, receiver: Receiver) -> None:
