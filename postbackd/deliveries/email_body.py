@@ -16,12 +16,14 @@ Dot-stuffing is the SMTP client's job, not this module's.
 from __future__ import annotations
 
 import hashlib
+import re
 from base64 import encodebytes
 from binascii import b2a_qp
 from dataclasses import dataclass
 from enum import StrEnum
 
 MAX_LINE = 998  # octets, without CRLF (RFC 5322 2.1.1)
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
 
 
 class Transfer(StrEnum):
@@ -114,20 +116,29 @@ def _boundary(entities: list[bytes]) -> str:
 def _text_part(data: bytes, subtype: str) -> _TextPart:
     if not data.isascii():
         data = data.decode("utf-8", "replace").encode("utf-8")
-    lines = data.splitlines()
-    canonical = b"\r\n".join(lines) + b"\r\n"
-    sendable = b"\0" not in data and max(map(len, lines), default=0) <= MAX_LINE
+    canonical = _canonical(data)
+    sendable = b"\0" not in data and not (len(data) > MAX_LINE and _LONG_LINE.search(canonical))
     if data.isascii():
         if sendable:
             return _TextPart(subtype, _Encoded(Transfer.SEVEN_BIT, canonical), None)
-        return _TextPart(subtype, _seven_bit(lines, canonical), None)
+        return _TextPart(subtype, _seven_bit(canonical), None)
     eight = _Encoded(Transfer.EIGHT_BIT, canonical) if sendable else None
-    return _TextPart(subtype, _seven_bit(lines, canonical), eight)
+    return _TextPart(subtype, _seven_bit(canonical), eight)
 
 
-def _seven_bit(lines: list[bytes], canonical: bytes) -> _Encoded:
+def _canonical(data: bytes) -> bytes:
+    """Every line ended by CRLF (a bare CR or LF is a line end too, as `bytes.splitlines` has
+    it), the last one included."""
+    if b"\r" in data:
+        return b"".join(line + b"\r\n" for line in data.splitlines())
+    if data.endswith(b"\n"):
+        return data.replace(b"\n", b"\r\n")
+    return data.replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def _seven_bit(canonical: bytes) -> _Encoded:
     """Quoted-printable or base64, whichever is shorter for this text."""
-    quoted = b2a_qp(b"\n".join(lines) + b"\n", istext=True).replace(b"\n", b"\r\n")
+    quoted = b2a_qp(canonical, istext=True)
     base64_length = (len(canonical) + 2) // 3 * 4 * 78 // 76
     if len(quoted) <= base64_length:
         return _Encoded(Transfer.QUOTED_PRINTABLE, quoted)

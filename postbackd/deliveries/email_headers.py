@@ -36,6 +36,15 @@ def field(name: str, value: str) -> bytes:
 
 def unstructured_field(name: str, text: str) -> bytes:
     """A free-text field such as Subject; `text` must be one line (no CR or LF)."""
+    if (
+        len(name) + 2 + len(text) <= LINE_LENGTH
+        and text.isascii()
+        and text.isprintable()
+        and "=?" not in text
+        and "  " not in text
+        and text.strip(" ") == text != ""
+    ):
+        return f"{name}: {text}\r\n".encode("ascii")  # the common case, as _fold would write it
     return _fold(name, _words(text.split(" "), _plain_text))
 
 
