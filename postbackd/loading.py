@@ -19,6 +19,7 @@ from postbackd.plugin import PluginContext
 from postbackd.plugins import PluginHost, instantiate, load_plugins
 from postbackd.router import Router
 from postbackd.templates import TemplateEngine
+from postbackd.templates_compile import CompiledCache
 
 
 @dataclass
@@ -38,13 +39,15 @@ class Plugins:
     """The plugin host and one instance of each registered delivery class.
 
     It also keeps what one load leaves for the next: `config_cache` (files that did not change
-    are not parsed again).
+    are not parsed again) and `template_cache` (templates whose source did not change are not
+    compiled again).
     """
 
     host: PluginHost
     holder: ConfigHolder
     deliveries: dict[str, Any] = field(default_factory=dict)
     config_cache: ConfigCache = field(default_factory=ConfigCache)
+    template_cache: CompiledCache = field(default_factory=CompiledCache)
     _built_with: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def context(self, admin_routes: tuple[Any, ...] = ()) -> PluginContext:
@@ -104,9 +107,13 @@ def open_plugins(
     return plugins
 
 
-def build_engine(config: Config, host: PluginHost) -> TemplateEngine:
+def build_engine(
+    config: Config, host: PluginHost, cache: CompiledCache | None = None
+) -> TemplateEngine:
     globals_, filters = host.template_functions()
-    return TemplateEngine(config.templates, config.lookups, globals_=globals_, filters=filters)
+    return TemplateEngine(
+        config.templates, config.lookups, globals_=globals_, filters=filters, cache=cache
+    )
 
 
 def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
@@ -120,7 +127,9 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     return Generation(
         number,
         config,
-        Router(config, build_engine(config, plugins.host), plugins.deliveries),
+        Router(
+            config, build_engine(config, plugins.host, plugins.template_cache), plugins.deliveries
+        ),
         now_iso(),
     )
 

@@ -6,7 +6,8 @@ around it. A json/xml body is checked after rendering; anything wrong is a `Rend
 names the template and line, and an undefined variable is a `TemplateWarning`.
 
 The engine is built from one configuration and never changes: each template is compiled on
-first use and the compiled form is reused; a reload builds a new engine.
+first use and the compiled form is reused; a reload builds a new engine, which takes the
+templates whose source did not change from the `CompiledCache` it is given.
 """
 
 from __future__ import annotations
@@ -26,12 +27,7 @@ from postbackd.builtin_templates import BUILTIN_TEMPLATES
 from postbackd.config_model import Customer, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, type_matches
 from postbackd.samples import sample_event, sample_types
-from postbackd.templates_compile import (
-    PostbackEnvironment,
-    build_environment,
-    compile_template,
-    template_filename,
-)
+from postbackd.templates_compile import CompiledCache, source_key, template_filename
 from postbackd.templates_errors import (
     RenderError,
     TemplateFault,
@@ -114,12 +110,14 @@ class TemplateEngine:
         *,
         globals_: Mapping[str, Callable[..., Any]] = _EMPTY,
         filters: Mapping[str, Callable[..., Any]] = _EMPTY,
+        cache: CompiledCache | None = None,
     ) -> None:
+        """`cache`: compiled templates shared with the engines of earlier generations."""
         self._configs: dict[str, TemplateConfig] = {**templates, **BUILTIN_TEMPLATES}
         self._lookups = tuple(lookups.values())
-        self._globals = dict(globals_)
-        self._filters = dict(filters)
-        self._environments: dict[TemplateFormat, PostbackEnvironment] = {}
+        self._cache = CompiledCache() if cache is None else cache
+        self._cache.use(globals_, filters)
+        self._cache.keep(source_key(config) for config in self._configs.values())
         self._compiled: dict[str, CompiledTemplate | RenderError] = {}
         self._lock = threading.Lock()
 
@@ -243,23 +241,10 @@ class TemplateEngine:
         ]
 
     def _compile(self, config: TemplateConfig) -> CompiledTemplate | RenderError:
-        try:
-            body = compile_template(self._environment(config.format), config.body, config.name)
-            subject = None
-            if config.subject is not None:
-                subject = compile_template(
-                    self._environment("text"), config.subject, config.name, "subject"
-                )
-        except RenderError as exc:
-            return exc
-        return CompiledTemplate(config, body, subject)
-
-    def _environment(self, format: TemplateFormat) -> PostbackEnvironment:
-        env = self._environments.get(format)
-        if env is None:
-            env = build_environment(format, self._globals, self._filters)
-            self._environments[format] = env
-        return env
+        compiled = self._cache.compiled(config)
+        if isinstance(compiled, RenderError):
+            return compiled
+        return CompiledTemplate(config, *compiled)
 
     def _context(self, event: Event, customer: Customer | None) -> dict[str, Any]:
         customer_id = customer.id if customer is not None else event.customer

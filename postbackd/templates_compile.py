@@ -6,18 +6,22 @@ with the expression's text and line, so escaping errors can name the variable; r
 macro calls and ``{% set %}`` blocks (already escaped inside) are marked `Safe`; template text
 is routed through a filter that keeps its line for error positions. The source is taken as the
 hosted platform writes it: ``##{{ name }}`` reads as ``{{ name }}``.
+
+`CompiledCache` keeps compiled templates from one engine to the next: a reload builds a new
+engine, and compiling thousands of unchanged templates again would be most of its cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.visitor import NodeTransformer
 
-from postbackd.config_model import TemplateFormat
+from postbackd.config_model import TemplateConfig, TemplateFormat
 from postbackd.events import now_iso
 from postbackd.templates_errors import RenderError, TemplateFault, TemplatePart
 from postbackd.templates_escape import DATA, EMIT, MARK_SAFE, format_filters
@@ -103,6 +107,90 @@ def compile_template(
             f"syntax error: {exc.message}", template=name, line=exc.lineno, part=part
         ) from exc
     return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+Compiled = tuple[Template, Template | None]
+"""A template's compiled body and subject."""
+
+SourceKey = tuple[str, TemplateFormat, str, str | None]
+"""What a compiled template depends on: name (it is in tracebacks and messages), format, body
+and subject."""
+
+
+def source_key(config: TemplateConfig) -> SourceKey:
+    return (config.name, config.format, config.body, config.subject)
+
+
+class CompiledCache:
+    """Environments and compiled templates, shared by the engines of successive generations.
+
+    A template is compiled again only when its `source_key` changes. Everything is valid for
+    one set of plugin globals and filters (they are in the environments); engines built with
+    other functions (other callables, not merely equal ones) start the cache afresh. A syntax
+    error is kept like a compiled template. `compiles` counts the compilations done.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._functions: tuple[dict[str, Callable[..., Any]], dict[str, Callable[..., Any]]] = (
+            {},
+            {},
+        )
+        self._environments: dict[TemplateFormat, PostbackEnvironment] = {}
+        self._compiled: dict[SourceKey, Compiled | RenderError] = {}
+        self.compiles = 0
+
+    def use(
+        self,
+        globals_: Mapping[str, Callable[..., Any]],
+        filters: Mapping[str, Callable[..., Any]],
+    ) -> None:
+        """Set the plugin functions of the engine about to use the cache."""
+        with self._lock:
+            if not (_same(globals_, self._functions[0]) and _same(filters, self._functions[1])):
+                self._functions = (dict(globals_), dict(filters))
+                self._environments.clear()
+                self._compiled.clear()
+
+    def keep(self, keys: Iterable[SourceKey]) -> None:
+        """Forget compiled templates other than `keys` (those of the newest configuration)."""
+        wanted = set(keys)
+        with self._lock:
+            for key in [key for key in self._compiled if key not in wanted]:
+                del self._compiled[key]
+
+    def compiled(self, config: TemplateConfig) -> Compiled | RenderError:
+        key = source_key(config)
+        with self._lock:
+            found = self._compiled.get(key)
+            if found is None:
+                found = self._compile(config)
+                self._compiled[key] = found
+                self.compiles += 1
+        return found
+
+    def _compile(self, config: TemplateConfig) -> Compiled | RenderError:
+        try:
+            body = compile_template(self._environment(config.format), config.body, config.name)
+            subject = None
+            if config.subject is not None:
+                subject = compile_template(
+                    self._environment("text"), config.subject, config.name, "subject"
+                )
+        except RenderError as exc:
+            return exc
+        return body, subject
+
+    def _environment(self, format: TemplateFormat) -> PostbackEnvironment:
+        env = self._environments.get(format)
+        if env is None:
+            env = build_environment(format, *self._functions)
+            self._environments[format] = env
+        return env
+
+
+def _same(one: Mapping[str, object], other: Mapping[str, object]) -> bool:
+    return one.keys() == other.keys() and all(one[name] is other[name] for name in one)
 
 
 def template_filename(name: str, part: TemplatePart) -> str:

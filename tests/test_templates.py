@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import postbackd.templates as templates_module
+import postbackd.templates_compile as templates_compile
 from postbackd.config_model import Customer, Location, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, parse_event
 from postbackd.samples import load_sample, sample_event
@@ -486,13 +487,13 @@ def test_templates_cannot_change_the_event() -> None:
 
 def test_each_template_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real: Callable[..., Any] = templates_module.compile_template
+    real: Callable[..., Any] = templates_compile.compile_template
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(templates_module, "compile_template", counting)
+    monkeypatch.setattr(templates_compile, "compile_template", counting)
     engine = engine_of(template("t", "json", '{"o": "{{ orderId }}"}'))
     first = engine.compiled("t")
     for order_id in ("a", "b", "c"):
@@ -507,13 +508,13 @@ def test_compiling_from_several_threads_still_compiles_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
-    real: Callable[..., Any] = templates_module.compile_template
+    real: Callable[..., Any] = templates_compile.compile_template
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(templates_module, "compile_template", counting)
+    monkeypatch.setattr(templates_compile, "compile_template", counting)
     engine = engine_of(template("t", "text", "{{ orderId }}"))
     results: list[bytes] = []
     threads = [
@@ -539,6 +540,60 @@ def test_syntax_error_has_the_line_and_is_kept(monkeypatch: pytest.MonkeyPatch) 
             engine.render("broken", event_of({}), None)
         assert caught.value.line == 3
         assert str(caught.value).startswith("template broken line 3: syntax error: ")
+
+
+def test_engines_sharing_a_cache_compile_only_changed_templates() -> None:
+    cache = templates_compile.CompiledCache()
+    kept = template("kept", "json", '{"o": {{ orderId | tojson }}}')
+    edited = template("edited", "text", "one {{ orderId }}")
+    first = engine_of(kept, edited, cache=cache)
+    for name in ("kept", "edited"):
+        first.render(name, event_of({"orderId": "a"}), None)
+    assert cache.compiles == 2
+    moved = TemplateConfig(
+        name="kept", format="json", body=kept.body, location=Location(Path("conf.d/b.toml"), 3)
+    )
+    second = engine_of(moved, template("edited", "text", "two {{ orderId }}"), cache=cache)
+    assert second.render("edited", event_of({"orderId": "a"}), None).body == b"two a"
+    assert json.loads(second.render("kept", event_of({"orderId": "b"}), None).body) == {"o": "b"}
+    assert cache.compiles == 3  # only the edited one
+    assert second.compiled("kept").config is moved  # each engine its own configuration
+    assert first.render("edited", event_of({"orderId": "a"}), None).body == b"one a"
+
+
+def test_a_renamed_or_reformatted_template_is_compiled_under_its_new_form() -> None:
+    cache = templates_compile.CompiledCache()
+    body = "{{ fail('stop') }}"
+    engine_of(template("old", "text", body), cache=cache).compiled("old")
+    renamed = engine_of(template("new", "text", body), cache=cache)
+    with pytest.raises(RenderError, match="template new line 1: stop"):
+        renamed.render("new", event_of({}), None)
+    quoted = '"{{ v }}"'
+    as_text = engine_of(template("q", "text", quoted), cache=cache)
+    assert as_text.render("q", event_of({"v": 'a"b'}), None).body == b'"a"b"'
+    as_json = engine_of(template("q", "json", quoted), cache=cache)
+    assert as_json.render("q", event_of({"v": 'a"b'}), None).body == b'"a\\"b"'
+    assert cache.compiles == 4
+
+
+def test_other_plugin_functions_start_the_cache_afresh() -> None:
+    cache = templates_compile.CompiledCache()
+    t = template("t", "text", "{{ v | shout }}")
+    loud = engine_of(t, cache=cache, filters={"shout": lambda s: f"{s}!"})
+    assert loud.render("t", event_of({"v": "hi"}), None).body == b"hi!"
+    louder = engine_of(t, cache=cache, filters={"shout": lambda s: f"{s}!!"})
+    assert louder.render("t", event_of({"v": "hi"}), None).body == b"hi!!"
+    assert cache.compiles == 2
+
+
+def test_a_syntax_error_is_kept_in_the_shared_cache_with_its_line() -> None:
+    cache = templates_compile.CompiledCache()
+    broken = template("broken", "text", "a\n{% if %}")
+    for _ in range(2):
+        engine = engine_of(broken, cache=cache)
+        with pytest.raises(RenderError, match="template broken line 2: syntax error"):
+            engine.compiled("broken")
+    assert cache.compiles == 1
 
 
 def test_unknown_filter_is_reported_at_compile_time() -> None:
