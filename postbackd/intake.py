@@ -12,7 +12,7 @@ a wrong token, a body too large) through ``submit.rejected(reason)``, so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +23,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugin import SpoolUnavailable, SubmitResult
 from postbackd.router import Router
 from postbackd.spool import Spool
+from postbackd.spool_model import NewDelivery
 
 log = get_logger("postbackd.intake")
 
@@ -63,25 +64,45 @@ class Intake:
         self.metrics.events_rejected.labels(source, reason).inc(count)
 
     async def submit(self, event: Event, *, source: str) -> SubmitResult:
+        (result,) = await self.submit_many([event], source=source)
+        return result
+
+    async def submit_many(self, events: Sequence[Event], *, source: str) -> list[SubmitResult]:
+        """Route and commit a batch in one spool write: all are stored, or none (raises)."""
         if self.closed:
-            self.rejected(source, "unavailable")
+            self.rejected(source, "unavailable", len(events))
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
         generation = self.current()
-        deliveries = generation.router.route(event)
+        routed = [(event, generation.router.route(event)) for event in events]
         try:
-            outcome = await self.spool.submit(event, deliveries, source=source)
+            outcomes = await self.spool.submit_many(routed, source=source)
         except SpoolUnavailable as exc:
-            self.rejected(source, "unavailable")
-            log.error(
-                "event not stored",
-                event_id=event.id,
-                customer=event.customer,
-                source=source,
-                error=str(exc),
-            )
+            self.rejected(source, "unavailable", len(events))
+            for event in events:
+                log.error(
+                    "event not stored",
+                    event_id=event.id,
+                    customer=event.customer,
+                    source=source,
+                    error=str(exc),
+                )
             raise
-        self.metrics.events_received.labels(source).inc()
-        if outcome.duplicate:
+        self.metrics.events_received.labels(source).inc(len(events))
+        return [
+            self._stored(generation, event, deliveries, outcome.duplicate, source)
+            for (event, deliveries), outcome in zip(routed, outcomes, strict=True)
+        ]
+
+    def _stored(
+        self,
+        generation: Generation,
+        event: Event,
+        deliveries: Sequence[NewDelivery],
+        duplicate: bool,
+        source: str,
+    ) -> SubmitResult:
+        """Log (and count) what became of one committed event."""
+        if duplicate:
             log.info("event duplicate", event_id=event.id, customer=event.customer, source=source)
             return SubmitResult(event.id, duplicate=True, deliveries=0)
         if not deliveries:
@@ -120,6 +141,10 @@ class SourceSubmit:
 
     async def __call__(self, event: Event) -> SubmitResult:
         return await self.intake.submit(event, source=self.source)
+
+    async def many(self, events: Sequence[Event]) -> list[SubmitResult]:
+        """A batch in one commit (see `postbackd.plugin.submit_many`)."""
+        return await self.intake.submit_many(events, source=self.source)
 
     def rejected(self, reason: RejectReason, count: int = 1) -> None:
         self.intake.rejected(self.source, reason, count)

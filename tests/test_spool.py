@@ -216,6 +216,43 @@ async def test_submit_is_idempotent_on_event_id(spool: Spool) -> None:
     assert await spool.get_delivery("d3") is None
 
 
+async def test_a_batch_is_one_commit_with_an_outcome_per_event_in_order(spool: Spool) -> None:
+    await add(spool, "e1", new_delivery("d1"))
+    commits = spool.commits
+    outcomes = await spool.submit_many(
+        [
+            (make_event("e2"), [new_delivery("d2")]),
+            (make_event("e1"), [new_delivery("d9")]),  # known already: a duplicate
+            (make_event("e3"), []),
+        ],
+        source="test",
+    )
+    assert outcomes == [
+        SubmitOutcome("e2", duplicate=False, deliveries=1),
+        SubmitOutcome("e1", duplicate=True, deliveries=0),
+        SubmitOutcome("e3", duplicate=False, deliveries=0),
+    ]
+    assert spool.commits == commits + 1
+    assert (await spool.stats()).events == 3
+    assert await spool.get_delivery("d9") is None
+
+
+async def test_a_batch_that_fails_stores_none_of_its_events(spool: Spool) -> None:
+    # Two events of the batch claim one delivery id: the second insert fails, and the first
+    # event — committed in the same transaction — must not be stored either.
+    with pytest.raises(sqlite3.IntegrityError):
+        await spool.submit_many(
+            [
+                (make_event("e1"), [new_delivery("same")]),
+                (make_event("e2"), [new_delivery("same")]),
+            ],
+            source="test",
+        )
+    assert (await spool.stats()).events == 0
+    assert await spool.get_delivery("same") is None
+    assert await add(spool, "e1", new_delivery("d1")) == SubmitOutcome("e1", False, 1)
+
+
 async def test_unmatched_event_and_render_failure(spool: Spool) -> None:
     await add(spool, "e0")
     await add(

@@ -8,7 +8,6 @@ API's routes are served on the same listener.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,14 @@ from postbackd.api import (
 )
 from postbackd.events import EventRejected, parse_events
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected, hookimpl
+from postbackd.plugin import (
+    PluginContext,
+    SpoolUnavailable,
+    Submit,
+    count_rejected,
+    hookimpl,
+    submit_many,
+)
 from postbackd.units import parse_size
 
 log = get_logger("postbackd.sources.http")
@@ -100,7 +106,7 @@ class HttpSource:
             return json_response(exc.as_json(), 400)
         assert self._submit is not None
         try:
-            results = await asyncio.gather(*(self._submit(event) for event in events))
+            results = await submit_many(self._submit, events)
         except SpoolUnavailable as exc:
             response = json_error(503, str(exc))
             response.headers["Retry-After"] = "5"
