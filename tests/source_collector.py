@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from postbackd.events import Event, EventRejected
 from postbackd.plugin import SpoolUnavailable, SubmitResult
@@ -19,6 +19,7 @@ class Collector:
     def __init__(self, delay: float = 0.0) -> None:
         self.events: dict[str, Event] = {}
         self.calls = 0
+        self.batches = 0
         self.unavailable_calls = 0
         self.delay = delay
         self.reject_ids: set[str] = set()
@@ -43,6 +44,27 @@ class Collector:
         self.events.setdefault(event.id, event)
         self._changed.set()
         return SubmitResult(event_id=event.id, duplicate=duplicate, deliveries=0)
+
+    async def many(self, events: Sequence[Event]) -> list[SubmitResult]:
+        """A batch the daemon's way: every event stored, or — when it raises — none."""
+        self.batches += 1
+        if self._unavailable_left > 0:
+            self._unavailable_left -= 1
+            self.unavailable_calls += 1
+            raise SpoolUnavailable("spool unavailable (test collector)")
+        if any(event.id in self.reject_ids for event in events):
+            raise EventRejected("rejected by the test collector", "id")
+        results = []
+        for event in events:
+            results.append(SubmitResult(event.id, duplicate=event.id in self.events, deliveries=0))
+            self.events.setdefault(event.id, event)
+        self._changed.set()
+        return results
+
+    @property
+    def submits(self) -> int:
+        """Calls of either kind: one event, or a batch."""
+        return self.calls + self.batches
 
     @property
     def ids(self) -> set[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from postbackd.sources.filedrop import FileDropSettings, FileDropSource
+from postbackd.sources.filedrop import SUBMIT_BATCH, FileDropSettings, FileDropSource
 from tests.source_collector import Collector, eventually
 
 MakeSource = Callable[..., FileDropSource]
@@ -157,7 +157,7 @@ async def test_malformed_json_is_rejected_with_an_error_file(
     assert "malformed JSON" in error
     assert "nothing in it was accepted" in error
     assert (rejected / "broken.json").read_text() == '{"id": "evt-1", "type": '
-    assert collector.calls == 0
+    assert collector.submits == 0
 
 
 async def test_one_bad_event_rejects_a_whole_json_array(
@@ -174,7 +174,7 @@ async def test_one_bad_event_rejects_a_whole_json_array(
     error = (rejected / "orders.json.error").read_text()
     assert "[3].type: required: a non-empty string" in error
     assert "all-or-nothing" in error
-    assert collector.calls == 0
+    assert collector.submits == 0
     assert listing(incoming / "processed") == []
 
 
@@ -298,7 +298,7 @@ async def test_the_same_name_dropped_again_is_kept_apart_and_is_a_duplicate(
     write_then_rename(incoming, "again.json", json.dumps(event(1)))
     await eventually(lambda: len(listing(incoming / "processed")) == 2, timeout=10)
 
-    assert collector.calls == 2
+    assert collector.submits == 2
     assert collector.ids == {"evt-1"}
     other = next(n for n in listing(incoming / "processed") if n != "again.json")
     assert other.startswith("again.") and other.endswith(".json")
@@ -318,6 +318,24 @@ async def test_an_event_the_spool_refuses_rejects_a_json_file(
     error = (rejected / "refused.json.error").read_text()
     assert "[1] (id evt-2): id: rejected by the test collector" in error
     assert "the 1 event(s) before it were accepted" in error
+
+
+async def test_a_long_jsonl_is_committed_in_batches_and_a_refused_line_only_fails_itself(
+    make_source: MakeSource, incoming: Path
+) -> None:
+    collector = Collector()
+    collector.reject_ids = {"evt-700"}
+    await running(make_source, collector)
+    count = SUBMIT_BATCH * 2 + 200
+
+    write_then_rename(incoming, "big.jsonl", jsonl(*(event(i) for i in range(count))))
+
+    await eventually(lambda: listing(incoming / "processed") == ["big.jsonl"], timeout=20)
+    assert collector.ids == {f"evt-{i}" for i in range(count)} - {"evt-700"}
+    # three batches, the second refused as a whole and then submitted event by event
+    assert (collector.batches, collector.calls) == (3, SUBMIT_BATCH)
+    error = (incoming / "rejected" / "big.jsonl.error").read_text()
+    assert "line 701: id: rejected by the test collector" in error
 
 
 def test_settings_name_each_problem() -> None:

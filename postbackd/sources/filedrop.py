@@ -30,7 +30,14 @@ from watchdog.observers.api import BaseObserver
 
 from postbackd.events import EventRejected
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected, hookimpl
+from postbackd.plugin import (
+    PluginContext,
+    SpoolUnavailable,
+    Submit,
+    count_rejected,
+    hookimpl,
+    submit_many,
+)
 from postbackd.sources import filedrop_files as files
 from postbackd.sources.filedrop_files import BadLine, DropKind, DroppedFile
 from postbackd.sources.filedrop_watch import start_watching, stat_all, stop_watching
@@ -45,6 +52,7 @@ SWEEP_SECONDS = 3600.0
 RETRY_FIRST = 0.5
 RETRY_MAX = 60.0
 STOP_GRACE = 10.0
+SUBMIT_BATCH = 500  # events of one file committed together (a file of 100,000 lines is many)
 
 
 @dataclass(frozen=True)
@@ -279,23 +287,34 @@ class FileDropSource:
             return
         late: list[BadLine] = []
         duplicates = 0
-        for index, item in enumerate(dropped.events):
+        for start in range(0, len(dropped.events), SUBMIT_BATCH):
+            chunk = dropped.events[start : start + SUBMIT_BATCH]
             try:
-                result = await self._submit(item.event)
-            except EventRejected as exc:
-                if dropped.kind is DropKind.JSON:
-                    where = f"[{index}]" if len(dropped.events) > 1 else "event"
-                    note = f"the {index} event(s) before it were accepted" if index else ""
-                    await self._reject_whole(
-                        dropped, (f"{where} (id {item.event.id}): {exc}",), note=note
-                    )
-                    return
-                late.append(BadLine(item.line or 0, item.raw, str(exc)))
+                results = await submit_many(self._submit, [item.event for item in chunk])
+                duplicates += sum(result.duplicate for result in results)
                 continue
+            except EventRejected:
+                pass  # nothing of the chunk was stored: find the culprit one by one, below
             except SpoolUnavailable as exc:
                 self._schedule_retry(path, str(exc))
                 return
-            duplicates += result.duplicate
+            for index, item in enumerate(chunk, start):
+                try:
+                    result = await self._submit(item.event)
+                except EventRejected as exc:
+                    if dropped.kind is DropKind.JSON:
+                        where = f"[{index}]" if len(dropped.events) > 1 else "event"
+                        note = f"the {index} event(s) before it were accepted" if index else ""
+                        await self._reject_whole(
+                            dropped, (f"{where} (id {item.event.id}): {exc}",), note=note
+                        )
+                        return
+                    late.append(BadLine(item.line or 0, item.raw, str(exc)))
+                    continue
+                except SpoolUnavailable as exc:
+                    self._schedule_retry(path, str(exc))
+                    return
+                duplicates += result.duplicate
         self._retry.pop(path, None)
         bad = sorted([*dropped.bad_lines, *late], key=lambda b: b.line)
         accepted = len(dropped.events) - len(late)
