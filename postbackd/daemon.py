@@ -302,6 +302,7 @@ class Daemon:
                     generation=number,
                     customers=len(generation.config.customers),
                     triggers=len(generation.config.triggers),
+                    files_parsed=len(self.plugins.config_cache.last_parsed),
                     ms=round((time.monotonic() - started) * 1000, 1),
                 )
             except Exception as exc:  # a bug, but the daemon must go on with a known state
