@@ -16,6 +16,9 @@ Choices worth knowing:
   (see `postbackd.config_sections`). Resolved paths are absolute.
 - The spool defaults to ``$STATE_DIRECTORY/spool.db`` (systemd), else ``var/spool.db`` under
   the current working directory.
+- With a `ConfigCache` (the daemon keeps one across reloads), a file that did not change is
+  not parsed again, nor are its items built again; what looks across files is always checked
+  on the whole directory, and the result is the same as without the cache.
 """
 
 from __future__ import annotations
