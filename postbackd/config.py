@@ -39,8 +39,7 @@ from postbackd.config_files import (
     ReadResult,
     config_files,
     config_paths,
-    item_name,
-    label_of,
+    item_tables,
     read_files,
 )
 from postbackd.config_items import (
@@ -60,7 +59,7 @@ from postbackd.config_sections import (
     http_token,
     plugin_settings,
 )
-from postbackd.config_table import Built, ConfFile, ItemTables, Table
+from postbackd.config_table import Built, ConfFile, Table
 from postbackd.secrets import SchemeResolver, SecretResolver
 
 __all__ = [
@@ -257,7 +256,7 @@ class _Loader:
             return
         merged = file.merged.get(key)
         if merged is None:
-            merged = file.merged[key] = _item_tables(file, key, value)
+            merged = file.merged[key] = item_tables(file, key, value)
         self.report.extend(merged.diagnostics)
         for table, name in merged.tables:
             table.report = self.report
@@ -396,20 +395,6 @@ class _Loader:
 
     def known_deliveries(self) -> str:
         return ", ".join(sorted(self.deliveries or ())) or "none registered"
-
-
-def _item_tables(file: ConfFile, key: str, value: list[Any]) -> ItemTables:
-    """The tables of `file`'s ``[[key]]`` entries; what is not a table is reported."""
-    found = Reporter()
-    tables: list[tuple[Table, str | None]] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            where = file.lines.line_of(key, index)
-            found.error(file.path, where, f"[[{key}]] entries must be tables")
-            continue
-        label, _ = label_of(file.raw, (key, index))
-        tables.append((Table(file, (key, index), label, found), item_name(key, item)))
-    return ItemTables(tuple(tables), tuple(found.diagnostics))
 
 
 def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:

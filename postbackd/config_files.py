@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from postbackd.config_report import Diagnostic, Reporter
-from postbackd.config_table import ConfFile, key_text
+from postbackd.config_table import ConfFile, ItemTables, Table, key_text
 from postbackd.secrets import SecretResolver
 from postbackd.tomllines import KeyPath, TomlLines, declared_names
 
@@ -86,6 +86,20 @@ def label_of(raw: Mapping[str, Any], path: KeyPath) -> tuple[str, KeyPath]:
     if head in PLUGIN_TABLES and len(path) > 1:
         return f"[{head}.{path[1]}]", path[2:]
     return f"[{head}]", path[1:]
+
+
+def item_tables(file: ConfFile, key: str, value: list[Any]) -> ItemTables:
+    """The tables of `file`'s ``[[key]]`` entries; what is not a table is reported."""
+    found = Reporter()
+    tables: list[tuple[Table, str | None]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            where = file.lines.line_of(key, index)
+            found.error(file.path, where, f"[[{key}]] entries must be tables")
+            continue
+        label, _ = label_of(file.raw, (key, index))
+        tables.append((Table(file, (key, index), label, found), item_name(key, item)))
+    return ItemTables(tuple(tables), tuple(found.diagnostics))
 
 
 @dataclass(frozen=True)
