@@ -215,6 +215,8 @@ class AttemptRunner:
         if state is DeliveryState.DEAD:
             calls.append(self.hook.postbackd_on_delivery_dead)
         for caller in calls:
+            if not caller.get_hookimpls():
+                continue  # nobody listens: skip pluggy's call machinery on every attempt
             try:
                 caller(delivery=delivery, outcome=outcome)
             except Exception as exc:

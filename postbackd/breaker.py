@@ -37,6 +37,9 @@ class Admission:
     wait_until: float = 0.0
 
 
+ADMITTED = Admission(True)  # the answer for a healthy destination, nearly every time
+
+
 class BreakerBoard:
     """The breakers of all destinations. Runs on the event loop only (no locking needed)."""
 
@@ -53,7 +56,7 @@ class BreakerBoard:
     def admit(self, destination: str, now: float) -> Admission:
         breaker = self._breakers.get(destination)
         if breaker is None or breaker.state is BreakerState.CLOSED or self.threshold <= 0:
-            return Admission(True)
+            return ADMITTED
         if breaker.state is BreakerState.OPEN and now >= breaker.reopen_at:
             breaker.state = BreakerState.PROBING
             return Admission(True, probe=True)
@@ -63,10 +66,10 @@ class BreakerBoard:
         """Record an attempt's result; returns True when this opened (or reopened) the breaker."""
         if self.threshold <= 0:
             return False
-        breaker = self._breakers.setdefault(destination, _Breaker())
         if success:
             self._breakers.pop(destination, None)
             return False
+        breaker = self._breakers.setdefault(destination, _Breaker())
         breaker.failures += 1
         if breaker.state is BreakerState.PROBING:
             breaker.cooldown = min(breaker.cooldown * 2, MAX_COOLDOWN)

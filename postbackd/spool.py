@@ -13,6 +13,7 @@ its *owner* (an advisory lock on ``<spool>.lock``): only the owner puts deliveri
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -221,16 +222,20 @@ class Spool:
         due: float | None = await self._read(lambda conn: spool_claim.next_due_at(conn, excluded))
         return due
 
-    async def record_attempt(self, result: AttemptResult) -> None:
-        """Log the attempt and move its delivery to `result.new_state`, in one write."""
+    def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
+        """Log the attempt and move its delivery to `result.new_state`, in one write.
+
+        Await the future: True once committed, False if the delivery is no longer in the spool
+        (purged meanwhile). A future rather than a coroutine: every attempt awaits it under
+        `asyncio.shield`, which would otherwise wrap it in a task of its own.
+        """
         if result.new_state not in RECORDED_STATES:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
-        if not await self._write(lambda conn: spool_writes.record_attempt(conn, result)):
-            log.info(
-                "attempt for a delivery no longer in the spool", delivery_id=result.delivery_id
-            )
+        written = self._write(lambda conn: spool_writes.record_attempt(conn, result))
+        written.add_done_callback(functools.partial(_note_gone, result.delivery_id))
+        return written
 
     async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int:
         """inflight → pending at `next_attempt_at`, no attempt counted; returns how many."""
@@ -407,3 +412,8 @@ class Spool:
     def _ensure_open(self) -> None:
         if self._closed:
             raise SpoolUnavailable(f"spool {self.path} is closed (postbackd is shutting down)")
+
+
+def _note_gone(delivery_id: str, written: asyncio.Future[bool]) -> None:
+    if not written.cancelled() and written.exception() is None and not written.result():
+        log.info("attempt for a delivery no longer in the spool", delivery_id=delivery_id)
