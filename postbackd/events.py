@@ -139,7 +139,11 @@ def parse_events(raw: bytes, *, max_events: int = 1000) -> list[Event]:
             raise EventRejected("empty array: send at least one event")
         if len(value) > max_events:
             raise EventRejected(f"too many events in one request: {len(value)} > {max_events}")
-        return [parse_event(item, prefix=f"[{index}]") for index, item in enumerate(value)]
+        received = now_iso()  # one request, one moment of receipt
+        return [
+            parse_event(item, prefix=f"[{index}]", received=received)
+            for index, item in enumerate(value)
+        ]
     return [parse_event(value)]
 
 

@@ -105,7 +105,11 @@ def _float_text(value: float) -> str:
 # The scalars of event data, written as `json.dumps` would without building an encoder for
 # each: tojson runs for nearly every value of a JSON template.
 _SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
-    str: lambda value: _escape_surrogates(encode_basestring(value)),
+    str: lambda value: (
+        encode_basestring(value)
+        if value.isascii()
+        else _escape_surrogates(encode_basestring(value))
+    ),
     int: int.__repr__,
     float: _float_text,
     bool: lambda value: "true" if value else "false",
