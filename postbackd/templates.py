@@ -27,7 +27,12 @@ from postbackd.builtin_templates import BUILTIN_TEMPLATES
 from postbackd.config_model import Customer, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, type_matches
 from postbackd.samples import sample_event, sample_types
-from postbackd.templates_compile import CompiledCache, source_key, template_filename
+from postbackd.templates_compile import (
+    CompiledCache,
+    source_key,
+    template_filename,
+    tracked_variant,
+)
 from postbackd.templates_errors import (
     RenderError,
     TemplateFault,
@@ -53,6 +58,9 @@ __all__ = [
 
 _EMPTY: Mapping[str, Callable[..., Any]] = MappingProxyType({})
 _LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+
+
+LOOKUP_FUNCTIONS_KEPT = 100_000  # per engine; a generation renders for its own customers
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class TemplateEngine:
         """`cache`: compiled templates shared with the engines of earlier generations."""
         self._configs: dict[str, TemplateConfig] = {**templates, **BUILTIN_TEMPLATES}
         self._lookups = tuple(lookups.values())
+        self._lookup_functions: dict[str, _LookupFunction] = {}
         self._cache = CompiledCache() if cache is None else cache
         self._cache.use(globals_, filters)
         self._cache.keep(source_key(config) for config in self._configs.values())
@@ -254,7 +263,13 @@ class TemplateEngine:
             "id": customer_id,
             "name": customer.name if customer is not None else "",
         }
-        context["lookups"] = _LookupFunction(self._lookups, customer_id)
+        function = self._lookup_functions.get(customer_id)
+        if function is None:
+            if len(self._lookup_functions) >= LOOKUP_FUNCTIONS_KEPT:
+                self._lookup_functions.clear()
+            function = _LookupFunction(self._lookups, customer_id)
+            self._lookup_functions[customer_id] = function
+        context["lookups"] = function
         return context
 
     def _run(
@@ -293,6 +308,7 @@ class _LookupFunction:
     def __init__(self, tables: tuple[Lookup, ...], customer_id: str) -> None:
         self._tables = tables
         self._customer_id = customer_id
+        self._by_key: dict[str, list[Lookup]] = {}  # the tables searched for a key, in order
 
     def __call__(self, mapping: Any, strict: bool = False, default: Any = "") -> Any:
         if not isinstance(mapping, Mapping) or len(mapping) != 1:
@@ -302,8 +318,11 @@ class _LookupFunction:
             )
         ((key, value),) = mapping.items()
         key, wanted = str(key), plain_text(value)
-        tables = [t for t in self._tables if t.key == key and t.customer == self._customer_id]
-        tables += [t for t in self._tables if t.key == key and t.customer is None]
+        tables = self._by_key.get(key)
+        if tables is None:
+            tables = [t for t in self._tables if t.key == key and t.customer == self._customer_id]
+            tables += [t for t in self._tables if t.key == key and t.customer is None]
+            self._by_key[key] = tables
         for table in tables:
             found = table.values.get(wanted)
             if found is not None:
@@ -333,7 +352,7 @@ def _invalid_body_error(
     """
     line = None
     try:
-        tracked = run(template, context, track=True)
+        tracked = run(tracked_variant(template), context, track=True)
     except Exception:
         tracked = None
     if tracked is not None and tracked.text == text:

@@ -2,10 +2,14 @@
 
 Jinja's own autoescaping knows only HTML, so instead the parsed template is rewritten before
 it is compiled: every ``{{ expression }}`` becomes ``{{ expression | _postbackd_emit(...) }}``
-with the expression's text and line, so escaping errors can name the variable; results of
-macro calls and ``{% set %}`` blocks (already escaped inside) are marked `Safe`; template text
-is routed through a filter that keeps its line for error positions. The source is taken as the
-hosted platform writes it: ``##{{ name }}`` reads as ``{{ name }}``.
+with the expression's text and line, so escaping errors can name the variable (an expression
+whose last filter already gives `Safe` text, like ``| tojson``, needs no wrapper); results of
+macro calls and ``{% set %}`` blocks (already escaped inside) are marked `Safe`. The source is
+taken as the hosted platform writes it: ``##{{ name }}`` reads as ``{{ name }}``.
+
+A body that comes out invalid is run again through a *tracked* variant, compiled only then,
+whose template text goes through a filter so that each piece of output keeps its template line
+for the error message (`tracked_variant`); the variant every render uses has none of that.
 
 `CompiledCache` keeps compiled templates from one engine to the next: a reload builds a new
 engine, and compiling thousands of unchanged templates again would be most of its cost.
@@ -14,6 +18,7 @@ engine, and compiling thousands of unchanged templates again would be most of it
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -95,11 +100,36 @@ def compile_template(
     env: PostbackEnvironment, source: str, name: str, part: TemplatePart = "body"
 ) -> Template:
     """Parse, rewrite and compile `source`; a syntax error is a RenderError with its line."""
+    template = _compile(env, source, name, part, tracked=False)
+    _SOURCES[template] = (env, source, name, part)
+    return template
+
+
+def tracked_variant(template: Template) -> Template:
+    """`template` compiled so that each piece of output keeps its template line (see the
+    module docstring); compiled at the first need and kept as long as `template` is."""
+    variant = _TRACKED.get(template)
+    if variant is None:
+        source = _SOURCES.get(template)
+        if source is None:
+            return template  # not one of ours: its pieces are as good as it gets
+        variant = _TRACKED[template] = _compile(*source, tracked=True)
+    return variant
+
+
+_SOURCES: weakref.WeakKeyDictionary[Template, tuple[PostbackEnvironment, str, str, TemplatePart]]
+_SOURCES = weakref.WeakKeyDictionary()
+_TRACKED: weakref.WeakKeyDictionary[Template, Template] = weakref.WeakKeyDictionary()
+
+
+def _compile(
+    env: PostbackEnvironment, source: str, name: str, part: TemplatePart, *, tracked: bool
+) -> Template:
     filename = template_filename(name, part)
     try:
         tree = env.parse(preprocess(source), name, filename)
         macros = {macro.name for macro in tree.find_all(nodes.Macro)}
-        _EscapingRewriter(macros).visit(tree)
+        _EscapingRewriter(macros, tracked).visit(tree)
         tree.set_environment(env)
         code = env.compile(tree, name, filename)
     except TemplateSyntaxError as exc:
@@ -199,12 +229,13 @@ def template_filename(name: str, part: TemplatePart) -> str:
 
 
 class _EscapingRewriter(NodeTransformer):
-    def __init__(self, macros: set[str]) -> None:
+    def __init__(self, macros: set[str], tracked: bool) -> None:
         self.macros = macros | {"caller"}
+        self.tracked = tracked
 
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
-        node.nodes = [_wrap_output(child) for child in node.nodes]
+        node.nodes = [_wrap_output(child, self.tracked) for child in node.nodes]
         return node
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
@@ -229,9 +260,17 @@ class _EscapingRewriter(NodeTransformer):
         return node
 
 
-def _wrap_output(child: nodes.Expr) -> nodes.Expr:
+# Filters whose result is always `Safe` (installed after plugin filters, so never replaced).
+_SAFE_RESULT = frozenset({"tojson", "raw", "safe", "e", "escape", "forceescape", MARK_SAFE})
+
+
+def _wrap_output(child: nodes.Expr, tracked: bool) -> nodes.Expr:
     if isinstance(child, nodes.TemplateData):
+        if not tracked:
+            return child
         return _filter(nodes.Const(child.data, lineno=child.lineno), DATA)
+    if isinstance(child, nodes.Filter) and child.name in _SAFE_RESULT:
+        return child
     args: list[nodes.Expr] = [nodes.Const(describe(child)), nodes.Const(child.lineno)]
     return _filter(child, EMIT, args)
 

@@ -9,6 +9,7 @@ as near as can be told, which template line wrote that part of it.
 from __future__ import annotations
 
 import json
+import weakref
 import xml.parsers.expat
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
@@ -58,14 +59,18 @@ class Output:
 def run(template: Template, context: Mapping[str, Any], *, track: bool) -> Output:
     """Render `template`; with `track`, remember which template line wrote each piece."""
     if not track:
-        # What Template.render does, minus its copy of the context (ours is built per render)
-        # and the generator layer of Template.generate around every piece.
+        # What Template.render does, minus the generator layer of Template.generate around
+        # every piece and the walk over the template's globals (a ChainMap) at each render.
+        env = template.environment
+        known = _globals_of(template)
         try:
-            return Output(
-                "".join(template.root_render_func(template.new_context(_as_dict(context))))
+            parent = {**known, **context}
+            jinja_context = env.context_class(
+                env, parent, template.name, template.blocks, globals=known
             )
+            return Output("".join(template.root_render_func(jinja_context)))
         except Exception:
-            template.environment.handle_exception()
+            env.handle_exception()
     generator = template.generate(context)
     pieces: list[str] = []
     marks: list[tuple[int, int, Template]] = []
@@ -79,8 +84,15 @@ def run(template: Template, context: Mapping[str, Any], *, track: bool) -> Outpu
     return Output("".join(pieces), tuple(marks))
 
 
-def _as_dict(context: Mapping[str, Any]) -> dict[str, Any]:
-    return context if isinstance(context, dict) else dict(context)
+def _globals_of(template: Template) -> dict[str, Any]:
+    """The template's globals as a plain dict, made once per template (they never change)."""
+    known = _GLOBALS.get(template)
+    if known is None:
+        known = _GLOBALS[template] = dict(template.globals)
+    return known
+
+
+_GLOBALS: weakref.WeakKeyDictionary[Template, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _yielding_frame(generator: Iterator[str]) -> tuple[int, Template | None]:
