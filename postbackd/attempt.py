@@ -278,9 +278,12 @@ class AttemptRunner:
 
 
 def attempt_timeout(options: Mapping[str, Any]) -> float:
+    value = options.get("timeout")
+    if value is None:
+        return DEFAULT_ATTEMPT_TIMEOUT
     try:
-        return _timeout(options["timeout"])
-    except (KeyError, ValueError, TypeError):
+        return _timeout(value)
+    except (ValueError, TypeError):
         return DEFAULT_ATTEMPT_TIMEOUT
 
 
