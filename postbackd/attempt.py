@@ -4,6 +4,12 @@ The destination (URL, recipients, secrets) is read from the trigger as configure
 fixing a wrong URL fixes the deliveries waiting to be retried; the payload is the one fixed at
 routing time. Plugin errors are contained: an exception is a retryable failure naming the
 plugin, a hung `deliver` is cut by the attempt timeout, and the daemon goes on.
+
+An attempt's outcome is handed to the spool and the attempt ends: the commit that makes it
+durable is awaited by nobody holding a concurrency slot (a slot held through the group commit's
+fsync capped throughput at concurrency ÷ commit latency). Until that commit the delivery stays
+``inflight`` in the spool, so it is neither claimed again nor lost; the request-log line, the
+metrics and the observer hooks follow the commit.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class AttemptRunner:
         self.hook = hook
         self._counted: dict[tuple[str, str, str], Any] = {}  # labelled metrics, looked up once
         self._timed: dict[str, Any] = {}
+        self._recording: set[asyncio.Future[bool]] = set()  # outcomes not yet committed
 
     def destination_for(self, generation: Generation, delivery: StoredDelivery) -> str:
         """The peer an attempt goes to, for concurrency bounds and the circuit breaker."""
@@ -59,8 +66,14 @@ class AttemptRunner:
             return f"{delivery.plugin}:"
         return destination_of(plugin, trigger)
 
+    async def settle(self) -> None:
+        """Wait until every outcome handed to the spool is committed (at shutdown)."""
+        if self._recording:
+            await asyncio.gather(*list(self._recording), return_exceptions=True)
+
     async def attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
-        """Run one attempt and record it; never raises except for cancellation."""
+        """Run one attempt and hand its outcome to the spool (see the module docstring);
+        never raises except for cancellation."""
         try:
             await self._attempt(generation, stored, dest)
         except asyncio.CancelledError:
@@ -106,7 +119,7 @@ class AttemptRunner:
         started = time.time()
         outcome = await self._call(plugin, trigger, delivery)
         duration = time.time() - started
-        await self._record(trigger, delivery, outcome, started, duration, dest)
+        self._record(trigger, delivery, outcome, started, duration, dest)
 
     async def _call(self, plugin: Any, trigger: Trigger, delivery: Delivery) -> Outcome:
         timeout = attempt_timeout(trigger.options)
@@ -134,7 +147,7 @@ class AttemptRunner:
             )
         return outcome
 
-    async def _record(
+    def _record(
         self,
         trigger: Trigger,
         delivery: Delivery,
@@ -180,8 +193,36 @@ class AttemptRunner:
             response=outcome.response,
             destination=dest,
         )
-        await asyncio.shield(self.spool.record_attempt(result))
-        self._measure(trigger.delivery, delivery.customer, str(outcome.kind), duration)
+        written = self.spool.record_attempt(result)
+        self._recording.add(written)
+        written.add_done_callback(
+            functools.partial(self._recorded, trigger.delivery, delivery, outcome, result, now)
+        )
+
+    def _recorded(
+        self,
+        plugin: str,
+        delivery: Delivery,
+        outcome: Outcome,
+        result: AttemptResult,
+        now: float,
+        written: asyncio.Future[bool],
+    ) -> None:
+        """The outcome is committed (or could not be): log, measure, tell the observers."""
+        self._recording.discard(written)
+        problem = "shutting down" if written.cancelled() else written.exception()
+        if problem is not None:
+            log.error(
+                "attempt outcome not recorded; the delivery is attempted again after a restart",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                customer=delivery.customer,
+                outcome=str(outcome.kind),
+                error=str(problem),
+            )
+            return
+        state, next_at = result.new_state, result.next_attempt_at
+        self._measure(plugin, delivery.customer, str(outcome.kind), result.duration)
         log.info(
             "delivery attempt",
             delivery_id=delivery.id,
@@ -192,9 +233,9 @@ class AttemptRunner:
             outcome=str(outcome.kind),
             state=str(state),
             status=outcome.status,
-            error=error,
+            error=result.error,
             next_attempt_in_s=round(next_at - now, 1) if next_at else None,
-            ms=round(duration * 1000, 1),
+            ms=round(result.duration * 1000, 1),
         )
         self._observe(delivery, outcome, state)
 

@@ -145,6 +145,7 @@ class Dispatcher:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+        await self.runner.settle()
         await self._flush_deferred()
 
     # ------------------------------------------------------------------ internals
