@@ -93,6 +93,7 @@ class Spool:
             "postbackd-spool-writer",
             lambda: open_writer(path, synchronous),
             lambda exc: storage_error(path, exc, writing=True),
+            synchronous,
         )
         await writer.start()
         reader = ConnectionThread(
@@ -211,7 +212,7 @@ class Spool:
             return []
         ids, destinations = frozenset(exclude), frozenset(exclude_destinations)
         claimed: list[StoredDelivery] = await self._write(
-            lambda conn: spool_claim.claim_due(conn, now, limit, ids, destinations)
+            lambda conn: spool_claim.claim_due(conn, now, limit, ids, destinations), durable=False
         )
         return claimed
 
@@ -233,7 +234,7 @@ class Spool:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
-        written = self._write(lambda conn: spool_writes.record_attempt(conn, result))
+        written = self._write(lambda conn: spool_writes.record_attempt(conn, result), durable=False)
         written.add_done_callback(functools.partial(_note_gone, result.delivery_id))
         return written
 
@@ -401,9 +402,11 @@ class Spool:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _write(self, operation: Operation) -> asyncio.Future[Any]:
+    def _write(self, operation: Operation, *, durable: bool = True) -> asyncio.Future[Any]:
+        """A write, group-committed; `durable=False` for claims and outcomes, which a power cut
+        may undo without losing anything but an attempt's record (see spool_threads)."""
         self._ensure_open()
-        return self._writer.call(operation)
+        return self._writer.call(operation, durable=durable)
 
     def _read(self, operation: Operation) -> asyncio.Future[Any]:
         self._ensure_open()

@@ -6,6 +6,12 @@ to MAX_BATCH), runs them all in ONE transaction and COMMITs once. Should one of 
 batch is rolled back and run again with each operation in its own SAVEPOINT, so a failing
 operation fails only its own caller. Callers are released only after that
 COMMIT: concurrent writers share one fsync, and no one hears "stored" before it is on disk.
+
+With ``synchronous = FULL``, a batch none of whose writes must survive a power cut (claims and
+outcomes: `durable=False`) is committed without its own fsync; the next durable commit — an
+accepted event — syncs the log with it. Losing such a write to a power cut means a delivery
+is attempted again (the same webhook-id), never that an event is lost; and it keeps the
+fsyncs off the path from an accepted event to its delivery.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class _Job:
     operation: Operation
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    durable: bool = True
 
 
 _Settled = tuple[_Job, Any, BaseException | None]
@@ -52,11 +59,13 @@ class ConnectionThread:
         self._thread.start()
         await asyncio.wrap_future(self._ready)
 
-    def call(self, operation: Operation) -> asyncio.Future[Any]:
-        """Queue `operation(connection)`; the future resolves once it is done (and committed)."""
+    def call(self, operation: Operation, *, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue `operation(connection)`; the future resolves once it is done (and committed).
+
+        `durable=False`: a write a power cut may undo (see the module docstring)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(operation, future, loop))
+        self._queue.put(_Job(operation, future, loop, durable))
         return future
 
     async def stop(self) -> None:
@@ -114,10 +123,17 @@ class WriterThread(ConnectionThread):
     """The one writer: group commit, one COMMIT per batch (savepoints only after a failure)."""
 
     def __init__(
-        self, name: str, connect: Callable[[], sqlite3.Connection], map_error: ErrorMapper
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        map_error: ErrorMapper,
+        synchronous: str = "FULL",
     ) -> None:
         super().__init__(name, connect, map_error)
         self.commits = 0
+        self.relaxed_commits = 0  # committed without an fsync of their own
+        self._relax = synchronous == "FULL"
+        self._synchronous = synchronous
 
     def _drain(self, batch: list[_Job]) -> bool:
         while len(batch) < MAX_BATCH:
@@ -134,6 +150,7 @@ class WriterThread(ConnectionThread):
         """The whole batch in one transaction; only if an operation fails is it run again with
         one SAVEPOINT per operation (a savepoint costs about a third of a small write)."""
         try:
+            self._set_synchronous(conn, batch)
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return self._fail_all(batch, exc)
@@ -144,6 +161,14 @@ class WriterThread(ConnectionThread):
                 conn.execute("ROLLBACK")
             return self._run_isolated(conn, batch)
         return self._commit(conn, batch, settled)
+
+    def _set_synchronous(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        if not self._relax:
+            return
+        wanted = "FULL" if any(job.durable for job in batch) else "NORMAL"
+        if wanted != self._synchronous:
+            conn.execute(f"PRAGMA synchronous = {wanted}")
+            self._synchronous = wanted
 
     def _run_isolated(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[_Settled]:
         """Each operation in its own SAVEPOINT: a failing one fails only its own caller.
@@ -179,6 +204,7 @@ class WriterThread(ConnectionThread):
                 conn.execute("ROLLBACK")
             return self._fail_all(batch, exc)
         self.commits += 1
+        self.relaxed_commits += self._synchronous != "FULL" and self._relax
         return settled
 
     @staticmethod

@@ -16,7 +16,7 @@ import pytest
 from postbackd import spool_lock
 from postbackd.spool import Spool
 from postbackd.spool_model import DeliveryState, SpoolError
-from tests.test_spool import make_event, new_delivery
+from tests.test_spool import make_event, new_delivery, result
 
 S = DeliveryState
 
@@ -145,3 +145,23 @@ async def test_claim_due_with_a_large_backlog_returns_only_limit(tmp_path: Path)
         assert [d.id for d in claimed] == [f"d0-{index}" for index in range(50)]
         stats = await spool.stats()
         assert (stats.by_state["inflight"], stats.by_state["pending"]) == (50, 19_950)
+
+
+async def test_with_full_only_commits_holding_an_event_wait_for_an_fsync(tmp_path: Path) -> None:
+    """Claims and outcomes ride on the next event commit's fsync (a power cut may only undo
+    an attempt's record, so the delivery goes again); an accepted event is synced at once."""
+    async with await Spool.open(tmp_path / "spool.db", synchronous="FULL") as spool:
+        writer = spool._writer
+        opened = writer.commits
+        await spool.submit(make_event("e1"), [new_delivery("d1")], source="test")
+        assert (writer.commits - opened, writer.relaxed_commits) == (1, 0)
+        [claimed] = await spool.claim_due(time.time() + 1, 10)
+        await spool.record_attempt(result(claimed.id, DeliveryState.DONE))
+        assert (writer.commits - opened, writer.relaxed_commits) == (3, 2)
+        await spool.submit(make_event("e2"), [new_delivery("d2")], source="test")
+        assert (writer.commits - opened, writer.relaxed_commits) == (4, 2)
+    async with await Spool.open(tmp_path / "spool.db", synchronous="NORMAL") as spool:
+        await spool.claim_due(time.time() + 1, 10)
+        assert spool._writer.relaxed_commits == 0  # NORMAL never fsyncs a commit anyway
+        detail = await spool.get_delivery("d1")
+        assert detail is not None and detail.summary.state is DeliveryState.DONE
