@@ -37,6 +37,15 @@ class _Destination:
     waiting: deque[StoredDelivery] = field(default_factory=deque)
     workers: int = 0
 
+    def full(self, cap: int) -> bool:
+        """Its share of the buffer is taken: reading more for it would only put them back.
+
+        Attempts in flight count: counting the queue alone, a destination whose workers had
+        just taken their first deliveries looked open again, and each read claimed a batch
+        for it only to put most of it back in the spool.
+        """
+        return len(self.waiting) + self.workers >= cap
+
 
 class Dispatcher:
     def __init__(
@@ -61,6 +70,10 @@ class Dispatcher:
         self._global_size = 0
         self._deferred: list[tuple[str, float]] = []
         self._refill_at: int | None = None  # buffered count at which to wake the reading loop
+        # Destinations left out of the last read because their queue was full, and the queue
+        # length at which draining wakes the reading loop (nothing else would while it sleeps).
+        self._full: set[str] = set()
+        self._drained_at = 0
 
     # ------------------------------------------------------------------ control
 
@@ -113,15 +126,14 @@ class Dispatcher:
         They do not count against the reading budget — else one slow receiver would use it up
         and stop every other destination; their number is bounded by `cap` per destination.
         """
-        return sum(
-            len(d.waiting) + d.workers for d in self._destinations.values() if len(d.waiting) >= cap
-        )
+        return sum(len(d.waiting) + d.workers for d in self._destinations.values() if d.full(cap))
 
     def _unavailable(self, per_destination: int) -> list[str]:
         """Destinations not to read for now: queue full, or breaker open and cooling down."""
         now = time.time()
         cap = per_destination * BUFFER_FACTOR
-        full = [name for name, d in self._destinations.items() if len(d.waiting) >= cap]
+        full = [name for name, d in self._destinations.items() if d.full(cap)]
+        self._full, self._drained_at = set(full), cap // 2
         cooling = [name for name, until in self.breakers.open_destinations().items() if until > now]
         return full + cooling
 
@@ -178,9 +190,9 @@ class Dispatcher:
         destination = self.runner.destination_for(generation, delivery)
         dest = self._destinations.setdefault(destination, _Destination())
         per_destination = generation.config.daemon.per_destination
-        if len(dest.waiting) >= per_destination * BUFFER_FACTOR:
-            self._defer(delivery.id, time.time())  # its queue is full: back to the spool
-            return
+        # Kept even beyond the destination's share: putting it back would cost a write, and
+        # the queue cannot grow past its share by more than one read, since a full destination
+        # is left out of reading until it has drained halfway.
         dest.waiting.append(delivery)
         while dest.workers < per_destination and dest.waiting:
             dest.workers += 1
@@ -220,6 +232,9 @@ class Dispatcher:
                         self._buffered -= 1
                         if self._refill_at is not None and self._buffered <= self._refill_at:
                             self._refill_at = None
+                            self.wake()
+                        elif destination in self._full and len(dest.waiting) <= self._drained_at:
+                            self._full.discard(destination)  # half drained: read it again
                             self.wake()
         finally:
             dest.workers -= 1
