@@ -100,8 +100,14 @@ async def test_design_example_delivers_through_a_running_daemon(tmp_path):
             ) as answer:
                 assert answer.status == 202, await answer.text()
             written = await _until_file(out)
-            async with session.get(f"http://127.0.0.1:{port}/v1/deliveries") as answer:
-                (delivery,) = (await answer.json())["deliveries"]
+            # the file is written by the attempt; its outcome is committed a moment later
+            deadline = time.monotonic() + 10
+            while True:
+                async with session.get(f"http://127.0.0.1:{port}/v1/deliveries") as answer:
+                    (delivery,) = (await answer.json())["deliveries"]
+                if delivery["state"] == "done" or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(running, 20) == 0
