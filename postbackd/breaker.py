@@ -88,11 +88,6 @@ class BreakerBoard:
             breaker.state = BreakerState.OPEN
             breaker.reopen_at = now
 
-    def closed(self, destination: str) -> bool:
-        """Whether `destination` may be tried freely (no breaker open or probing)."""
-        breaker = self._breakers.get(destination)
-        return breaker is None or breaker.state is BreakerState.CLOSED
-
     def open_destinations(self) -> dict[str, float]:
         """Destinations whose breaker is not closed, with when they may be probed next."""
         return {

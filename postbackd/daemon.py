@@ -118,7 +118,7 @@ class Daemon:
         self.dispatcher = Dispatcher(
             spool, self.current, self.plugins.deliveries, self.breakers, runner
         )
-        self.intake = Intake(spool, self.current, self.metrics, self._committed, self.dispatcher)
+        self.intake = Intake(spool, self.current, self.metrics, self._committed)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
@@ -224,6 +224,7 @@ class Daemon:
         return await self.housekeeping.refresh_gauges()
 
     def _committed(self, event: Event) -> None:
+        self.wake()
         try:
             self.plugins.host.hook.postbackd_after_event_accepted(event=event)
         except Exception as exc:

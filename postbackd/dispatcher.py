@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,6 @@ class Dispatcher:
         self._global: asyncio.Semaphore | None = None
         self._global_size = 0
         self._deferred: list[tuple[str, float]] = []
-        self._reserved = 0  # deliveries being committed inflight, to be handed over
         self._refill_at: int | None = None  # buffered count at which to wake the reading loop
         # Destinations left out of the last read because their queue was full, and the queue
         # length at which draining wakes the reading loop (nothing else would while it sleeps).
@@ -85,41 +84,6 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return self._buffered
-
-    def reserve(self, destination: str | None) -> bool:
-        """Whether a new delivery to `destination` may skip the spool's queue: stored inflight
-        with its event and handed over (`hand_over`) right after that commit, no claim needed.
-
-        Only while the buffer has room, the destination's queue is not full and its breaker is
-        closed; a True must be followed by `hand_over` or `unreserve`.
-        """
-        if self._stopping or destination is None or self._global is None:
-            return False
-        daemon = self.current().config.daemon
-        if self._buffered + self._reserved >= daemon.concurrency * BUFFER_FACTOR:
-            return False
-        dest = self._destinations.get(destination)
-        if dest is not None and dest.full(daemon.per_destination * BUFFER_FACTOR):
-            return False
-        if not self.breakers.closed(destination):
-            return False
-        self._reserved += 1
-        return True
-
-    def unreserve(self, count: int) -> None:
-        """`count` reservations that were not used (the commit failed, the event was known)."""
-        self._reserved -= count
-
-    def hand_over(self, deliveries: Sequence[StoredDelivery]) -> None:
-        """Deliveries committed inflight under a reservation each: queue them for attempts.
-
-        After `stop()` they are left inflight; the next start puts them back to pending.
-        """
-        self._reserved -= len(deliveries)
-        if self._stopping:
-            return
-        for delivery in deliveries:
-            self._accept(delivery)
 
     async def run(self) -> None:
         """Claim due deliveries until `stop()`; returns when intake of new work has ended.

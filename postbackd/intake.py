@@ -12,11 +12,9 @@ a wrong token, a body too large) through ``submit.rejected(reason)``, so
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal
 
 from postbackd.config_model import Config
 from postbackd.events import Event
@@ -25,7 +23,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugin import SpoolUnavailable, SubmitResult
 from postbackd.router import Router
 from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState, NewDelivery, StoredDelivery, SubmitOutcome
+from postbackd.spool_model import NewDelivery
 
 log = get_logger("postbackd.intake")
 
@@ -43,39 +41,18 @@ class Generation:
     loaded_at: str
 
 
-class HandOff(Protocol):
-    """The dispatcher, as intake sees it: new deliveries go to it directly when it has room."""
-
-    def reserve(self, destination: str | None) -> bool: ...
-
-    def unreserve(self, count: int) -> None: ...
-
-    def hand_over(self, deliveries: Sequence[StoredDelivery]) -> None: ...
-
-    def wake(self) -> None: ...
-
-
 class Intake:
-    """Routes and commits events; `on_committed(event)` is told of each new one.
-
-    A new delivery the dispatcher has room for is stored inflight and handed to it once the
-    commit is done, so it needs no claim (a write) before its first attempt; the others are
-    stored pending and the dispatcher is woken to read them.
-    """
-
     def __init__(
         self,
         spool: Spool,
         current: Callable[[], Generation],
         metrics: Metrics,
         on_committed: Callable[[Event], None],
-        handoff: HandOff,
     ) -> None:
         self.spool = spool
         self.current = current
         self.metrics = metrics
         self.on_committed = on_committed
-        self.handoff = handoff
         self.closed = False
 
     def submitter(self, source: str) -> SourceSubmit:
@@ -96,14 +73,9 @@ class Intake:
             self.rejected(source, "unavailable", len(events))
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
         generation = self.current()
-        routed = [(event, self._direct(generation.router.route(event))) for event in events]
-        reserved = sum(new.state is DeliveryState.INFLIGHT for _, news in routed for new in news)
-        writing = asyncio.ensure_future(self.spool.submit_many(routed, source=source))
-        # Handed over (or the reservations returned) when the commit is done, even should the
-        # caller be cancelled meanwhile: else deliveries would sit inflight until a restart.
-        writing.add_done_callback(functools.partial(self._hand_over, reserved))
+        routed = [(event, generation.router.route(event)) for event in events]
         try:
-            outcomes = await asyncio.shield(writing)
+            outcomes = await self.spool.submit_many(routed, source=source)
         except SpoolUnavailable as exc:
             self.rejected(source, "unavailable", len(events))
             for event in events:
@@ -116,35 +88,10 @@ class Intake:
                 )
             raise
         self.metrics.events_received.labels(source).inc(len(events))
-        if any(new.state is DeliveryState.PENDING for _, news in routed for new in news):
-            self.handoff.wake()
         return [
             self._stored(generation, event, deliveries, outcome.duplicate, source)
             for (event, deliveries), outcome in zip(routed, outcomes, strict=True)
         ]
-
-    def _direct(self, deliveries: list[NewDelivery]) -> list[NewDelivery]:
-        """Mark inflight the new deliveries the dispatcher takes straight from this commit.
-
-        Not ordered ones: whether they may go depends on their order's earlier deliveries,
-        which only a claim looks at.
-        """
-        return [
-            replace(new, state=DeliveryState.INFLIGHT)
-            if new.state is DeliveryState.PENDING
-            and not new.ordered
-            and self.handoff.reserve(new.destination)
-            else new
-            for new in deliveries
-        ]
-
-    def _hand_over(self, reserved: int, writing: asyncio.Future[list[SubmitOutcome]]) -> None:
-        if writing.cancelled() or writing.exception() is not None:
-            self.handoff.unreserve(reserved)
-            return
-        handed = [delivery for outcome in writing.result() for delivery in outcome.handed]
-        self.handoff.unreserve(reserved - len(handed))  # a known event stored nothing
-        self.handoff.hand_over(handed)
 
     def _stored(
         self,

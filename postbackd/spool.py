@@ -44,7 +44,7 @@ from postbackd.spool_threads import ConnectionThread, Operation, WriterThread
 log = get_logger("postbackd.spool")
 
 S = DeliveryState
-NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED, S.INFLIGHT})
+NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
 RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
 RETRYABLE = (S.DEAD, S.FAILED, S.HELD, S.PENDING, S.CANCELLED)
 RETRY_ALL = (S.PENDING, S.DEAD, S.FAILED)

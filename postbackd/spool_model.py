@@ -41,12 +41,10 @@ class SpoolError(RuntimeError):
 class NewDelivery:
     """A delivery the router made for an event, to be stored with it.
 
-    `state` is pending, held (trigger inactive), failed (render error: `body` is None and
-    `render_error` says why) or inflight: handed to the dispatcher in the same commit, so the
-    delivery needs no claim (a crash before its attempt puts it back to pending). `supersede`
-    cancels older pending deliveries of the same trigger and order. `destination` may be given
-    when known at routing time (it lets `claim_due` skip a destination before the delivery's
-    first attempt).
+    `state` is pending, held (trigger inactive) or failed (render error: `body` is None and
+    `render_error` says why). `supersede` cancels older pending deliveries of the same trigger
+    and order. `destination` may be given when known at routing time (it lets `claim_due`
+    skip a destination before the delivery's first attempt).
     """
 
     id: str
@@ -126,17 +124,12 @@ class AttemptResult:
 
 @dataclass(frozen=True, slots=True)
 class SubmitOutcome:
-    """What `Spool.submit` committed: `duplicate` when the event id was already stored.
-
-    `handed`: the deliveries stored ``inflight`` for the dispatcher to attempt straight away
-    (see `NewDelivery`), as a claim would have returned them.
-    """
+    """What `Spool.submit` committed: `duplicate` when the event id was already stored."""
 
     event_id: str
     duplicate: bool
     deliveries: int
     superseded: int = 0
-    handed: tuple[StoredDelivery, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from postbackd.spool_model import (
     DeliveryState,
     ErasedCounts,
     NewDelivery,
-    StoredDelivery,
     SubmitOutcome,
     TriggerSync,
 )
@@ -62,7 +61,6 @@ def submit(
     if not inserted:
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
     superseded = 0
-    handed: list[StoredDelivery] = []
     for new in deliveries:
         if new.supersede and new.order_id is not None and new.state is not DeliveryState.FAILED:
             superseded += conn.execute(
@@ -71,7 +69,7 @@ def submit(
                 (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
             ).rowcount
         failed = new.state is DeliveryState.FAILED
-        cursor = conn.execute(
+        conn.execute(
             "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
             "order_id, format, content_type, subject, body, render_error, state, held_reason, "
             "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
@@ -100,34 +98,7 @@ def submit(
                 new.destination,
             ),
         )
-        if new.state is DeliveryState.INFLIGHT:
-            handed.append(_as_claimed(new, event.id, now, cursor.lastrowid or 0))
-    return SubmitOutcome(event.id, False, len(deliveries), superseded, tuple(handed))
-
-
-def _as_claimed(new: NewDelivery, event_id: str, now: float, seq: int) -> StoredDelivery:
-    """A delivery stored inflight, as `claim_due` would have returned it."""
-    return StoredDelivery(
-        id=new.id,
-        event_id=event_id,
-        trigger=new.trigger,
-        plugin=new.plugin,
-        customer=new.customer,
-        event_type=new.event_type,
-        order_id=new.order_id,
-        format=new.format,
-        content_type=new.content_type,
-        subject=new.subject,
-        body=new.body,
-        render_error=new.render_error,
-        state=DeliveryState.INFLIGHT,
-        attempts=0,
-        ordered=new.ordered,
-        created_at=now,
-        next_attempt_at=now if new.next_attempt_at is None else new.next_attempt_at,
-        seq=seq,
-        destination=new.destination,
-    )
+    return SubmitOutcome(event.id, False, len(deliveries), superseded)
 
 
 def recover_inflight(conn: sqlite3.Connection) -> int:

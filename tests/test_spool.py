@@ -11,7 +11,6 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -236,47 +235,6 @@ async def test_a_batch_is_one_commit_with_an_outcome_per_event_in_order(spool: S
     assert spool.commits == commits + 1
     assert (await spool.stats()).events == 3
     assert await spool.get_delivery("d9") is None
-
-
-async def test_a_delivery_stored_inflight_is_handed_back_as_a_claim_would_return_it(
-    spool: Spool,
-) -> None:
-    direct = new_delivery("d1", state=S.INFLIGHT, destination="https://hooks.example:443")
-    [outcome] = await spool.submit_many(
-        [(make_event("e1"), [direct, new_delivery("d2", trigger="t2")])], source="test"
-    )
-    [handed] = outcome.handed
-    assert (handed.id, handed.event_id, handed.state, handed.attempts) == (
-        "d1",
-        "e1",
-        S.INFLIGHT,
-        0,
-    )
-    assert handed.body == direct.body and handed.destination == direct.destination
-    # not claimable again; the pending one is, and it looks the same as the one handed over
-    [claimed] = await spool.claim_due(soon(), 10)
-    assert claimed.id == "d2"
-    assert replace(handed, id="d2", trigger="t2", seq=claimed.seq) == replace(
-        claimed,
-        created_at=handed.created_at,
-        next_attempt_at=handed.next_attempt_at,
-        destination=handed.destination,
-    )
-    # a crash before its attempt puts it back to pending, like any claimed delivery
-    await spool.close()
-    reopened = await Spool.open(spool.path)
-    try:
-        assert {d.id for d in await reopened.claim_due(soon(), 10)} == {"d1", "d2"}
-    finally:
-        await reopened.close()
-
-
-async def test_a_known_event_hands_nothing_over(spool: Spool) -> None:
-    await add(spool, "e1", new_delivery("d1"))
-    [again] = await spool.submit_many(
-        [(make_event("e1"), [new_delivery("d9", state=S.INFLIGHT)])], source="test"
-    )
-    assert again.duplicate and again.handed == ()
 
 
 async def test_a_batch_that_fails_stores_none_of_its_events(spool: Spool) -> None:
