@@ -23,6 +23,7 @@ from postbackd import spool_claim, spool_reads, spool_writes
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
+from postbackd.spool_checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from postbackd.spool_errors import FreeSpaceGuard, storage_error
 from postbackd.spool_lock import acquire_owner_lock
 from postbackd.spool_model import (
@@ -38,7 +39,7 @@ from postbackd.spool_model import (
     TriggerSync,
 )
 from postbackd.spool_rows import decode_cursor, id_list, parse_state, selection
-from postbackd.spool_schema import open_reader, open_writer
+from postbackd.spool_schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool_threads import ConnectionThread, Operation, WriterThread
 
 log = get_logger("postbackd.spool")
@@ -62,12 +63,14 @@ class Spool:
         reader: ConnectionThread,
         lock_fd: int | None,
         disk: FreeSpaceGuard,
+        checkpointer: Checkpointer | None,
     ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
         self._lock_fd = lock_fd
         self._disk = disk
+        self._checkpointer = checkpointer
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -121,13 +124,22 @@ class Spool:
             raise
         disk = FreeSpaceGuard(path, min_free)
         await disk.measure()
-        return cls(path, writer, reader, lock_fd, disk)
+        checkpointer = None
+        if exclusive:  # the daemon writes all day; a CLI command's few writes need no thread
+            await writer.call(
+                lambda conn: conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
+            )
+            checkpointer = Checkpointer(lambda: open_checkpointer(path))
+            checkpointer.start()
+        return cls(path, writer, reader, lock_fd, disk, checkpointer)
 
     async def close(self) -> None:
         """Finish the queued writes, close both connections, join the threads."""
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         await self._writer.stop()
         await self._reader.stop()
         if self._lock_fd is not None:

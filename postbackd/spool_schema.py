@@ -127,6 +127,11 @@ def open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
+def open_checkpointer(path: Path) -> sqlite3.Connection:
+    """The connection that checkpoints the log (see `postbackd.spool_checkpoint`)."""
+    return _connect(path)
+
+
 def open_reader(path: Path) -> sqlite3.Connection:
     """The reader's connection: it can only read, so a bug cannot write behind group commit."""
     conn = _connect(path)

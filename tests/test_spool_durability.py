@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from postbackd import spool_lock
+from postbackd import spool_checkpoint, spool_lock
 from postbackd.spool import Spool
 from postbackd.spool_model import DeliveryState, SpoolError
 from tests.test_spool import make_event, new_delivery, result
@@ -165,3 +165,26 @@ async def test_with_full_only_commits_holding_an_event_wait_for_an_fsync(tmp_pat
         assert spool._writer.relaxed_commits == 0  # NORMAL never fsyncs a commit anyway
         detail = await spool.get_delivery("d1")
         assert detail is not None and detail.summary.state is DeliveryState.DONE
+
+
+async def test_the_daemons_spool_checkpoints_on_its_own_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_checkpoint, "INTERVAL", 0.05)
+    async with await Spool.open(tmp_path / "spool.db", exclusive=True) as spool:
+        checkpointer = spool._checkpointer
+        assert checkpointer is not None
+        for n in range(20):
+            await spool.submit(make_event(f"e{n}"), [new_delivery(f"d{n}")], source="test")
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert checkpointer.checkpoints >= 3
+        autocheckpoint = await spool._writer.call(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert autocheckpoint == spool_checkpoint.WRITER_AUTOCHECKPOINT
+    # a CLI command's short-lived open leaves checkpoints to SQLite's own
+    async with await Spool.open(tmp_path / "spool.db") as cli:
+        assert cli._checkpointer is None
+        assert (await cli.stats()).events == 20
