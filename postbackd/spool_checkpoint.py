@@ -49,12 +49,16 @@ class Checkpointer:
         except sqlite3.Error as exc:
             log.warning("spool checkpoints left to the writer", error=str(exc))
             return
+        failing = False
         try:
             while not self._stopping.wait(self._interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
-                except sqlite3.Error as exc:  # busy or failing: the writer's net still holds
-                    log.warning("spool checkpoint failed; trying again", error=str(exc))
+                    failing = False
+                except sqlite3.Error as exc:  # the writer's own checkpoints remain as a net
+                    if not failing:  # once per streak, not twice a second
+                        log.warning("spool checkpoint failed; trying again", error=str(exc))
+                    failing = True
         finally:
             conn.close()
