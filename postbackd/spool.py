@@ -31,29 +31,25 @@ from postbackd.spool_model import (
     DeliveryDetail,
     DeliveryState,
     DeliverySummary,
-    ErasedCounts,
     NewDelivery,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     TriggerSync,
 )
-from postbackd.spool_rows import decode_cursor, id_list, parse_state, selection
+from postbackd.spool_rows import decode_cursor, id_list, parse_state
 from postbackd.spool_schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool_threads import ConnectionThread, Operation, WriterThread
+from postbackd.spool_verbs import OperatorVerbs
 
 log = get_logger("postbackd.spool")
 
 S = DeliveryState
 NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
 RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
-RETRYABLE = (S.DEAD, S.FAILED, S.HELD, S.PENDING, S.CANCELLED)
-RETRY_ALL = (S.PENDING, S.DEAD, S.FAILED)
-"""What `retry()` touches with no ids and no state: not held (an operator's or an inactive
-trigger's decision) and not cancelled (superseded or removed on purpose)."""
 
 
-class Spool:
+class Spool(OperatorVerbs):
     """Open with `await Spool.open(path)`; `await spool.close()` (or ``async with``) at the end."""
 
     def __init__(
@@ -291,81 +287,6 @@ class Spool:
             lambda conn: spool_writes.sync_triggers(conn, on, off)
         )
         return sync
-
-    # ------------------------------------------------------------------ operator verbs
-
-    async def retry(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        state: str | None = None,
-        destination: str | None = None,
-        customer: str | None = None,
-    ) -> int:
-        """Due now: dead/failed/held/pending/cancelled (never inflight or done).
-
-        Dead, failed and cancelled deliveries start a fresh schedule (`attempts` back to 0).
-        With neither ids nor state: pending, dead and failed ones.
-        """
-        if state is not None:
-            states: tuple[S, ...] = (parse_state(state),)
-            if states[0] not in RETRYABLE:
-                raise ValueError(f"{state} deliveries cannot be retried")
-        else:
-            states = RETRYABLE if ids is not None else RETRY_ALL
-        where, params = selection(
-            ids=ids, states=states, customer=customer, destination=destination
-        )
-        count: int = await self._write(lambda conn: spool_writes.retry(conn, where, params))
-        return count
-
-    async def hold(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        customer: str | None = None,
-        reason: str = "held by operator",
-    ) -> int:
-        """pending → held: never attempted until released."""
-        where, params = selection(ids=ids, states=(S.PENDING,), customer=customer)
-        count: int = await self._write(lambda conn: spool_writes.hold(conn, where, params, reason))
-        return count
-
-    async def release(
-        self, ids: Sequence[str] | None = None, *, customer: str | None = None
-    ) -> int:
-        """held → pending, due now."""
-        where, params = selection(ids=ids, states=(S.HELD,), customer=customer)
-        count: int = await self._write(lambda conn: spool_writes.release(conn, where, params))
-        return count
-
-    async def purge(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        state: str | None = None,
-        customer: str | None = None,
-    ) -> int:
-        """Delete deliveries and their attempts; at least one selector is required."""
-        if ids is None and state is None and customer is None:
-            raise ValueError("purge needs delivery ids, a state or a customer")
-        states = () if state is None else (parse_state(state),)
-        where, params = selection(ids=ids, states=states, customer=customer)
-        count: int = await self._write(lambda conn: spool_writes.purge(conn, where, params))
-        return count
-
-    async def prune(self, older_than: float, batch: int = 500) -> int:
-        """One batch of retention: finished deliveries with finished_at < older_than (and their
-        attempts), then events received before it with no delivery left. Call until 0."""
-        count: int = await self._write(lambda conn: spool_writes.prune(conn, older_than, batch))
-        return count
-
-    async def erase_order(self, order_id: str) -> ErasedCounts:
-        """Delete an order's events, deliveries and request log (personal data erasure)."""
-        erased: ErasedCounts = await self._write(
-            lambda conn: spool_writes.erase_order(conn, order_id)
-        )
-        return erased
 
     # ------------------------------------------------------------------ queries
 

@@ -31,8 +31,9 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
-from postbackd.spool import RETRYABLE, Spool
+from postbackd.spool import Spool
 from postbackd.spool_model import DeliveryState
+from postbackd.spool_verbs import RETRYABLE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -14,9 +14,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from postbackd.events import CANONICAL_TYPES
-from postbackd.spool import RETRYABLE
 from postbackd.spool_model import DeliveryDetail, DeliveryState, DeliverySummary
 from postbackd.spool_ui import UiQueries
+from postbackd.spool_verbs import RETRYABLE
 from postbackd.ui import pretty, views
 from postbackd.ui.query import FilterError, RequestQuery
 from postbackd.ui.visit import UiBackend, Visit
