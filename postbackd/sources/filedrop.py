@@ -291,13 +291,14 @@ class FileDropSource:
             chunk = dropped.events[start : start + SUBMIT_BATCH]
             try:
                 results = await submit_many(self._submit, [item.event for item in chunk])
-                duplicates += sum(result.duplicate for result in results)
-                continue
             except EventRejected:
-                pass  # nothing of the chunk was stored: find the culprit one by one, below
+                results = None  # nothing of the chunk was stored: find the culprit one by one
             except SpoolUnavailable as exc:
                 self._schedule_retry(path, str(exc))
                 return
+            if results is not None:
+                duplicates += sum(result.duplicate for result in results)
+                continue
             for index, item in enumerate(chunk, start):
                 try:
                     result = await self._submit(item.event)
