@@ -104,9 +104,9 @@ async def post_events(job: dict[str, Any]) -> dict[str, Any]:
 
 def render_requests(conf_dir: Path, job: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
     """The bodies and headers the daemon would send for the events of `job`, rendered once."""
+    from postbackd.deliveries.webhook.signing import signature_header
     from postbackd.events import parse_event
-    from postbackd.loading import load_generation, open_plugins
-    from postbackd.signing import signature_header
+    from postbackd.generation import load_generation, open_plugins
 
     plugins = open_plugins(conf_dir)
     generation = load_generation(conf_dir, plugins, 1)

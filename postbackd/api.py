@@ -9,9 +9,7 @@ false, so a reload can switch the UI on or off; the UI has its own login (a sess
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -19,15 +17,13 @@ from aiohttp import web
 from postbackd import jsoncodec
 from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
-from postbackd.intake import Generation
-from postbackd.loading import Plugins
+from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.samples import load_sample
-from postbackd.spool import Spool
+from postbackd.spool import ListFilter, Spool, parse_state
 from postbackd.templates import RenderError
 from postbackd.ui import UiRoutes
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from postbackd.web import Handler, bearer_ok, json_error, json_response, unauthorized
 
 
 class AdminBackend(Protocol):
@@ -49,29 +45,6 @@ class AdminBackend(Protocol):
     def wake(self) -> None: ...
 
     async def refresh_gauges(self) -> object: ...
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=jsoncodec.dumps(data), status=status, content_type="application/json")
-
-
-def json_error(status: int, message: str, field: str | None = None) -> web.Response:
-    return json_response({"error": message, "field": field}, status)
-
-
-def bearer_ok(request: web.Request, token: str | None) -> bool:
-    """Whether the request carries `token` (always true when no token is configured)."""
-    if not token:
-        return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
-
-
-def unauthorized() -> web.Response:
-    response = json_error(401, "missing or wrong bearer token: send 'Authorization: Bearer TOKEN'")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="postbackd"'
-    return response
 
 
 class AdminApi:
@@ -126,16 +99,21 @@ class AdminApi:
         if limit < 1:
             return json_error(400, "limit must be at least 1", "limit")
         try:
+            state = None if "state" not in query else parse_state(query["state"])
+        except ValueError as exc:
+            return json_error(400, str(exc), "state")
+        filters = ListFilter(
+            state=state,
+            customer=query.get("customer"),
+            trigger=query.get("trigger"),
+            order=query.get("order"),
+            event_type=query.get("event_type"),
+            since=since,
+            until=until,
+        )
+        try:
             rows, cursor = await self.backend.spool.list_deliveries(
-                state=query.get("state"),
-                customer=query.get("customer"),
-                trigger=query.get("trigger"),
-                order=query.get("order"),
-                event_type=query.get("event_type"),
-                since=since,
-                until=until,
-                limit=limit,
-                cursor=query.get("cursor"),
+                filters, limit=limit, cursor=query.get("cursor")
             )
         except ValueError as exc:
             return json_error(400, str(exc), "cursor")
@@ -149,7 +127,7 @@ class AdminApi:
 
     async def retry_delivery(self, request: web.Request) -> web.Response:
         delivery_id = request.match_info["id"]
-        changed = await self.backend.spool.retry([delivery_id])
+        changed = await self.backend.spool.verbs.retry([delivery_id])
         if not changed:
             detail = await self.backend.spool.get_delivery(delivery_id)
             if detail is None:
@@ -209,26 +187,3 @@ class AdminApi:
 
     async def config(self, request: web.Request) -> web.Response:
         return json_response(self.backend.config_status())
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every 4xx/5xx answer is JSON ``{"error", "field"}``; no input turns into a traceback."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_error(exc.status, exc.reason)
-
-
-def build_app(routes: list[web.RouteDef], *, max_body: int = 1024 * 1024) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=max_body)
-    app.router.add_routes(routes)
-    return app
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` → (host, port)."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)

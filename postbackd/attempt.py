@@ -22,16 +22,15 @@ from dataclasses import replace
 from typing import Any
 
 from postbackd.breaker import BreakerBoard
-from postbackd.config_model import Trigger
+from postbackd.config import Trigger
 from postbackd.events import parse_event
-from postbackd.intake import Generation
+from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind
 from postbackd.retry import decide
 from postbackd.router import destination_of
-from postbackd.spool import Spool
-from postbackd.spool_model import AttemptResult, DeliveryState, StoredDelivery
+from postbackd.spool import AttemptResult, DeliveryState, Spool, StoredDelivery
 from postbackd.units import parse_duration
 
 log = get_logger("postbackd.attempt")
@@ -93,7 +92,7 @@ class AttemptRunner:
             return
         if not trigger.active:
             await self.spool.release_inflight([stored.id], time.time())
-            await self.spool.hold([stored.id], reason="trigger inactive")
+            await self.spool.verbs.hold([stored.id], reason="trigger inactive")
             self.breakers.release_probe(dest, time.time())
             return
         if stored.body is None:

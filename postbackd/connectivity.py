@@ -13,10 +13,10 @@ from typing import TextIO
 
 from yarl import URL
 
-from postbackd.config_model import Config
-from postbackd.loading import Plugins
-from postbackd.netguard import AddressPolicy, DestinationRefused, GuardedResolver
-from postbackd.smtpcheck import check_smtp, format_check
+from postbackd.config import Config
+from postbackd.deliveries.email.smtpcheck import check_smtp, format_check
+from postbackd.deliveries.webhook.netguard import AddressPolicy, DestinationRefused, GuardedResolver
+from postbackd.generation import Plugins
 
 CONNECT_TIMEOUT = 5.0
 

@@ -27,21 +27,18 @@ from typing import Any
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
-from postbackd.config import ConfigError
-from postbackd.config_model import Config
-from postbackd.confwatch import ConfigWatcher
+from postbackd.config import Config, ConfigError, ConfigWatcher
 from postbackd.dispatcher import Dispatcher
 from postbackd.events import Event
+from postbackd.generation import Generation, Plugins, load_generation
 from postbackd.housekeeping import Housekeeping
-from postbackd.intake import Generation, Intake
-from postbackd.loading import Plugins, load_generation
+from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugins import PluginError
 from postbackd.sdnotify import Notifier
-from postbackd.sources_runner import SourceSet, source_problems
-from postbackd.spool import Spool
-from postbackd.spool_model import SpoolError
+from postbackd.spool import Spool, SpoolError, open_spool
+from postbackd.supervisor import SourceSet, source_problems
 
 log = get_logger("postbackd.daemon")
 
@@ -107,7 +104,7 @@ class Daemon:
             raise ReloadRejected(problems)
         self._apply(generation)
         daemon = generation.config.daemon
-        self.spool = self._opened = spool = await Spool.open(
+        self.spool = self._opened = spool = await open_spool(
             daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free, exclusive=True
         )
         await self._sync_triggers(generation)

@@ -19,10 +19,9 @@ from typing import Any
 
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
-from postbackd.intake import Generation
+from postbackd.generation import Generation
 from postbackd.logs import get_logger
-from postbackd.spool import Spool
-from postbackd.spool_model import StoredDelivery
+from postbackd.spool import Spool, StoredDelivery
 
 log = get_logger("postbackd.dispatcher")
 

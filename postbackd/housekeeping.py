@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 
 from postbackd.breaker import BreakerBoard
-from postbackd.intake import Generation
+from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.sdnotify import Notifier
-from postbackd.spool import Spool
-from postbackd.spool_model import SpoolStats
+from postbackd.spool import Spool, SpoolStats
 
 log = get_logger("postbackd.housekeeping")
 
@@ -63,7 +62,7 @@ class Housekeeping:
         cutoff = time.time() - self.current().config.daemon.retention
         total = 0
         while True:
-            deleted = await self.spool.prune(cutoff, PRUNE_BATCH)
+            deleted = await self.spool.verbs.prune(cutoff, PRUNE_BATCH)
             total += deleted
             if deleted == 0:
                 break

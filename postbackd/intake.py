@@ -13,32 +13,19 @@ a wrong token, a body too large) through ``submit.rejected(reason)``, so
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-from postbackd.config_model import Config
 from postbackd.events import Event
+from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import SpoolUnavailable, SubmitResult
-from postbackd.router import Router
-from postbackd.spool import Spool
-from postbackd.spool_model import NewDelivery
+from postbackd.spool import NewDelivery, Spool
 
 log = get_logger("postbackd.intake")
 
 RejectReason = Literal["invalid", "unauthorized", "too_large", "unavailable"]
 """Why a source refused input; the ``reason`` label of postbackd_events_rejected_total."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One accepted configuration and what was built from it; swapped whole on reload."""
-
-    number: int
-    config: Config
-    router: Router
-    loaded_at: str
 
 
 class Intake:

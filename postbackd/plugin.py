@@ -31,7 +31,7 @@ from postbackd.events import Event, EventRejected, parse_event
 from postbackd.units import parse_duration
 
 if TYPE_CHECKING:
-    from postbackd.config_model import Config
+    from postbackd.config import Config
 
 API_VERSION = 1
 PROJECT = "postbackd"

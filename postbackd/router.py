@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from postbackd.config_model import Config, Trigger
+from postbackd.config import Config, Trigger
 from postbackd.events import Event, type_matches
-from postbackd.spool_model import DeliveryState, NewDelivery
+from postbackd.spool import DeliveryState, NewDelivery
 from postbackd.templates import Rendered, RenderError, TemplateEngine
 
 # Fixed forever: delivery ids must be the same on every server and every version, so that a

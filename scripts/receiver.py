@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A demo webhook receiver: prints every request it gets, answers 200.
 
-    .venv/bin/python scripts/receiver.py [PORT]      (default 9999, on 127.0.0.1)
+.venv/bin/python scripts/receiver.py [PORT]      (default 9999, on 127.0.0.1)
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9999
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", show)
-    web.run_app(app, host="127.0.0.1", port=port, print=lambda _: print(
-        f"receiver listening on http://127.0.0.1:{port}/", flush=True))
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        print=lambda _: print(f"receiver listening on http://127.0.0.1:{port}/", flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 `generate` writes a realistic spool directly with SQLite (one transaction; ~1 min for a
 million rows): 200 customers of very different sizes, 3 triggers each, the 8 event types,
 mostly done with some dead, failed, pending, held and cancelled, over 30 days.
-`measure` times each filter of the Requests page — the query through `postbackd.spool_ui` and
+`measure` times each filter of the Requests page — the query through `postbackd.spool.sqlite.ui` and
 the HTML through the UI's templates — and prints the median and worst of several runs.
 Not a test: numbers depend on the machine, so nothing here asserts a time.
 """
@@ -24,11 +24,9 @@ import uuid
 from pathlib import Path
 
 from postbackd.events import CANONICAL_TYPES
-from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState
-from postbackd.spool_reads import ListFilter
-from postbackd.spool_schema import open_reader
-from postbackd.spool_ui import list_page
+from postbackd.spool import DeliveryState, ListFilter, open_spool
+from postbackd.spool.sqlite.browse import list_page
+from postbackd.spool.sqlite.schema import open_reader
 
 STATES = (
     ("done", 0.95),
@@ -105,7 +103,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 async def _create(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    spool = await Spool.open(path)
+    spool = await open_spool(path)
     await spool.close()
 
 

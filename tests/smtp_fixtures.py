@@ -33,7 +33,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from postbackd.config_model import Config, DaemonConfig, SmtpConfig, UiConfig
+from postbackd.config.model import Config, DaemonConfig, SmtpConfig, UiConfig
 from postbackd.plugin import PluginContext
 
 ServerTls = Literal["none", "starttls", "implicit"]

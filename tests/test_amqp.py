@@ -14,9 +14,9 @@ import pytest
 
 from postbackd import jsoncodec
 from postbackd.events import EventRejected
-from postbackd.sources.amqp import AmqpSource
-from postbackd.sources.amqp_message import MessageProperties, events_from_body
-from postbackd.sources.amqp_settings import AmqpSettings
+from postbackd.sources.amqp.message import MessageProperties, events_from_body
+from postbackd.sources.amqp.settings import AmqpSettings
+from postbackd.sources.amqp.source import AmqpSource
 from tests.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
 from tests.source_collector import Collector, eventually
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from postbackd.events import Event, parse_event
-from postbackd.sources.amqp_order import EarlierNotStored, OrderTurns, Turn
+from postbackd.sources.amqp.order import EarlierNotStored, OrderTurns, Turn
 
 
 def status(event_id: str, order: str | None, customer: str = "acme") -> Event:

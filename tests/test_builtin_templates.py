@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from postbackd.builtin_templates import BUILTIN_TEMPLATES
-from postbackd.config_model import Customer, Location, Lookup
+from postbackd.config.model import Customer, Location, Lookup
 from postbackd.events import Event, parse_event
 from postbackd.samples import load_sample, sample_event, sample_types
-from postbackd.templates import RenderError, TemplateEngine
+from postbackd.templates.builtin import BUILTIN_TEMPLATES
+from postbackd.templates.engine import RenderError, TemplateEngine
 
 HERE = Location(Path("conf.d/acme.toml"), 1)
 ACME = Customer("acme", "Acme Prints", HERE)

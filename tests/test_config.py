@@ -17,7 +17,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postbackd.config import (
+from postbackd.config.load import (
     BUILTIN_TEMPLATE_NAMES,
     ConfigError,
     Diagnostic,
@@ -25,8 +25,8 @@ from postbackd.config import (
     load_config,
     load_config_with_warnings,
 )
-from postbackd.config_model import Config, SmtpConfig
-from postbackd.tomllines import TomlLines, declared_names
+from postbackd.config.model import Config, SmtpConfig
+from postbackd.config.tomllines import TomlLines, declared_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -962,7 +962,7 @@ def test_toml_lines_map_keys_tables_and_elements() -> None:
 _EXAMPLE_PROBE = """
 import json, sys
 from pathlib import Path
-from postbackd.config import load_config_with_warnings
+from postbackd.config.load import load_config_with_warnings
 result = load_config_with_warnings(Path(sys.argv[1]))
 config = result.config
 print(json.dumps({

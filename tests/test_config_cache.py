@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from postbackd import config_cache
-from postbackd.config import ConfigCache, ConfigError, load_config, load_config_with_warnings
-from postbackd.config_model import Config
+import postbackd.config.cache as config_cache
+from postbackd.config.load import ConfigCache, ConfigError, load_config, load_config_with_warnings
+from postbackd.config.model import Config
 
 TEMPLATES = """
 [[template]]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from postbackd import confwatch
-from postbackd.confwatch import ConfigWatcher, relevant
+import postbackd.config.watch as confwatch
+from postbackd.config.watch import ConfigWatcher, relevant
 
 QUIET = 1.0  # longer than DEBOUNCE with a margin: "no reload happened"
 

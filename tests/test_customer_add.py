@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from postbackd.config import load_config
+from postbackd.config.load import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ import pytest
 from postbackd import dispatcher as dispatcher_module
 from postbackd.breaker import BreakerBoard
 from postbackd.dispatcher import BUFFER_FACTOR, Dispatcher
-from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState, StoredDelivery
+from postbackd.spool import Spool, open_spool
+from postbackd.spool.model import DeliveryState, StoredDelivery
 from tests.test_spool import make_event, new_delivery, result
 
 DESTINATION = "https://hooks.example:443"
@@ -51,7 +51,7 @@ async def test_a_destination_whose_queue_was_full_is_read_again_as_it_drains(
     backlog = per_destination * BUFFER_FACTOR * 5
     daemon = SimpleNamespace(concurrency=per_destination * 4, per_destination=per_destination)
     generation = SimpleNamespace(config=SimpleNamespace(daemon=daemon))
-    async with await Spool.open(tmp_path / "spool.db") as spool:
+    async with await open_spool(tmp_path / "spool.db") as spool:
         await spool.submit_many(
             [
                 (

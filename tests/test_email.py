@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import structlog
 
-from postbackd.deliveries import smtp_pool
 from postbackd.deliveries.email import EmailDelivery, postbackd_register_deliveries
+from postbackd.deliveries.email import pool as smtp_pool
 from postbackd.plugin import Delivery, OutcomeKind
 from tests.smtp_fixtures import (
     ConfigHolder,

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from postbackd.deliveries.email_body import MimeBody, alternative_body, text_body
+from postbackd.deliveries.email.body import MimeBody, alternative_body, text_body
 
 
 def parse(entity: bytes) -> EmailMessage:

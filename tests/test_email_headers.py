@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from postbackd.deliveries.email_headers import address_field, field, unstructured_field
-from postbackd.deliveries.email_options import Mailbox, parse_mailbox
+from postbackd.deliveries.email.headers import address_field, field, unstructured_field
+from postbackd.deliveries.email.options import Mailbox, parse_mailbox
 
 # What a one-line subject or a display name can hold: no controls (one_line_subject and the
 # address grammar remove or refuse them) and no lone surrogates (UTF-8 cannot carry them).

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from postbackd.config_model import SmtpConfig
-from postbackd.deliveries.email_html import html_to_text
-from postbackd.deliveries.email_message import (
+from postbackd.config.model import SmtpConfig
+from postbackd.deliveries.email.html import html_to_text
+from postbackd.deliveries.email.message import (
     Addressing,
     AddressingCache,
     MessageComposer,
     one_line_subject,
 )
-from postbackd.deliveries.email_options import Mailbox, SenderError, parse_options
+from postbackd.deliveries.email.options import Mailbox, SenderError, parse_options
 from postbackd.plugin import Delivery
 
 SENDER = Mailbox("postbacks", "example.com", "Example Print")

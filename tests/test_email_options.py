@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from postbackd.config_model import Location, SmtpConfig
-from postbackd.deliveries.email_options import (
+from postbackd.config.model import Location, SmtpConfig
+from postbackd.deliveries.email.options import (
     AddressError,
     Mailbox,
     parse_mailbox,

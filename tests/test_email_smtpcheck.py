@@ -1,13 +1,18 @@
-"""The SMTP checklist (postbackd.smtpcheck) against real aiosmtpd servers."""
+"""The SMTP checklist (postbackd.deliveries.email.smtpcheck) against real aiosmtpd servers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from postbackd.config_model import SmtpConfig
-from postbackd.deliveries.email import EmailDelivery
+from postbackd.config.model import SmtpConfig
+from postbackd.deliveries.email.delivery import EmailDelivery
+from postbackd.deliveries.email.smtpcheck import (
+    CheckStep,
+    check_smtp,
+    format_check,
+    format_smtp_summary,
+)
 from postbackd.plugin import Outcome
-from postbackd.smtpcheck import CheckStep, check_smtp, format_check, format_smtp_summary
 from tests.smtp_fixtures import (
     ConfigHolder,
     ServerFactory,

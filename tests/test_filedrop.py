@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from postbackd.sources.filedrop import SUBMIT_BATCH, FileDropSettings, FileDropSource
+from postbackd.sources.filedrop.source import SUBMIT_BATCH, FileDropSettings, FileDropSource
 from tests.source_collector import Collector, eventually
 
 MakeSource = Callable[..., FileDropSource]

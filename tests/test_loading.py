@@ -7,9 +7,9 @@ from textwrap import dedent
 
 import pytest
 
-from postbackd import config_cache
+import postbackd.config.cache as config_cache
 from postbackd.events import Event
-from postbackd.loading import load_generation, open_plugins
+from postbackd.generation import load_generation, open_plugins
 
 TEMPLATE = """
 [[template]]

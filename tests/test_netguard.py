@@ -21,8 +21,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from postbackd.config_model import DaemonConfig
-from postbackd.netguard import (
+from postbackd.config.model import DaemonConfig
+from postbackd.deliveries.webhook.netguard import (
     AddressKind,
     AddressPolicy,
     DestinationRefused,

@@ -23,7 +23,7 @@ import pytest
 import postbackd.plugin as public
 from postbackd import hookspecs
 from postbackd.daemon import Daemon
-from postbackd.loading import ConfigHolder, Plugins
+from postbackd.generation import ConfigHolder, Plugins
 from postbackd.plugins import DISABLE_ENV, OriginKind, PluginError, instantiate, load_plugins
 from tests.support.daemon import event, free_port
 

@@ -24,7 +24,7 @@ from postbackd.commands.spool_access import (
     short_duration,
 )
 from postbackd.spool import Spool
-from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
+from postbackd.spool.model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
 from tests.test_spool import add, new_delivery, spool
 
 S = DeliveryState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from postbackd.config_model import DEFAULT_RETRY_SCHEDULE
+from postbackd.config.model import DEFAULT_RETRY_SCHEDULE
 from postbackd.retry import JITTER, MAX_RETRY_AFTER, decide
 
 

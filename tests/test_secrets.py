@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from postbackd.config import ConfigError, load_config
-from postbackd.secrets import SecretError, SecretResolver
+from postbackd.config.load import ConfigError, load_config
+from postbackd.config.secrets import SecretError, SecretResolver
 
 SECRET = "s3cr3t-value-do-not-print"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from postbackd.signing import secret_key, sign, signature_header
+from postbackd.deliveries.webhook.signing import secret_key, sign, signature_header
 
 BODY = b'{"orderId": "o-1", "note": "caf\xc3\xa9"}'
 WHSEC = "whsec_" + base64.b64encode(b"k" * 32).decode()

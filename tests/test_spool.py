@@ -18,15 +18,15 @@ import pytest
 
 from postbackd.events import Event
 from postbackd.plugin import SpoolUnavailable
-from postbackd.spool import Spool
-from postbackd.spool_model import (
+from postbackd.spool import Spool, open_spool
+from postbackd.spool.model import (
     AttemptResult,
     DeliveryState,
     NewDelivery,
     SpoolError,
     SubmitOutcome,
 )
-from postbackd.spool_schema import SCHEMA_VERSION
+from postbackd.spool.sqlite.schema import SCHEMA_VERSION
 
 S = DeliveryState
 
@@ -133,7 +133,7 @@ async def state_of(spool: Spool, delivery_id: str) -> DeliveryState:
 
 @pytest.fixture
 async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
-    opened = await Spool.open(tmp_path / "spool.db")
+    opened = await open_spool(tmp_path / "spool.db")
     try:
         yield opened
     finally:
@@ -145,7 +145,7 @@ async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
 
 async def test_open_creates_parent_directories_and_wal(tmp_path: Path) -> None:
     path = tmp_path / "var" / "lib" / "spool.db"
-    async with await Spool.open(path) as spool:
+    async with await open_spool(path) as spool:
         assert spool.owner
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -155,7 +155,7 @@ async def test_open_creates_parent_directories_and_wal(tmp_path: Path) -> None:
 async def test_migrates_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     path.touch()  # version 0: a new, empty file
-    async with await Spool.open(path) as spool:
+    async with await open_spool(path) as spool:
         await add(spool, "e1", new_delivery("d1"))
         assert (await spool.stats()).by_state["pending"] == 1
     with sqlite3.connect(path) as conn:
@@ -168,7 +168,7 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> N
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
     with pytest.raises(SpoolError) as caught:
-        await Spool.open(path)
+        await open_spool(path)
     assert str(caught.value) == (
         f"spool {path} has schema version {SCHEMA_VERSION + 5} but this postbackd understands "
         f"up to {SCHEMA_VERSION}; upgrade postbackd or use another spool file"
@@ -180,22 +180,22 @@ async def test_other_sqlite_database_and_garbage_are_refused(tmp_path: Path) -> 
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE customers (id INTEGER)")
     with pytest.raises(SpoolError, match="not a postbackd spool"):
-        await Spool.open(other)
+        await open_spool(other)
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database, just text " * 100)
     with pytest.raises(SpoolError, match=f"cannot open spool {garbage}"):
-        await Spool.open(garbage)
+        await open_spool(garbage)
 
 
 async def test_synchronous_normal_is_accepted_and_bad_values_refused(tmp_path: Path) -> None:
-    async with await Spool.open(tmp_path / "a.db", synchronous="NORMAL") as spool:
+    async with await open_spool(tmp_path / "a.db", synchronous="NORMAL") as spool:
         assert (await add(spool, "e1", new_delivery("d1"))).deliveries == 1
     with pytest.raises(ValueError, match="FULL or NORMAL"):
-        await Spool.open(tmp_path / "b.db", synchronous="OFF")
+        await open_spool(tmp_path / "b.db", synchronous="OFF")
 
 
 async def test_closed_spool_is_unavailable(tmp_path: Path) -> None:
-    spool = await Spool.open(tmp_path / "spool.db")
+    spool = await open_spool(tmp_path / "spool.db")
     await spool.close()
     await spool.close()  # twice is harmless
     with pytest.raises(SpoolUnavailable, match="is closed"):
@@ -317,9 +317,9 @@ async def test_disk_full_is_spool_unavailable(spool: Spool) -> None:
 
 async def test_min_free_refuses_intake_but_records_outcomes(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
-    async with await Spool.open(path) as spool:
+    async with await open_spool(path) as spool:
         await add(spool, "e1", new_delivery("d1"))
-    async with await Spool.open(path, min_free=2**62) as spool:
+    async with await open_spool(path, min_free=2**62) as spool:
         with pytest.raises(SpoolUnavailable, match="below min_free"):
             await add(spool, "e2", new_delivery("d2"))
         await spool.record_attempt(result("d1", S.DONE))
@@ -392,9 +392,9 @@ async def test_ordered_deliveries_wait_for_earlier_ones(spool: Spool) -> None:
     assert await spool.claim_due(now + 60, 10) == []
     assert await spool.next_due_at() == pytest.approx(retry_at)
 
-    assert await spool.hold(["first"]) == 1  # held: second still waits
+    assert await spool.verbs.hold(["first"]) == 1  # held: second still waits
     assert await spool.claim_due(now + 3600, 10) == []
-    assert await spool.release(["first"]) == 1
+    assert await spool.verbs.release(["first"]) == 1
     (again,) = await spool.claim_due(now + 3600, 10)
     assert again.id == "first"
 
@@ -511,7 +511,7 @@ async def test_uncounted_result_keeps_attempts_and_status(spool: Spool) -> None:
 async def test_record_attempt_for_a_purged_delivery_is_ignored(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1"))
     await spool.claim_due(soon(), 10)
-    assert await spool.purge(["d1"]) == 1
+    assert await spool.verbs.purge(["d1"]) == 1
     await spool.record_attempt(result("d1", S.DONE))
     assert await spool.get_delivery("d1") is None
 
@@ -525,7 +525,7 @@ async def test_record_attempt_checks_its_values(spool: Spool) -> None:
 
 async def test_failed_delivery_retried_is_rendered_again(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1", state=S.FAILED, body=None, render_error="boom"))
-    assert await spool.retry(["d1"]) == 1
+    assert await spool.verbs.retry(["d1"]) == 1
     (claimed,) = await spool.claim_due(soon(), 10)
     assert claimed.needs_render
     assert await spool.set_rendered(

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from postbackd import spool_claim
+import postbackd.spool.sqlite.claim as spool_claim
 from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState
+from postbackd.spool.model import DeliveryState
 from tests.test_spool import add, new_delivery, result, spool
 
 S = DeliveryState

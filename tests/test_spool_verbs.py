@@ -4,11 +4,12 @@ stats, prune and erase."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
-from postbackd.spool import Spool
-from postbackd.spool_model import TRIGGER_INACTIVE, DeliveryState, ErasedCounts, TriggerSync
+from postbackd.spool import ListFilter, Spool
+from postbackd.spool.model import TRIGGER_INACTIVE, DeliveryState, ErasedCounts, TriggerSync
 from tests.test_spool import add, new_delivery, result, soon, spool, state_of
 
 S = DeliveryState
@@ -35,7 +36,7 @@ async def test_retry_dead_starts_a_fresh_schedule(spool: Spool) -> None:
     await make_dead(spool, "d1")
     detail = await spool.get_delivery("d1")
     assert detail is not None and detail.summary.attempts == 2
-    assert await spool.retry(["d1"]) == 1
+    assert await spool.verbs.retry(["d1"]) == 1
     (claimed,) = await spool.claim_due(soon(), 10)
     assert (claimed.id, claimed.attempts) == ("d1", 0)
     detail = await spool.get_delivery("d1")
@@ -50,19 +51,19 @@ async def test_retry_never_touches_inflight_or_done(spool: Spool) -> None:
     claimed = await spool.claim_due(soon(), 10)
     assert len(claimed) == 2
     await spool.record_attempt(result("finished", S.DONE))
-    assert await spool.retry(["flying", "finished"]) == 0
-    assert await spool.retry() == 0
+    assert await spool.verbs.retry(["flying", "finished"]) == 0
+    assert await spool.verbs.retry() == 0
     with pytest.raises(ValueError, match="done deliveries cannot be retried"):
-        await spool.retry(state="done")
+        await spool.verbs.retry(state="done")
     with pytest.raises(ValueError, match="unknown delivery state 'bogus'"):
-        await spool.retry(state="bogus")
+        await spool.verbs.retry(state="bogus")
 
 
 async def test_retry_pending_now_keeps_attempts(spool: Spool) -> None:
     later = time.time() + 3600
     await add(spool, "e1", new_delivery("d1", next_attempt_at=later))
     assert await spool.claim_due(soon(), 10) == []
-    assert await spool.retry() == 1
+    assert await spool.verbs.retry() == 1
     (claimed,) = await spool.claim_due(soon(), 10)
     assert claimed.id == "d1"
 
@@ -71,13 +72,13 @@ async def test_retry_by_destination_customer_and_state(spool: Spool) -> None:
     await make_dead(spool, "a", order="o1")
     await make_dead(spool, "b", order="o2", customer="globex")
     await add(spool, "e-held", new_delivery("held", order="o3"), order="o3")
-    await spool.hold(["held"])
-    assert await spool.retry(destination="https://elsewhere:443") == 0
-    assert await spool.retry(customer="globex") == 1
+    await spool.verbs.hold(["held"])
+    assert await spool.verbs.retry(destination="https://elsewhere:443") == 0
+    assert await spool.verbs.retry(customer="globex") == 1
     assert await state_of(spool, "b") is S.PENDING
-    assert await spool.retry() == 2  # pending b again and dead a; held stays held
+    assert await spool.verbs.retry() == 2  # pending b again and dead a; held stays held
     assert await state_of(spool, "held") is S.HELD
-    assert await spool.retry(state="held") == 1
+    assert await spool.verbs.retry(state="held") == 1
     assert await state_of(spool, "held") is S.PENDING
 
 
@@ -86,8 +87,8 @@ async def test_retry_with_default_selection_skips_cancelled(spool: Spool) -> Non
     await add(spool, "e2", new_delivery("new", supersede=True))
     assert await state_of(spool, "old") is S.CANCELLED
     await spool.claim_due(soon(), 10)
-    assert await spool.retry() == 0
-    assert await spool.retry(["old"]) == 1
+    assert await spool.verbs.retry() == 0
+    assert await spool.verbs.retry(["old"]) == 1
 
 
 async def test_hold_and_release(spool: Spool) -> None:
@@ -95,14 +96,14 @@ async def test_hold_and_release(spool: Spool) -> None:
     await add(
         spool, "e2", new_delivery("b", order="o2", customer="globex"), order="o2", customer="globex"
     )
-    assert await spool.hold(customer="globex", reason="customer asked to pause") == 1
+    assert await spool.verbs.hold(customer="globex", reason="customer asked to pause") == 1
     detail = await spool.get_delivery("b")
     assert detail is not None
     assert detail.summary.held_reason == "customer asked to pause"
     assert [d.id for d in await spool.claim_due(soon(), 10)] == ["a"]
-    assert await spool.hold(["a"]) == 0  # inflight: not held
-    assert await spool.release(customer="acme") == 0
-    assert await spool.release() == 1
+    assert await spool.verbs.hold(["a"]) == 0  # inflight: not held
+    assert await spool.verbs.release(customer="acme") == 0
+    assert await spool.verbs.release() == 1
     assert [d.id for d in await spool.claim_due(soon(), 10)] == ["b"]
 
 
@@ -113,15 +114,15 @@ async def test_purge_deletes_deliveries_and_attempts(spool: Spool) -> None:
     await make_dead(spool, "a", order="o1")
     await add(spool, "e2", new_delivery("b", order="o2"), order="o2")
     with pytest.raises(ValueError, match="purge needs"):
-        await spool.purge()
-    assert await spool.purge(state="dead") == 1
+        await spool.verbs.purge()
+    assert await spool.verbs.purge(state="dead") == 1
     assert await spool.get_delivery("a") is None
     attempts = await spool._reader.call(
         lambda conn: conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
     )
     assert attempts == 0
     assert await state_of(spool, "b") is S.PENDING
-    assert await spool.purge(["b", "missing"]) == 1
+    assert await spool.verbs.purge(["b", "missing"]) == 1
     assert (await spool.stats()).deliveries == 0
 
 
@@ -130,7 +131,7 @@ async def test_sync_triggers_holds_resumes_and_cancels(spool: Spool) -> None:
     await add(spool, "e2", new_delivery("off", trigger="paused", order="o2"), order="o2")
     await add(spool, "e3", new_delivery("gone", trigger="removed", order="o3"), order="o3")
     await add(spool, "e4", new_delivery("op-held", trigger="paused", order="o4"), order="o4")
-    await spool.hold(["op-held"])
+    await spool.verbs.hold(["op-held"])
 
     sync = await spool.sync_triggers(active={"active"}, inactive={"paused"})
     assert sync == TriggerSync(held=1, resumed=0, cancelled=1)
@@ -188,20 +189,20 @@ async def test_list_filters(spool: Spool) -> None:
     (claimed,) = await spool.claim_due(soon(), 1)
     await spool.record_attempt(result(claimed.id, S.DONE, destination="https://x:443"))
 
-    async def ids(**filters: object) -> list[str]:
-        rows, _ = await spool.list_deliveries(**filters)  # type: ignore[arg-type]
+    async def ids(**filters: Any) -> list[str]:
+        rows, _ = await spool.list_deliveries(ListFilter(**filters))
         return [row.id for row in rows]
 
     assert await ids(customer="globex") == ["b"]
     assert await ids(trigger="t2") == ["c", "b"]
     assert await ids(order="o1") == ["c", "a"]
     assert await ids(event_type="order.delivered") == ["b"]
-    assert await ids(state="done") == [claimed.id]
+    assert await ids(state=S.DONE) == [claimed.id]
     assert await ids(destination="https://x:443") == [claimed.id]
     assert await ids(since=middle) == ["c"]
     assert await ids(until=middle) == ["b", "a"]
     assert await ids(order="o1", trigger="t1") == ["a"]
-    rows, _ = await spool.list_deliveries(state="pending", limit=1)
+    rows, _ = await spool.list_deliveries(ListFilter(state=S.PENDING), limit=1)
     assert rows[0].next_attempt_at is not None
     assert rows[0].to_dict()["state"] == "pending"
 
@@ -245,8 +246,8 @@ async def test_prune_removes_finished_deliveries_and_their_events_in_batches(spo
     for claimed in await spool.claim_due(soon(), 10):
         await spool.record_attempt(result(claimed.id, S.DONE))
     cutoff = time.time() + 1
-    assert await spool.prune(time.time() - 3600) == 0  # nothing is that old
-    removed = [await spool.prune(cutoff, batch=2) for _ in range(4)]
+    assert await spool.verbs.prune(time.time() - 3600) == 0  # nothing is that old
+    removed = [await spool.verbs.prune(cutoff, batch=2) for _ in range(4)]
     assert removed[-1] == 0
     assert sum(removed) == 3 + 4  # three deliveries, their three events, the unmatched one
     stats = await spool.stats()
@@ -262,10 +263,10 @@ async def test_erase_order_removes_its_personal_data(spool: Spool) -> None:
     await make_dead(spool, "a", order="o1")
     await add(spool, "e2", new_delivery("b", order="o1", trigger="t2"), order="o1")
     await add(spool, "e3", new_delivery("c", order="o2"), order="o2")
-    erased = await spool.erase_order("o1")
+    erased = await spool.verbs.erase_order("o1")
     assert erased == ErasedCounts(events=2, deliveries=2, attempts=2)
     assert await spool.get_delivery("a") is None
     assert await state_of(spool, "c") is S.PENDING
-    rows, _ = await spool.list_deliveries(order="o1")
+    rows, _ = await spool.list_deliveries(ListFilter(order="o1"))
     assert rows == []
-    assert await spool.erase_order("o1") == ErasedCounts(0, 0, 0)
+    assert await spool.verbs.erase_order("o1") == ErasedCounts(0, 0, 0)

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-import postbackd.templates as templates_module
-import postbackd.templates_compile as templates_compile
-from postbackd.config_model import Customer, Location, Lookup, TemplateConfig, TemplateFormat
+import postbackd.templates.compile as templates_compile
+import postbackd.templates.engine as templates_module
+from postbackd.config.model import Customer, Location, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, parse_event
 from postbackd.samples import load_sample, sample_event
-from postbackd.templates import (
+from postbackd.templates.engine import (
     RenderError,
     TemplateEngine,
     TemplateWarning,

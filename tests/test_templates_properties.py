@@ -10,9 +10,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from postbackd.config_model import Location, TemplateConfig
+from postbackd.config.model import Location, TemplateConfig
 from postbackd.events import Event
-from postbackd.templates import RenderError, TemplateEngine
+from postbackd.templates.engine import RenderError, TemplateEngine
 
 NASTY = 'He said "hi" \\ <b>&</b>\n'
 XML_ILLEGAL = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\ufffe", "\uffff"]

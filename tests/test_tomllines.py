@@ -10,7 +10,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postbackd.tomllines import KeyPath, TomlLines
+from postbackd.config.tomllines import KeyPath, TomlLines
 
 TRICKY = dedent(
     '''\

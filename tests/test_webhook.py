@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
 from postbackd import __version__
-from postbackd.config_model import Config, DaemonConfig, SmtpConfig, UiConfig
+from postbackd.config.model import Config, DaemonConfig, SmtpConfig, UiConfig
 from postbackd.deliveries.webhook import WebhookDelivery, postbackd_register_deliveries
 from postbackd.plugin import Delivery, OutcomeKind, PluginContext
 

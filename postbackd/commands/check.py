@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 
 if TYPE_CHECKING:
-    from postbackd.config_model import Config
-    from postbackd.config_report import Diagnostic
+    from postbackd.config import Config, Diagnostic
     from postbackd.templates import TemplateEngine
 
 
@@ -35,8 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError, load_config_with_warnings
-    from postbackd.loading import build_engine
-    from postbackd.sources_runner import source_problems
+    from postbackd.generation import build_engine
+    from postbackd.supervisor import source_problems
 
     opened = open_or_report(args, stream=sys.stdout)
     if opened is None:
@@ -79,7 +78,7 @@ def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic
     Syntax errors and templates that fail on every matching sample are errors; undefined
     variables are warnings. Each is placed at the template's file and line.
     """
-    from postbackd.config_report import Diagnostic
+    from postbackd.config import Diagnostic
 
     found: dict[str, Diagnostic] = {}
     for trigger in sorted(config.triggers.values(), key=lambda t: t.name):

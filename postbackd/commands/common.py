@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from postbackd.loading import Plugins
+    from postbackd.generation import Plugins
 
 SYSTEM_CONF_DIR = Path("/etc/postbackd/conf.d")
 
@@ -46,7 +46,7 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
 
 def open_or_report(args: argparse.Namespace, *, stream: TextIO) -> tuple[Path, Plugins] | None:
     """Resolve the configuration directory and load its plugins, or print why not."""
-    from postbackd.loading import open_plugins
+    from postbackd.generation import open_plugins
     from postbackd.plugins import PluginError
 
     conf_dir = resolve_conf_dir(args.conf_dir)

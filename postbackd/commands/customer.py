@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
-from postbackd.config import ConfigError, load_config_with_warnings
-from postbackd.config_items import CUSTOMER_ID
+from postbackd.config import CUSTOMER_ID, ConfigError, load_config_with_warnings
 
 WEBHOOK_TEMPLATE = """\
 {

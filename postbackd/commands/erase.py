@@ -49,7 +49,7 @@ async def erase(spool: Spool, order_id: str, *, yes: bool) -> int:
         if deliveries:
             count = plural(len(deliveries), "delivery", "deliveries")
             ask(f"Erase order {order_id}: its events, {count} and their request log?")
-    erased = await spool.erase_order(order_id)
+    erased = await spool.verbs.erase_order(order_id)
     print(
         f"erased order {order_id}: {plural(erased.events, 'event')}, "
         f"{plural(erased.deliveries, 'delivery', 'deliveries')}, "

@@ -31,9 +31,7 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
-from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState
-from postbackd.spool_verbs import RETRYABLE
+from postbackd.spool import RETRYABLE, DeliveryState, Spool
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -133,12 +131,12 @@ async def _show(spool: Spool, args: argparse.Namespace) -> int:
 async def _retry(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
     if args.destination is None:
-        count = await spool.retry(ids, state=args.state, customer=args.customer)
+        count = await spool.verbs.retry(ids, state=args.state, customer=args.customer)
     else:
         count = 0
         named = await _destinations(spool, args.destination, args.state, args.customer)
         for destination in named:
-            count += await spool.retry(
+            count += await spool.verbs.retry(
                 ids, state=args.state, customer=args.customer, destination=destination
             )
     return _report("retried", count, ids, "none of them is dead, failed, held or pending")
@@ -146,13 +144,13 @@ async def _retry(spool: Spool, args: argparse.Namespace) -> int:
 
 async def _hold(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.hold(ids, customer=args.customer)
+    count = await spool.verbs.hold(ids, customer=args.customer)
     return _report("held", count, ids, "none of them is pending")
 
 
 async def _release(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.release(ids, customer=args.customer)
+    count = await spool.verbs.release(ids, customer=args.customer)
     return _report("released", count, ids, "none of them is held")
 
 
@@ -164,7 +162,7 @@ async def _purge(spool: Spool, args: argparse.Namespace) -> int:
         matching = await _count(spool, ids, args.state, args.customer)
         if matching:
             ask(f"Delete {plural(matching, 'delivery', 'deliveries')} and their request log?")
-    count = await spool.purge(ids, state=args.state, customer=args.customer)
+    count = await spool.verbs.purge(ids, state=args.state, customer=args.customer)
     return _report("purged", count, ids, "none of them is in the spool")
 
 

@@ -59,7 +59,7 @@ def read_event_arg(event_file: str | None, sample: str | None, customer: str | N
 
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError, load_config
-    from postbackd.loading import build_engine
+    from postbackd.generation import build_engine
     from postbackd.templates import RenderError
 
     try:

@@ -31,8 +31,7 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
-from postbackd.spool import Spool
-from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
+from postbackd.spool import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary, Spool
 
 INDENT = "  "
 SHORT_ID = 8

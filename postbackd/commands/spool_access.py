@@ -22,8 +22,15 @@ from typing import Any
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
 from postbackd.plugin import SpoolUnavailable
-from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState, DeliverySummary, SpoolError
+from postbackd.spool import (
+    DeliveryState,
+    DeliverySummary,
+    ListFilter,
+    Spool,
+    SpoolError,
+    open_spool,
+    parse_state,
+)
 from postbackd.units import parse_duration
 
 PAGE = 500
@@ -120,7 +127,7 @@ def positive_int(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    """The listing filters of a command line, as `Spool.list_deliveries` takes them."""
+    """The listing filters of a command line; `filters()` as `Spool.list_deliveries` takes them."""
 
     state: str | None = None
     customer: str | None = None
@@ -139,6 +146,12 @@ class ListQuery:
             event_type=args.event_type,
             since=args.since,
         )
+
+    def filters(self) -> ListFilter:
+        """ValueError names the known states when `state` is not one."""
+        fields = asdict(self)
+        state = fields.pop("state")
+        return ListFilter(state=None if state is None else parse_state(state), **fields)
 
 
 # ---------------------------------------------------------------------- running
@@ -161,7 +174,7 @@ def run_on_spool(args: argparse.Namespace, command: SpoolCommand) -> int:
 
 
 async def _with_spool(path: Path, command: SpoolCommand) -> int:
-    spool = await Spool.open(path)
+    spool = await open_spool(path)
     try:
         return await command(spool)
     finally:
@@ -202,9 +215,10 @@ async def iter_deliveries(
     """Deliveries matching `query`, newest first, a page at a time (never all in memory)."""
     cursor: str | None = None
     left = limit
+    filters = query.filters()
     while left is None or left > 0:
         size = PAGE if left is None else min(PAGE, left)
-        page, cursor = await spool.list_deliveries(**asdict(query), limit=size, cursor=cursor)
+        page, cursor = await spool.list_deliveries(filters, limit=size, cursor=cursor)
         for summary in page:
             yield summary
         if left is not None:

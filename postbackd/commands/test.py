@@ -21,7 +21,7 @@ from postbackd.commands.render import read_event_arg
 from postbackd.plugin import Delivery, Outcome
 
 if TYPE_CHECKING:
-    from postbackd.loading import Plugins
+    from postbackd.generation import Plugins
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError
-    from postbackd.loading import load_generation
+    from postbackd.generation import load_generation
 
     opened = open_or_report(args, stream=sys.stderr)
     if opened is None:
@@ -103,7 +103,7 @@ async def _send(
 
 
 def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
-    from postbackd.smtpcheck import format_smtp_summary
+    from postbackd.deliveries.email.smtpcheck import format_smtp_summary
 
     out = sys.stdout
     if delivery.subject is not None and (outcome.request or {}).get("server"):

@@ -13,14 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from postbackd.api import (
-    bearer_ok,
-    build_app,
-    json_error,
-    json_response,
-    split_listen,
-    unauthorized,
-)
 from postbackd.events import EventRejected, parse_events
 from postbackd.logs import get_logger
 from postbackd.plugin import (
@@ -32,6 +24,14 @@ from postbackd.plugin import (
     submit_many,
 )
 from postbackd.units import parse_size
+from postbackd.web import (
+    bearer_ok,
+    build_app,
+    json_error,
+    json_response,
+    split_listen,
+    unauthorized,
+)
 
 log = get_logger("postbackd.sources.http")
 

@@ -12,7 +12,7 @@ from postbackd.events import Event, parse_event
 from postbackd.plugin import Delivery, SpoolUnavailable, SubmitResult
 from postbackd.plugins import PluginHost, load_plugins
 from postbackd.router import delivery_id
-from postbackd.templates_escape import content_type_for
+from postbackd.templates import content_type_for
 from postbackd.testing.waiting import until
 
 

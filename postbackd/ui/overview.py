@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from postbackd.spool_ui import Throughput, UiQueries
+from postbackd.spool import Throughput
 from postbackd.ui.visit import UiBackend, Visit
 
 CHART_MINUTES = 60
@@ -48,14 +48,13 @@ def chart(throughput: Throughput) -> list[Bar]:
 
 
 class Overview:
-    def __init__(self, backend: UiBackend, queries: UiQueries) -> None:
+    def __init__(self, backend: UiBackend) -> None:
         self.backend = backend
-        self.queries = queries
 
     async def page(self, visit: Visit) -> web.Response:
         now = time.time()
         stats = await self.backend.spool.stats()
-        throughput = await self.queries.throughput(CHART_MINUTES, now)
+        throughput = await self.backend.spool.throughput(CHART_MINUTES, now)
         breakers = sorted(self.backend.breakers.open_destinations().items())
         status = self.backend.config_status()
         recent = throughput.minutes[-5:]

@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from postbackd.events import canonical_type
-from postbackd.spool_reads import ListFilter
-from postbackd.spool_rows import parse_state
+from postbackd.spool import ListFilter, parse_state
 from postbackd.units import parse_duration
 
 BASE = "/ui/requests"

@@ -14,9 +14,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from postbackd.events import CANONICAL_TYPES
-from postbackd.spool_model import DeliveryDetail, DeliveryState, DeliverySummary
-from postbackd.spool_ui import UiQueries
-from postbackd.spool_verbs import RETRYABLE
+from postbackd.spool import RETRYABLE, DeliveryDetail, DeliveryState, DeliverySummary
 from postbackd.ui import pretty, views
 from postbackd.ui.query import FilterError, RequestQuery
 from postbackd.ui.visit import UiBackend, Visit
@@ -74,9 +72,8 @@ def render_request_rows(rows: list[DeliverySummary]) -> str:
 
 
 class RequestsPages:
-    def __init__(self, backend: UiBackend, queries: UiQueries) -> None:
+    def __init__(self, backend: UiBackend) -> None:
         self.backend = backend
-        self.queries = queries
 
     async def list(self, visit: Visit) -> web.Response:
         query = RequestQuery.from_query(visit.request.query)
@@ -85,7 +82,7 @@ class RequestsPages:
         error: FilterError | None = None
         try:
             filters = query.list_filter()
-            rows, next_cursor = await self.queries.list_deliveries(
+            rows, next_cursor = await self.backend.spool.list_deliveries(
                 filters, limit=PAGE_SIZE, cursor=query.cursor or None
             )
         except FilterError as exc:
@@ -142,11 +139,11 @@ class RequestsPages:
             return visit.page("message.html", status=404, title="Unknown action", message=action)
         spool = self.backend.spool
         if action == "retry":
-            changed = await spool.retry([delivery_id])
+            changed = await spool.verbs.retry([delivery_id])
         elif action == "hold":
-            changed = await spool.hold([delivery_id], reason="held from the web UI")
+            changed = await spool.verbs.hold([delivery_id], reason="held from the web UI")
         else:
-            changed = await spool.release([delivery_id])
+            changed = await spool.verbs.release([delivery_id])
         if changed:
             self.backend.wake()
         notice = {"retry": "retried", "hold": "held", "release": "released"}[action]
@@ -163,7 +160,7 @@ class RequestsPages:
                 message="Filter the Requests page by a customer first, then retry its dead "
                 "deliveries.",
             )
-        count = await self.backend.spool.retry(state="dead", customer=customer)
+        count = await self.backend.spool.verbs.retry(state="dead", customer=customer)
         if count:
             self.backend.wake()
         params = urlencode({"customer": customer, "notice": "retried-dead", "n": count})

@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from postbackd.spool_ui import UiQueries
 from postbackd.ui import auth, views
 from postbackd.ui.overview import Overview
 from postbackd.ui.requests_pages import RequestsPages
@@ -29,10 +28,9 @@ class UiRoutes:
     def __init__(self, backend: UiBackend, signer: auth.SessionSigner | None = None) -> None:
         self.backend = backend
         self.signer = signer or auth.SessionSigner()
-        self.queries = UiQueries(lambda: backend.spool.path)
-        self.requests = RequestsPages(backend, self.queries)
+        self.requests = RequestsPages(backend)
         self.workbench = Workbench(backend)
-        self.overview = Overview(backend, self.queries)
+        self.overview = Overview(backend)
 
     def routes(self) -> list[web.RouteDef]:
         get, post = self._get, self._post

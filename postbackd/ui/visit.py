@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from postbackd.intake import Generation
+from postbackd.generation import Generation
 from postbackd.ui import views
 
 if TYPE_CHECKING:
     from postbackd.breaker import BreakerBoard
-    from postbackd.loading import Plugins
+    from postbackd.generation import Plugins
     from postbackd.spool import Spool
 
 

@@ -202,7 +202,9 @@ async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, 
     receiver.script("/hook", [500])
     port = free_port()
     files = webhook_config(
-        receiver.url("/hook"), port=port, spool=tmp_path / "ordered.db",
+        receiver.url("/hook"),
+        port=port,
+        spool=tmp_path / "ordered.db",
         extra_trigger="ordered = true\nsupersede = true",
     )
     files["acme.toml"] = files["acme.toml"].replace(

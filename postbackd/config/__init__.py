@@ -1,0 +1,69 @@
+"""conf.d → a typed, validated `Config` (DESIGN §3): the names other packages may import.
+
+Inside: `model` (the frozen dataclasses), `load` (the loader that reports every problem with
+file:line), `files` and `parse` (which files count, one file to a `ConfFile`), `cache` (files
+that did not change are not parsed again), `table` (the typed settings reader), `sections` and
+`items` (the tables of DESIGN §3), `secrets` (``${scheme:...}`` references), `tomllines` (the
+line of a key), `report` (diagnostics) and `watch` (reload when a file is closed).
+"""
+
+from __future__ import annotations
+
+from postbackd.config.cache import ConfigCache
+from postbackd.config.items import CUSTOMER_ID
+from postbackd.config.load import (
+    BUILTIN_TEMPLATE_NAMES,
+    LoadResult,
+    ValidateOptions,
+    config_files,
+    default_spool,
+    load_config,
+    load_config_with_warnings,
+)
+from postbackd.config.model import (
+    DEFAULT_RETRY_SCHEDULE,
+    Config,
+    Customer,
+    DaemonConfig,
+    Location,
+    Lookup,
+    Network,
+    SmtpConfig,
+    SourceConfig,
+    TemplateConfig,
+    TemplateFormat,
+    TlsMode,
+    Trigger,
+    UiConfig,
+)
+from postbackd.config.report import ConfigError, Diagnostic
+from postbackd.config.watch import ConfigWatcher
+
+__all__ = [
+    "BUILTIN_TEMPLATE_NAMES",
+    "CUSTOMER_ID",
+    "DEFAULT_RETRY_SCHEDULE",
+    "Config",
+    "ConfigCache",
+    "ConfigError",
+    "ConfigWatcher",
+    "Customer",
+    "DaemonConfig",
+    "Diagnostic",
+    "LoadResult",
+    "Location",
+    "Lookup",
+    "Network",
+    "SmtpConfig",
+    "SourceConfig",
+    "TemplateConfig",
+    "TemplateFormat",
+    "TlsMode",
+    "Trigger",
+    "UiConfig",
+    "ValidateOptions",
+    "config_files",
+    "default_spool",
+    "load_config",
+    "load_config_with_warnings",
+]

@@ -1,0 +1,400 @@
+"""conf.d → a typed, validated `Config`; every problem reported with file and line.
+
+`load_config` reads every file of the directory (see `postbackd.config.files` for which),
+merges them per DESIGN §3 and validates the whole: unknown tables and keys (with a "did you
+mean"), types, units, enums, networks, duplicates across files (naming both places), and
+references between items (a trigger's customer, template and delivery). It never stops at the
+first problem; all of them are raised together in one `ConfigError`.
+
+Choices worth knowing:
+- A file that fails to parse is reported; references to names it seems to declare (read
+  line by line) are not reported again, and a reference that is still missing mentions it.
+- Secret references (`postbackd.config.secrets`) are expanded in every string value except a
+  template's ``body`` and ``subject``, which are Jinja sources and are stored as written.
+- Relative paths resolve against the directory of the file that holds them: ``[daemon] spool``
+  and ``plugin_dirs``, ``[[template]] body_file``, and path settings of sources and deliveries
+  (see `postbackd.config.sections`). Resolved paths are absolute.
+- The spool defaults to ``$STATE_DIRECTORY/spool.db`` (systemd), else ``var/spool.db`` under
+  the current working directory.
+- With a `ConfigCache` (the daemon keeps one across reloads), a file that did not change is
+  not parsed again, nor are its items built again; what looks across files is always checked
+  on the whole directory, and the result is the same as without the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from postbackd.config.cache import ConfigCache
+from postbackd.config.files import (
+    ReadResult,
+    config_files,
+    config_paths,
+    item_tables,
+    read_files,
+)
+from postbackd.config.items import (
+    BUILTIN_PREFIX,
+    build_customer,
+    build_lookup,
+    build_template,
+    build_trigger,
+)
+from postbackd.config.model import Config, Trigger
+from postbackd.config.parse import ITEM_TABLES, PLUGIN_TABLES
+from postbackd.config.report import ConfigError, Diagnostic, Reporter, did_you_mean
+from postbackd.config.secrets import SchemeResolver, SecretResolver
+from postbackd.config.sections import (
+    build_daemon,
+    build_smtp,
+    build_source,
+    build_ui,
+    http_token,
+    plugin_settings,
+)
+from postbackd.config.table import Built, ConfFile, Table
+
+__all__ = [
+    "BUILTIN_TEMPLATE_NAMES",
+    "ConfigCache",
+    "ConfigError",
+    "Diagnostic",
+    "LoadResult",
+    "ValidateOptions",
+    "config_files",
+    "default_spool",
+    "load_config",
+    "load_config_with_warnings",
+]
+
+BUILTIN_TEMPLATE_NAMES = frozenset(
+    {
+        "builtin:order-status-json",
+        "builtin:order-status-xml",
+        "builtin:shipped-email",
+        "builtin:gelato-status-v2",
+    }
+)
+SINGLE_TABLES = ("daemon", "smtp", "ui")
+TABLE_FORMS = {
+    **{key: f"[{key}]" for key in SINGLE_TABLES},
+    **{key: f"[{key}.NAME]" for key in PLUGIN_TABLES},
+    **{key: f"[[{key}]]" for key in ITEM_TABLES},
+}
+
+ValidateOptions = Callable[[Mapping[str, Any]], list[str]]
+"""A delivery plugin's ``validate_options(options) -> [problem, ...]``."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A valid configuration and the warnings found while loading it."""
+
+    config: Config
+    warnings: tuple[Diagnostic, ...] = ()
+
+
+def load_config(
+    conf_dir: Path,
+    *,
+    deliveries: Mapping[str, ValidateOptions] | None = None,
+    resolve_secret: SchemeResolver | None = None,
+    environ: Mapping[str, str] | None = None,
+    pending: Mapping[Path, str] | None = None,
+    expand_secrets: bool = True,
+    cache: ConfigCache | None = None,
+) -> Config:
+    """The validated configuration of `conf_dir`; `ConfigError` lists every error found.
+
+    `deliveries` maps each registered delivery name to its ``validate_options``; without it,
+    delivery names are not checked. `resolve_secret` resolves ``${scheme:rest}`` references of
+    schemes other than env/file/credential (None when the scheme is not its own). `environ`
+    (default ``os.environ``) supplies ``${env:...}``, ``CREDENTIALS_DIRECTORY`` and
+    ``STATE_DIRECTORY``. `pending` maps paths of files not yet written to their text: they are
+    validated as if present (``customer add`` checks a file before writing it). With
+    `expand_secrets` false, references are kept as written and not checked: for tools that need
+    the structure only and may run without the daemon's environment. With a `cache` (kept from
+    one load to the next), files that did not change are not read and parsed again.
+    """
+    return load_config_with_warnings(
+        conf_dir,
+        deliveries=deliveries,
+        resolve_secret=resolve_secret,
+        environ=environ,
+        pending=pending,
+        expand_secrets=expand_secrets,
+        cache=cache,
+    ).config
+
+
+def load_config_with_warnings(
+    conf_dir: Path,
+    *,
+    deliveries: Mapping[str, ValidateOptions] | None = None,
+    resolve_secret: SchemeResolver | None = None,
+    environ: Mapping[str, str] | None = None,
+    pending: Mapping[Path, str] | None = None,
+    expand_secrets: bool = True,
+    cache: ConfigCache | None = None,
+) -> LoadResult:
+    """As `load_config`, also returning the warnings (``ConfigError`` carries both kinds)."""
+    env = os.environ if environ is None else environ
+    if not conf_dir.is_dir():
+        raise ConfigError(
+            [Diagnostic(conf_dir, 0, "configuration directory not found: create it or pass -c DIR")]
+        )
+    report = Reporter()
+    with cache.lock if cache is not None else nullcontext():
+        paths = config_paths(conf_dir)
+        if not paths and not pending:
+            report.warning(conf_dir, 0, "no *.toml files: running with the defaults")
+        if cache is not None:
+            cache.begin(paths)
+        resolver = SecretResolver(env, resolve_secret) if expand_secrets else None
+        read = read_files(paths, pending or {}, resolver, report, cache)
+        loader = _Loader(read, report, deliveries)
+        config = loader.build(conf_dir, default_spool(env))
+    if report.failed:
+        raise ConfigError(report.sorted())
+    return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
+
+
+def default_spool(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY/spool.db`` (its first entry) under systemd, else ./var/spool.db."""
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state, "spool.db") if state else Path.cwd() / "var" / "spool.db"
+
+
+class _Loader:
+    """Merges the parsed files into tables, then builds and cross-checks the items."""
+
+    def __init__(
+        self,
+        read: ReadResult,
+        report: Reporter,
+        deliveries: Mapping[str, ValidateOptions] | None,
+    ) -> None:
+        self.read = read
+        self.report = report
+        self.deliveries = deliveries
+        self.singles: dict[str, Table] = {}
+        self.plugins: dict[str, dict[str, Table]] = {kind: {} for kind in PLUGIN_TABLES}
+        self.items: dict[str, list[Table]] = {kind: [] for kind in ITEM_TABLES}
+        self.declared: dict[str, set[str]] = {kind: set() for kind in ITEM_TABLES}
+        for file in read.files:
+            self.merge(file)
+
+    def merge(self, file: ConfFile) -> None:
+        for key, value in file.raw.items():
+            if key in SINGLE_TABLES:
+                self.merge_single(file, key, value)
+            elif key in PLUGIN_TABLES:
+                self.merge_plugin_tables(file, key, value)
+            elif key in ITEM_TABLES:
+                self.merge_items(file, key, value)
+            else:
+                close = difflib.get_close_matches(key, TABLE_FORMS, n=1)
+                hint = f" (did you mean {TABLE_FORMS[close[0]]}?)" if close else ""
+                self.report.error(
+                    file.path,
+                    file.lines.line_of(key),
+                    f"unknown table [{key}]{hint}: a file may hold "
+                    + ", ".join(TABLE_FORMS.values()),
+                )
+
+    def merge_single(self, file: ConfFile, key: str, value: Any) -> None:
+        line = file.lines.line_of(key)
+        if isinstance(value, list):
+            self.report.error(file.path, line, f"write [{key}] (one table), not [[{key}]]")
+        elif not isinstance(value, dict):
+            self.report.error(file.path, line, f"{key} must be the table [{key}]")
+        elif key in self.singles:
+            first = self.singles[key].location
+            self.report.error(
+                file.path,
+                line,
+                f"[{key}] is already set in {first}: it may appear only once in the directory",
+            )
+        else:
+            self.singles[key] = Table(file, (key,), f"[{key}]", self.report)
+
+    def merge_plugin_tables(self, file: ConfFile, key: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            where = file.lines.line_of(key)
+            self.report.error(file.path, where, f"write one table per plugin: [{key}.NAME]")
+            return
+        for name, settings in value.items():
+            where = file.lines.line_of(key, name)
+            if not isinstance(settings, dict):
+                self.report.error(
+                    file.path,
+                    where,
+                    f"[{key}] holds only tables: write [{key}.{name}] and its keys",
+                )
+            elif name in self.plugins[key]:
+                first = self.plugins[key][name].location
+                self.report.error(
+                    file.path, where, f"duplicate [{key}.{name}]: also defined at {first}"
+                )
+            else:
+                self.plugins[key][name] = Table(file, (key, name), f"[{key}.{name}]", self.report)
+
+    def merge_items(self, file: ConfFile, key: str, value: Any) -> None:
+        if not isinstance(value, list):
+            where = file.lines.line_of(key)
+            self.report.error(file.path, where, f"write [[{key}]] (one per {key}), not [{key}]")
+            return
+        merged = file.merged.get(key)
+        if merged is None:
+            merged = file.merged[key] = item_tables(file, key, value)
+        self.report.extend(merged.diagnostics)
+        for table, name in merged.tables:
+            table.report = self.report
+            if name is not None:
+                self.declared[key].add(name)
+            self.items[key].append(table)
+
+    def build(self, conf_dir: Path, spool: Path) -> Config:
+        sources = {
+            name: build_source(table, name) for name, table in self.plugins["sources"].items()
+        }
+        deliveries = {}
+        for name, table in self.plugins["deliveries"].items():
+            if self.deliveries is not None and name not in self.deliveries:
+                table.error(f"unknown delivery {name!r} (known: {self.known_deliveries()})")
+            deliveries[name] = plugin_settings(table)
+        daemon = build_daemon(self.singles.get("daemon"), spool)
+        if daemon.admin_token is None:
+            daemon = dataclasses.replace(daemon, admin_token=http_token(sources))
+        customers = self.unique("customer", "id", build_customer)
+        templates = self.unique("template", "name", build_template)
+        triggers = self.unique("trigger", "name", build_trigger)
+        lookups = self.unique("lookup", "name", build_lookup)
+        for table in self.items["trigger"]:
+            self.check_trigger(table, customers, templates, triggers)
+        for table, lookup in lookups.values():
+            if lookup.customer is not None:
+                self.check_reference(table, "customer", lookup.customer, customers)
+        return Config(
+            conf_dir=conf_dir,
+            daemon=daemon,
+            sources=sources,
+            deliveries=deliveries,
+            smtp=build_smtp(self.singles.get("smtp")),
+            ui=build_ui(self.singles.get("ui")),
+            customers=_values(customers),
+            templates=_values(templates),
+            triggers=_values(triggers),
+            lookups=_values(lookups),
+        )
+
+    def unique(
+        self, kind: str, key: str, build: Callable[[Table], T | None]
+    ) -> dict[str, tuple[Table, T]]:
+        """Build every item of `kind`; a name seen before is an error naming both places."""
+        built: dict[str, tuple[Table, T]] = {}
+        seen: dict[str, Table] = {}
+        for table in self.items[kind]:
+            value = self.build_item(kind, table, build)
+            name = table.data.get(key)
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                first = seen[name].location
+                table.error(f'duplicate {kind} {key} "{name}": also defined at {first}', key)
+                continue
+            seen[name] = table
+            if value is not None:
+                built[name] = (table, value)
+        return built
+
+    def build_item(self, kind: str, table: Table, build: Callable[[Table], T | None]) -> T | None:
+        """`build(table)`, or what it gave before for the same table, reported again as it was.
+
+        An item depends only on its table, except a template read from its ``body_file``:
+        that one is built at every load, so a changed body file is seen.
+        """
+        built = table.built
+        if built is None:
+            found = Reporter()
+            value = build(Table(table.file, table.path, table.label, found))
+            built = Built(value, tuple(found.diagnostics))
+            if kind != "template" or "body_file" not in table.raw:
+                table.built = built
+        self.report.extend(built.diagnostics)
+        return cast(T | None, built.value)
+
+    def check_trigger(
+        self,
+        table: Table,
+        customers: Mapping[str, Any],
+        templates: Mapping[str, Any],
+        triggers: Mapping[str, tuple[Table, Trigger]],
+    ) -> None:
+        """A trigger's references, checked even when other keys of it are wrong."""
+        customer, template, delivery = (
+            value if isinstance(value := table.data.get(key), str) else None
+            for key in ("customer", "template", "delivery")
+        )
+        if customer:
+            self.check_reference(table, "customer", customer, customers)
+        if template and template.startswith(BUILTIN_PREFIX):
+            if template not in BUILTIN_TEMPLATE_NAMES:
+                hint = did_you_mean(template, BUILTIN_TEMPLATE_NAMES)
+                known = ", ".join(sorted(BUILTIN_TEMPLATE_NAMES))
+                table.error(f'no built-in template "{template}"{hint} (known: {known})', "template")
+        elif template:
+            self.check_reference(table, "template", template, templates)
+        if self.deliveries is None or not delivery:
+            return
+        validate = self.deliveries.get(delivery)
+        if validate is None:
+            known = self.known_deliveries()
+            table.error(f"unknown delivery {delivery!r} (known: {known})", "delivery")
+            return
+        built = triggers.get(str(table.data.get("name")))
+        if built is not None and built[0] is table and not table.secret_failed("options"):
+            self.validate_options(table, built[1], validate)
+
+    def validate_options(self, table: Table, trigger: Trigger, validate: ValidateOptions) -> None:
+        try:
+            problems = list(validate(trigger.options))
+        except Exception as exc:
+            table.error(
+                f"delivery {trigger.delivery!r} failed to check these options: "
+                f"{type(exc).__name__}: {exc}",
+                "options",
+            )
+            return
+        for problem in problems:
+            key = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0].strip()
+            if key in trigger.options and ":" in problem:
+                table.error(problem.split(":", 1)[1].strip(), "options", key)
+            else:
+                table.error(problem, "options")
+
+    def check_reference(self, table: Table, kind: str, name: str, known: Mapping[str, Any]) -> None:
+        if name in known or name in self.declared[kind]:
+            return
+        if name in self.read.broken_names.get(kind, ()):
+            return
+        hint = did_you_mean(name, known)
+        broken = ", ".join(str(path) for path in self.read.broken)
+        suffix = f"; {broken} could not be read and may define it" if broken else ""
+        table.error(f'no {kind} "{name}"{hint}{suffix}', kind)
+
+    def known_deliveries(self) -> str:
+        return ", ".join(sorted(self.deliveries or ())) or "none registered"
+
+
+def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:
+    return {name: value for name, (_, value) in built.items()}

@@ -1,0 +1,194 @@
+"""The single and named tables of a configuration: `[daemon]`, `[smtp]`, `[ui]`,
+`[sources.NAME]` and `[deliveries.NAME]`, each read from a `Table` into its frozen value.
+
+Source and delivery tables belong to their plugins and are kept as mappings, but two things are
+done for them here because they are the same for every plugin: secret references are expanded,
+and a path setting (a string under a key named ``directory`` or ``path``, or ending in ``_dir``,
+``_directory``, ``_path`` or ``_file``) is resolved against the directory of its file. The HTTP
+source's ``listen``, ``token`` and ``max_body`` are checked here as well, so ``check`` reports a
+public listener without a token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from postbackd.config.model import DaemonConfig, Network, SmtpConfig, SourceConfig, UiConfig
+from postbackd.config.table import Table
+
+DAEMON_KEYS = frozenset(f.name for f in fields(DaemonConfig))
+SMTP_KEYS = frozenset(f.name for f in fields(SmtpConfig)) - {"location"}
+UI_KEYS = frozenset(f.name for f in fields(UiConfig))
+TLS_MODES = ("starttls", "implicit", "none")
+SYNCHRONOUS = ("FULL", "NORMAL")
+PATH_KEYS = frozenset({"directory", "path"})
+PATH_SUFFIXES = ("_dir", "_directory", "_path", "_file")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` / ``"localhost:80"`` → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected "host:port" like "127.0.0.1:8787", got {text!r}')
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.casefold() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.endswith(PATH_SUFFIXES)
+
+
+def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
+    """The `[daemon]` table, or the defaults when there is none."""
+    if table is None:
+        return DaemonConfig(spool=default_spool)
+    table.check_keys(DAEMON_KEYS)
+    d = DaemonConfig(spool=default_spool)
+    admin_listen = table.string("admin_listen")
+    if admin_listen is not None:
+        _check_listen(table, "admin_listen")
+    proxy = table.string("proxy")
+    if proxy is not None:
+        parts = urlsplit(proxy)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            table.error('expected an http:// or https:// URL like "http://127.0.0.1:4750"', "proxy")
+    return DaemonConfig(
+        spool=table.path_value("spool") or default_spool,
+        plugin_dirs=_paths(table, "plugin_dirs"),
+        allow_private_destinations=table.boolean(
+            "allow_private_destinations", d.allow_private_destinations
+        ),
+        allow_destinations=_networks(table, "allow_destinations"),
+        breaker_failures=table.integer("breaker_failures", d.breaker_failures),
+        breaker_cooldown=table.duration("breaker_cooldown", d.breaker_cooldown),
+        retention=table.duration("retention", d.retention),
+        admin_listen=admin_listen or d.admin_listen,
+        admin_token=table.string("admin_token"),
+        concurrency=table.integer("concurrency", d.concurrency),
+        per_destination=table.integer("per_destination", d.per_destination),
+        grace=table.duration("grace", d.grace),
+        min_free=table.size("min_free", d.min_free),
+        proxy=proxy,
+        synchronous=cast(Any, table.choice("synchronous", SYNCHRONOUS, d.synchronous)),
+    )
+
+
+def _paths(table: Table, key: str) -> tuple[Path, ...]:
+    names = table.strings(key) or []
+    return tuple((table.file.directory / name).resolve() for name in names)
+
+
+def _networks(table: Table, key: str) -> tuple[Network, ...]:
+    networks: list[Network] = []
+    for index, text in enumerate(table.strings(key) or []):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=True))
+        except ValueError as exc:
+            hint = ""
+            try:
+                hint = f' (did you mean "{ipaddress.ip_network(text.strip(), strict=False)}"?)'
+            except ValueError:
+                pass
+            table.error(f'not a network like "10.1.2.0/24" or an address: {exc}{hint}', key, index)
+    return tuple(networks)
+
+
+def _check_listen(table: Table, key: str) -> tuple[str, int] | None:
+    try:
+        return parse_listen(table.data[key])
+    except ValueError as exc:
+        table.error(str(exc), key)
+        return None
+
+
+def build_smtp(table: Table | None) -> SmtpConfig:
+    if table is None:
+        return SmtpConfig()
+    table.check_keys(SMTP_KEYS)
+    d = SmtpConfig()
+    port = table.integer("port", d.port)
+    if port > 65535:
+        table.error(f"not a port number: {port}", "port")
+    from_address = table.string("from_address", d.from_address) or d.from_address
+    if "@" not in from_address:
+        table.error(f"not an email address: {table.shown('from_address')}", "from_address")
+    username = table.string("username")
+    password = table.string("password")
+    if (username is None) != (password is None) and not table.secret_failed("password"):
+        missing = "password" if password is None else "username"
+        table.error(
+            f"username and password go together: set {missing} as well"
+            + (' (e.g. password = "${env:SMTP_PASSWORD}")' if missing == "password" else ""),
+            "username" if missing == "password" else "password",
+        )
+    return SmtpConfig(
+        host=table.string("host", d.host) or d.host,
+        port=port,
+        username=username,
+        password=password,
+        from_address=from_address,
+        from_name=table.string("from_name"),
+        tls=cast(Any, table.choice("tls", TLS_MODES, d.tls)),
+        timeout=table.duration("timeout", d.timeout),
+        location=table.location,
+    )
+
+
+def build_ui(table: Table | None) -> UiConfig:
+    if table is None:
+        return UiConfig()
+    table.check_keys(UI_KEYS)
+    return UiConfig(enabled=table.boolean("enabled", UiConfig().enabled))
+
+
+def plugin_settings(table: Table) -> dict[str, Any]:
+    """A plugin's table with secrets expanded and path settings made absolute."""
+    settings = dict(table.data)
+    for key, value in settings.items():
+        if is_path_key(key) and isinstance(value, str) and value.strip():
+            settings[key] = str((table.file.directory / value).resolve())
+    return settings
+
+
+def build_source(table: Table, name: str) -> SourceConfig:
+    if name == "http":
+        _check_http_source(table)
+    return SourceConfig(name=name, settings=plugin_settings(table), location=table.location)
+
+
+def _check_http_source(table: Table) -> None:
+    listen = table.string("listen")
+    address = _check_listen(table, "listen") if listen is not None else None
+    token = table.string("token")
+    table.size("max_body", 0)
+    if address is None or token or table.secret_failed("token"):
+        return
+    if not is_loopback(address[0]):
+        table.error(
+            f"listens on {address[0]}, which is not loopback, without a token: anyone who can "
+            'reach it could submit events. Set token = "${env:POSTBACKD_TOKEN}" (or listen on '
+            "127.0.0.1 behind a reverse proxy)",
+            "listen",
+        )
+
+
+def http_token(sources: Mapping[str, SourceConfig]) -> str | None:
+    """The `[sources.http]` token, which is also the admin token unless one is set."""
+    http = sources.get("http")
+    token = http.settings.get("token") if http else None
+    return token if isinstance(token, str) and token else None

@@ -1,0 +1,396 @@
+"""The built-in webhook delivery: one HTTP request per attempt, signed the Standard Webhooks way.
+
+Each attempt reads `[daemon]` (address policy, proxy) from the current configuration and
+stamps a fresh `webhook-timestamp` and `webhook-signature`, since receivers reject old ones.
+Redirects are never followed: a receiver that moved says so in the request log, and a
+redirect cannot lead a postback past the SSRF guard (`postbackd.deliveries.webhook.netguard`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from postbackd.deliveries.webhook.netguard import (
+    AddressPolicy,
+    DestinationRefused,
+    GuardedSessions,
+    parse_ip,
+)
+from postbackd.deliveries.webhook.options import (
+    MASK,
+    WebhookOptions,
+    is_sensitive,
+    mask_headers,
+    mask_url,
+)
+from postbackd.deliveries.webhook.signing import signature_header
+from postbackd.plugin import Delivery, Outcome, PluginContext
+from postbackd.units import format_duration
+
+EXCERPT_BYTES = 1024
+PREPARED_LIMIT = 16384  # trigger options worked out and kept; more (many reloads) starts afresh
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What one trigger's options mean, worked out at its first attempt in a generation.
+
+    A configuration never changes in place (a reload builds new option mappings), so the
+    mapping itself is the key; it is kept here, so its id cannot be reused meanwhile.
+    """
+
+    options: Mapping[str, Any]
+    parsed: WebhookOptions | None
+    errors: tuple[str, ...]
+    shown_url: str
+    timeout: aiohttp.ClientTimeout | None
+
+
+class WebhookDelivery:
+    """Sends a rendered postback to `options.url`; see `WebhookOptions` for the options.
+
+    The webhook delivery takes no `[deliveries.webhook]` settings: everything a request needs
+    is per trigger, and `[daemon]` holds the address policy and the proxy.
+    """
+
+    def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
+        if settings:
+            names = ", ".join(sorted(settings))
+            raise ValueError(
+                f"[deliveries.webhook]: unknown setting(s) {names}: the webhook delivery has "
+                "no settings; set url, secret, headers and timeouts in each [trigger.options]"
+            )
+        self._context = context
+        self._sessions: GuardedSessions | None = None
+        self._prepared: dict[int, _Prepared] = {}
+        self._destinations: dict[int, tuple[Mapping[str, Any], str]] = {}
+        self._policy_of: tuple[object, AddressPolicy] | None = None
+        self._vetted: set[tuple[str, int, AddressPolicy]] = set()
+
+    def validate_options(self, options: Mapping[str, Any]) -> list[str]:
+        return WebhookOptions.parse(options)[1]
+
+    def destination(self, options: Mapping[str, Any]) -> str:
+        """``scheme://host:port`` of the receiver: the unit of concurrency and circuit breaking."""
+        known = self._destinations.get(id(options))
+        if known is not None and known[0] is options:
+            return known[1]
+        destination = _destination(options)
+        if len(self._destinations) >= PREPARED_LIMIT:
+            self._destinations.clear()
+        self._destinations[id(options)] = (options, destination)
+        return destination
+
+    async def deliver(self, delivery: Delivery, options: Mapping[str, Any]) -> Outcome:
+        prepared = self._prepare(options)
+        parsed = prepared.parsed
+        if parsed is None:
+            problems = "; ".join(prepared.errors)
+            return Outcome.fail(
+                f"trigger {delivery.trigger}: invalid webhook options: {problems}", breaker=False
+            )
+        proxy = self._context.config().daemon.proxy
+        headers = self._headers(delivery, parsed, int(time.time()))
+        request: dict[str, Any] = {
+            "method": parsed.method,
+            "url": prepared.shown_url,
+            "headers": None,  # the headers sent, once known; ours if the exchange failed
+            "body_bytes": len(delivery.body),
+        }
+        if proxy:
+            request["proxy"] = mask_url(URL(proxy))
+        started = time.monotonic()
+        try:
+            return await self._send(delivery, prepared, headers, proxy, request, started)
+        except (aiohttp.ClientError, OSError) as exc:
+            if request["headers"] is None:
+                request["headers"] = mask_headers(headers)
+            error, permanent = _explain(exc, parsed)
+            response = {"error": error, "latency_ms": _elapsed_ms(started)}
+            # a permanent failure here is the configuration's, not a sign the receiver is down
+            extra: dict[str, Any] = {
+                "request": request,
+                "response": response,
+                "breaker": not permanent,
+            }
+            return Outcome.fail(error, **extra) if permanent else Outcome.retry(error, **extra)
+
+    def _prepare(self, options: Mapping[str, Any]) -> _Prepared:
+        prepared = self._prepared.get(id(options))
+        if prepared is not None and prepared.options is options:
+            return prepared
+        parsed, errors = WebhookOptions.parse(options)
+        prepared = _Prepared(
+            options,
+            parsed,
+            tuple(errors),
+            mask_url(parsed.url) if parsed is not None else "",
+            None
+            if parsed is None
+            else aiohttp.ClientTimeout(total=parsed.timeout, sock_connect=parsed.connect_timeout),
+        )
+        if len(self._prepared) >= PREPARED_LIMIT:
+            self._prepared.clear()
+        self._prepared[id(options)] = prepared
+        return prepared
+
+    async def _send(
+        self,
+        delivery: Delivery,
+        prepared: _Prepared,
+        headers: CIMultiDict[str],
+        proxy: str | None,
+        request: dict[str, Any],
+        started: float,
+    ) -> Outcome:
+        """One HTTP exchange; network trouble is raised for `deliver` to explain."""
+        options = prepared.parsed
+        assert options is not None
+        sessions = self._guarded_sessions()
+        host, port = options.url.host or "", options.url.port or 0
+        if proxy:
+            async with asyncio.timeout(options.timeout):
+                await sessions.vet(host, port)
+        elif parse_ip(host) is not None:
+            # An IP literal's verdict depends on the policy alone: checked once per policy.
+            vetted = (host, port, self._policy())
+            if vetted not in self._vetted:
+                await sessions.vet(host, port)
+                if len(self._vetted) >= PREPARED_LIMIT:
+                    self._vetted.clear()
+                self._vetted.add(vetted)
+        async with (
+            sessions.session() as session,
+            session.request(
+                options.method,
+                options.url,
+                data=delivery.body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=prepared.timeout,
+                proxy=proxy,
+            ) as answer,
+        ):
+            latency_ms = _elapsed_ms(started)
+            request["headers"] = _mask_sent(answer.request_info.headers)
+            body, truncated = await _excerpt(answer)
+            response = {
+                "status": answer.status,
+                "reason": answer.reason,
+                "headers": _flat(answer.headers),
+                "body": _decode(body, answer.charset),
+                "truncated": truncated,
+                "latency_ms": latency_ms,
+            }
+            return _judge(answer, options.url, request, response)
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            await sessions.close()
+
+    def _guarded_sessions(self) -> GuardedSessions:
+        if self._sessions is None:
+            self._sessions = GuardedSessions(self._policy)
+        return self._sessions
+
+    def _policy(self) -> AddressPolicy:
+        """The policy of the current `[daemon]`, built again only when a reload replaced it."""
+        daemon = self._context.config().daemon
+        if self._policy_of is None or self._policy_of[0] is not daemon:
+            self._policy_of = (daemon, AddressPolicy.from_daemon(daemon))
+        return self._policy_of[1]
+
+    def _headers(
+        self, delivery: Delivery, options: WebhookOptions, timestamp: int
+    ) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        headers["Content-Type"] = delivery.content_type
+        headers["User-Agent"] = f"postbackd/{self._context.version}"
+        headers["webhook-id"] = delivery.id
+        headers["webhook-timestamp"] = str(timestamp)
+        if options.secrets:
+            headers["webhook-signature"] = signature_header(
+                options.secrets, delivery.id, timestamp, delivery.body
+            )
+        for name, value in options.headers:
+            headers[name] = value
+        return headers
+
+
+def _mask_sent(headers: Mapping[str, str]) -> dict[str, str]:
+    """`mask_headers` for the headers of every request: each header name is judged once."""
+    masked: dict[str, str] = {}
+    for name, value in headers.items():
+        sensitive = _SENSITIVE.get(name)
+        if sensitive is None:
+            sensitive = _judge_name(name)
+        shown = MASK if sensitive else value
+        masked[name] = f"{masked[name]}, {shown}" if name in masked else shown
+    return masked
+
+
+_SENSITIVE: dict[str, bool] = {}  # header name → whether its value is masked in the log
+
+
+def _judge_name(name: str) -> bool:
+    if len(_SENSITIVE) >= PREPARED_LIMIT:
+        _SENSITIVE.clear()
+    sensitive = _SENSITIVE[name] = is_sensitive(name)
+    return sensitive
+
+
+def _destination(options: Mapping[str, Any]) -> str:
+    try:
+        url = URL(str(options.get("url", "")))
+    except ValueError:
+        return str(options.get("url", ""))
+    host = url.host or ""
+    host = f"[{host}]" if ":" in host else host.lower()
+    return f"{url.scheme}://{host}:{url.port}"
+
+
+def _judge(
+    answer: aiohttp.ClientResponse, url: URL, request: dict[str, Any], response: dict[str, Any]
+) -> Outcome:
+    """What an HTTP answer means for the delivery: 2xx done, 410 dead, anything else retried."""
+    status = answer.status
+    shown_url = request["url"]  # masked once per trigger options
+    log: dict[str, Any] = {"status": status, "request": request, "response": response}
+    if 200 <= status < 300:
+        return Outcome.ok(f"HTTP {status} from {shown_url}", **log)
+    if status == 410:
+        return Outcome.fail(
+            f"410 Gone: the receiver says this endpoint is gone ({shown_url}); "
+            "fix the trigger's url or remove the trigger",
+            **log,
+        )
+    if 300 <= status < 400:
+        target = _location(url, answer.headers.get("Location"))
+        return Outcome.retry(
+            f"HTTP {status} from {shown_url}: redirects are not followed (to {target}); "
+            "if the receiver moved, update the trigger's url",
+            **log,
+        )
+    after = _retry_after(answer.headers.get("Retry-After")) if status in (429, 503) else None
+    return Outcome.retry(f"HTTP {status} from {shown_url}", after=after, **log)
+
+
+def _location(url: URL, location: str | None) -> str:
+    """Where a redirect points, absolute and masked, for the message."""
+    if not location:
+        return "no Location given"
+    try:
+        return mask_url(url.join(URL(location)))
+    except ValueError:
+        return repr(location)
+
+
+def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
+    """A readable message for a failed exchange, and whether the failure is permanent."""
+    url, where = mask_url(options.url), _hostport(options.url)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, DestinationRefused
+    ):
+        exc = exc.os_error
+    if isinstance(exc, DestinationRefused):
+        return str(exc), True
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
+        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        return f"cannot resolve {options.url.host}: {_reason(cause)}", False
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return (
+            f"timed out after {format_duration(options.connect_timeout)} connecting to {where}",
+            False,
+        )
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {format_duration(options.timeout)} waiting for {url}", False
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"cannot connect to the proxy {exc.host}:{exc.port}: {_reason(exc.os_error)}", False
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate of {where} not accepted: {exc.certificate_error}", False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {exc.host}:{exc.port}", False
+        return f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}", False
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return f"the proxy answered {exc.status} {exc.message} for {url}", False
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid url {url}: {exc.description}", True
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection before answering", False
+    return f"request to {url} failed: {_reason(exc)}", False
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` asks for: delay-seconds or an HTTP date; None if unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def _excerpt(answer: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The first `EXCERPT_BYTES` of the body, and whether there was more (the rest is not read)."""
+    if answer.content_length is not None and answer.content_length <= EXCERPT_BYTES:
+        try:
+            return await answer.read(), False  # the common short answer: one read
+        except (aiohttp.ClientError, TimeoutError):
+            return b"", True
+    data = bytearray()
+    try:
+        while len(data) < EXCERPT_BYTES:
+            chunk = await answer.content.read(EXCERPT_BYTES - len(data))
+            if not chunk:
+                return bytes(data), False
+            data += chunk
+        return bytes(data), bool(await answer.content.read(1))
+    except (aiohttp.ClientError, TimeoutError):
+        return bytes(data), True
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _flat(headers: Mapping[str, str]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in headers.items():
+        flat[name] = f"{flat[name]}, {value}" if name in flat else value
+    return flat
+
+
+def _hostport(url: URL) -> str:
+    host = url.host or ""
+    return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

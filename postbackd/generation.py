@@ -1,0 +1,152 @@
+"""A generation: one loaded configuration with its templates and router, and how it is built.
+
+Shared by the daemon (start and every reload) and the CLI (check, render, test), so that what
+`postbackd check` accepts is exactly what the daemon runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from postbackd.config import Config, ConfigCache, ConfigError, load_config
+from postbackd.events import now_iso
+from postbackd.plugin import PluginContext
+from postbackd.plugins import PluginHost, instantiate, load_plugins
+from postbackd.router import Router
+from postbackd.templates import CompiledCache, TemplateEngine
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One accepted configuration and what was built from it; swapped whole on reload."""
+
+    number: int
+    config: Config
+    router: Router
+    loaded_at: str
+
+
+@dataclass
+class ConfigHolder:
+    """The configuration in force; plugins read it through `PluginContext.config`."""
+
+    value: Config | None = None
+
+    def get(self) -> Config:
+        if self.value is None:
+            raise RuntimeError("no configuration loaded yet")
+        return self.value
+
+
+@dataclass
+class Plugins:
+    """The plugin host and one instance of each registered delivery class.
+
+    It also keeps what one load leaves for the next: `config_cache` (files that did not change
+    are not parsed again) and `template_cache` (templates whose source did not change are not
+    compiled again).
+    """
+
+    host: PluginHost
+    holder: ConfigHolder
+    deliveries: dict[str, Any] = field(default_factory=dict)
+    config_cache: ConfigCache = field(default_factory=ConfigCache)
+    template_cache: CompiledCache = field(default_factory=CompiledCache)
+    _built_with: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def context(self, admin_routes: tuple[Any, ...] = ()) -> PluginContext:
+        return PluginContext(config=self.holder.get, admin_routes=admin_routes)
+
+    def build_deliveries(self, tables: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+        """(Re)build delivery instances whose ``[deliveries.NAME]`` table changed.
+
+        Returns the replaced instances, for the caller to close once nothing uses them. All
+        or nothing: if one plugin refuses its settings (PluginError), none is replaced.
+        """
+        context = self.context()
+        built: dict[str, tuple[Any, dict[str, Any]]] = {}
+        for name, registered in self.host.deliveries.items():
+            table = dict(tables.get(name, {}))
+            if name in self.deliveries and self._built_with.get(name) == table:
+                continue
+            built[name] = (instantiate(registered.value, table, context), table)
+        replaced = [self.deliveries[name] for name in built if name in self.deliveries]
+        for name, (instance, table) in built.items():
+            self.deliveries[name] = instance
+            self._built_with[name] = table
+        return replaced
+
+    def validators(self) -> dict[str, Callable[[Mapping[str, Any]], list[str]]]:
+        return {name: plugin.validate_options for name, plugin in self.deliveries.items()}
+
+    def resolve_secret(self, ref: str) -> str | None:
+        result = self.host.hook.postbackd_resolve_secret(ref=ref)
+        return None if result is None else str(result)
+
+
+def open_plugins(
+    conf_dir: Path, *, use_entry_points: bool = True, disabled: Iterable[str] | None = None
+) -> Plugins:
+    """Load the plugins the configuration asks for (``[daemon] plugin_dirs``).
+
+    The directory is read once leniently first — secrets are not expanded, since the plugins
+    that resolve custom schemes are not loaded yet — to find the plugin directories and the
+    ``[deliveries.NAME]`` tables. Raises PluginError; configuration errors are left to the
+    full load that follows (`load_generation`), which reports them all.
+    """
+    cache = ConfigCache()
+    try:
+        first = load_config(conf_dir, expand_secrets=False, cache=cache)
+    except ConfigError:
+        # The full load that follows reports every error; meanwhile validate with the
+        # built-in and installed plugins, so delivery names and options are checked too.
+        first = None
+    host = load_plugins(
+        first.daemon.plugin_dirs if first else (),
+        use_entry_points=use_entry_points,
+        disabled=disabled,
+    )
+    plugins = Plugins(host, ConfigHolder(), config_cache=cache)
+    plugins.build_deliveries(first.deliveries if first else {})
+    return plugins
+
+
+def build_engine(
+    config: Config, host: PluginHost, cache: CompiledCache | None = None
+) -> TemplateEngine:
+    globals_, filters = host.template_functions()
+    return TemplateEngine(
+        config.templates, config.lookups, globals_=globals_, filters=filters, cache=cache
+    )
+
+
+def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
+    """Load and fully validate `conf_dir`, trigger options included; raises ConfigError."""
+    config = load_config(
+        conf_dir,
+        deliveries=plugins.validators(),
+        resolve_secret=plugins.resolve_secret,
+        cache=plugins.config_cache,
+    )
+    return Generation(
+        number,
+        config,
+        Router(
+            config, build_engine(config, plugins.host, plugins.template_cache), plugins.deliveries
+        ),
+        now_iso(),
+    )
+
+
+__all__ = [
+    "ConfigError",
+    "ConfigHolder",
+    "Generation",
+    "Plugins",
+    "build_engine",
+    "load_generation",
+    "open_plugins",
+]

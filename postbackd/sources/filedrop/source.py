@@ -1,0 +1,371 @@
+"""The file-drop source: event files dropped into a directory are submitted, then moved away.
+
+``[sources.filedrop]`` settings: ``directory`` (required; created when missing) and
+``keep_processed`` (default ``"7d"``; ``"0s"`` deletes a file as soon as its events are stored).
+
+A file is read once it is complete: when its writer closes it (inotify ``IN_CLOSE_WRITE``, as
+after a plain ``cp``), when it is renamed into the directory (write-then-rename, the safe way to
+drop a file), or — for whatever the watcher missed, and for files present at start-up — once
+its size and mtime have stood still for `SETTLE_SECONDS`. Names starting with ``.`` or ending in
+``.tmp``/``.part`` are ignored until renamed. The file format and what happens to bad input are
+described in `postbackd.sources.filedrop.files`.
+
+Only after every event of a file is committed to the spool does the file move to ``processed/``
+(pruned after ``keep_processed``). When the spool cannot store now, the file stays where it is
+and is tried again with backoff; events of it already stored are recognised by id, so a retry,
+like a restart after a crash, never doubles a postback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.observers.api import BaseObserver
+
+from postbackd.events import EventRejected
+from postbackd.logs import get_logger
+from postbackd.plugin import (
+    PluginContext,
+    SpoolUnavailable,
+    Submit,
+    count_rejected,
+    submit_many,
+)
+from postbackd.sources.filedrop import files
+from postbackd.sources.filedrop.files import BadLine, DropKind, DroppedFile
+from postbackd.sources.filedrop.watch import start_watching, stat_all, stop_watching
+from postbackd.units import format_duration, parse_duration
+
+log = get_logger("postbackd.sources.filedrop")
+
+TICK_SECONDS = 0.5
+SETTLE_SECONDS = 2.0
+RESCAN_SECONDS = 30.0
+SWEEP_SECONDS = 3600.0
+RETRY_FIRST = 0.5
+RETRY_MAX = 60.0
+STOP_GRACE = 10.0
+SUBMIT_BATCH = 500  # events of one file committed together (a file of 100,000 lines is many)
+
+
+@dataclass(frozen=True)
+class FileDropSettings:
+    directory: Path
+    keep_processed: float = 7 * 86400.0
+
+    @classmethod
+    def from_mapping(
+        cls, settings: Mapping[str, Any], table: str = "sources.filedrop"
+    ) -> FileDropSettings:
+        """Validate a ``[sources.filedrop]`` table; raises ValueError listing every problem."""
+        problems = [
+            f"[{table}] {key}: unknown setting; known: directory, keep_processed"
+            for key in sorted(set(settings) - {"directory", "keep_processed"})
+        ]
+        directory = settings.get("directory")
+        if not isinstance(directory, str) or not directory.strip():
+            problems.append(
+                f"[{table}] directory: required: the directory to watch for event files"
+            )
+        keep = 7 * 86400.0
+        try:
+            keep = parse_duration(settings.get("keep_processed", "7d"))
+        except ValueError as exc:
+            problems.append(f"[{table}] keep_processed: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return cls(directory=Path(str(directory)).absolute(), keep_processed=keep)
+
+
+@dataclass
+class _Observation:
+    size: int
+    mtime_ns: int
+
+
+class FileDropSource:
+    """Watches ``[sources.filedrop] directory`` and submits the events of each complete file."""
+
+    def __init__(self, settings: Mapping[str, Any], context: PluginContext | None = None) -> None:
+        self.settings = FileDropSettings.from_mapping(settings)
+        self.directory = self.settings.directory
+        self.context = context
+        self._submit: Submit | None = None
+        self._observer: BaseObserver | None = None
+        self._queue: asyncio.Queue[Path | None] = asyncio.Queue()
+        self._queued: set[Path] = set()
+        self._watching: dict[Path, _Observation | None] = {}
+        self._retry: dict[Path, tuple[float, int]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """True while the directory is watched and files are being processed."""
+        return (
+            self._observer is not None
+            and self._observer.is_alive()
+            and self._worker is not None
+            and not self._worker.done()
+        )
+
+    async def start(self, submit: Submit) -> None:
+        """Create the folders, start watching, and queue the files already there."""
+        self._submit = submit
+        self._stopping.clear()
+        self._queue, self._queued, self._watching = asyncio.Queue(), set(), {}
+        try:
+            self._observer = await asyncio.to_thread(
+                self._start_observer, asyncio.get_running_loop()
+            )
+        except OSError as exc:
+            raise RuntimeError(
+                f"[sources.filedrop] directory {self.directory}: cannot watch it: {exc}; create "
+                "it and give the postbackd user read and write access"
+            ) from exc
+        self._worker = asyncio.create_task(self._work(), name="filedrop-worker")
+        self._tasks = [asyncio.create_task(self._tick(), name="filedrop-tick")]
+        await self._rescan()
+        log.info(
+            "filedrop source watching",
+            directory=str(self.directory),
+            keep_processed=format_duration(self.settings.keep_processed),
+        )
+
+    async def stop(self) -> None:
+        """Stop watching; the file in hand is finished (bounded), the rest waits for next start."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._worker is not None:
+            self._queue.put_nowait(None)
+            _done, pending = await asyncio.wait({self._worker}, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+                log.warning("filedrop stop: a file was still in hand; it is read again next start")
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            await asyncio.to_thread(stop_watching, observer)
+        log.info("filedrop source stopped", directory=str(self.directory))
+
+    # ------------------------------------------------------------ noticing files
+
+    def _start_observer(self, loop: asyncio.AbstractEventLoop) -> BaseObserver:
+        for folder in (
+            self.directory,
+            self.directory / files.PROCESSED,
+            self.directory / files.REJECTED,
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+        return start_watching(self.directory, loop, self._on_fs_event)
+
+    def _on_fs_event(self, complete: bool | None, path: Path) -> None:
+        """`complete`: True = closed or renamed in; False = maybe still written; None = gone."""
+        if path.parent != self.directory or self._stopping.is_set():
+            return
+        if complete is None:
+            self._watching.pop(path, None)
+        elif files.drop_kind(path.name) is None or path in self._retry:
+            return
+        elif complete:
+            self._enqueue(path)
+        else:
+            self._watching.setdefault(path, None)
+
+    def _enqueue(self, path: Path) -> None:
+        self._watching.pop(path, None)
+        if path not in self._queued:
+            self._queued.add(path)
+            self._queue.put_nowait(path)
+
+    async def _tick(self) -> None:
+        """Settle-checks, due retries, and now and then a rescan and a sweep of processed/."""
+        last_rescan = last_sweep = time.monotonic()
+        await self._sweep()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            for path, (due, attempts) in list(self._retry.items()):
+                if due <= now:
+                    self._retry[path] = (math.inf, attempts)  # queued: not due again
+                    self._enqueue(path)
+            if self._watching:
+                await self._check_settled()
+            if now - last_rescan >= RESCAN_SECONDS:
+                last_rescan = now
+                await self._rescan()
+            if now - last_sweep >= SWEEP_SECONDS:
+                last_sweep = now
+                await self._sweep()
+
+    async def _rescan(self) -> None:
+        try:
+            found = await asyncio.to_thread(files.list_drops, self.directory)
+        except OSError as exc:
+            log.error(
+                "filedrop: cannot list the directory", directory=str(self.directory), error=str(exc)
+            )
+            return
+        for path in found:
+            if path not in self._queued and path not in self._retry:
+                self._watching.setdefault(path, None)
+        await self._check_settled()
+
+    async def _check_settled(self) -> None:
+        """Queue watched files whose size and mtime stood still for SETTLE_SECONDS."""
+        paths = list(self._watching)
+        stats = await asyncio.to_thread(stat_all, paths)
+        wall = time.time()
+        for path, stat in zip(paths, stats, strict=True):
+            if path not in self._watching:
+                continue
+            if stat is None:
+                del self._watching[path]
+                continue
+            seen = _Observation(stat.st_size, stat.st_mtime_ns)
+            before = self._watching[path]
+            if (before is None or before == seen) and wall - stat.st_mtime >= SETTLE_SECONDS:
+                self._enqueue(path)
+            else:
+                self._watching[path] = seen
+
+    async def _sweep(self) -> None:
+        try:
+            removed = await asyncio.to_thread(
+                files.sweep_processed, self.directory, self.settings.keep_processed
+            )
+        except OSError as exc:
+            log.error("filedrop: cannot prune processed/", error=str(exc))
+            return
+        if removed:
+            log.info(
+                "filedrop: pruned processed files",
+                removed=removed,
+                older_than=format_duration(self.settings.keep_processed),
+            )
+
+    # ------------------------------------------------------------ processing files
+
+    async def _work(self) -> None:
+        while not self._stopping.is_set():
+            path = await self._queue.get()
+            if path is None or self._stopping.is_set():
+                return
+            self._queued.discard(path)
+            try:
+                await self._process(path)
+            except Exception as exc:
+                log.exception(
+                    "filedrop: file not handled; it stays and is tried again", file=str(path)
+                )
+                self._schedule_retry(path, f"{type(exc).__name__}: {exc}")
+
+    async def _process(self, path: Path) -> None:
+        assert self._submit is not None
+        try:
+            dropped = await asyncio.to_thread(files.read_drop, path)
+        except OSError as exc:
+            self._schedule_retry(path, f"cannot read: {exc}")
+            return
+        if dropped is None:
+            self._retry.pop(path, None)
+            return
+        if dropped.rejected_whole:
+            await self._reject_whole(dropped, dropped.errors)
+            return
+        late: list[BadLine] = []
+        duplicates = 0
+        for start in range(0, len(dropped.events), SUBMIT_BATCH):
+            chunk = dropped.events[start : start + SUBMIT_BATCH]
+            try:
+                results = await submit_many(self._submit, [item.event for item in chunk])
+            except EventRejected:
+                results = None  # nothing of the chunk was stored: find the culprit one by one
+            except SpoolUnavailable as exc:
+                self._schedule_retry(path, str(exc))
+                return
+            if results is not None:
+                duplicates += sum(result.duplicate for result in results)
+                continue
+            for index, item in enumerate(chunk, start):
+                try:
+                    result = await self._submit(item.event)
+                except EventRejected as exc:
+                    if dropped.kind is DropKind.JSON:
+                        where = f"[{index}]" if len(dropped.events) > 1 else "event"
+                        note = f"the {index} event(s) before it were accepted" if index else ""
+                        await self._reject_whole(
+                            dropped, (f"{where} (id {item.event.id}): {exc}",), note=note
+                        )
+                        return
+                    late.append(BadLine(item.line or 0, item.raw, str(exc)))
+                    continue
+                except SpoolUnavailable as exc:
+                    self._schedule_retry(path, str(exc))
+                    return
+                duplicates += result.duplicate
+        self._retry.pop(path, None)
+        bad = sorted([*dropped.bad_lines, *late], key=lambda b: b.line)
+        accepted = len(dropped.events) - len(late)
+        rejected_to = None
+        if bad:
+            rejected_to = await asyncio.to_thread(
+                files.reject_lines, self.directory, path, bad, accepted
+            )
+        moved_to = await asyncio.to_thread(
+            files.finish, self.directory, path, self.settings.keep_processed
+        )
+        log.info(
+            "filedrop: file accepted",
+            file=path.name,
+            events=accepted,
+            duplicates=duplicates,
+            rejected_lines=len(bad),
+            rejected_to=str(rejected_to) if rejected_to else None,
+            moved_to=str(moved_to) if moved_to else "deleted",
+        )
+        if bad:
+            count_rejected(self._submit, count=len(bad))
+            log.warning(
+                "filedrop: lines rejected",
+                file=path.name,
+                errors=[f"line {b.line}: {b.error}" for b in bad[:10]],
+            )
+
+    async def _reject_whole(
+        self, dropped: DroppedFile, errors: tuple[str, ...], note: str = ""
+    ) -> None:
+        self._retry.pop(dropped.path, None)
+        count_rejected(self._submit, count=max(1, len(errors)))
+        target = await asyncio.to_thread(
+            files.reject_whole, self.directory, dropped.path, errors, note
+        )
+        log.warning(
+            "filedrop: file rejected",
+            file=dropped.path.name,
+            moved_to=str(target),
+            errors=list(errors[:10]),
+        )
+
+    def _schedule_retry(self, path: Path, reason: str) -> None:
+        _due, attempts = self._retry.get(path, (0.0, 0))
+        delay = min(RETRY_FIRST * 2**attempts, RETRY_MAX)
+        self._retry[path] = (time.monotonic() + delay, attempts + 1)
+        log.warning(
+            "filedrop: cannot store now; file kept, retrying",
+            file=path.name,
+            reason=reason,
+            retry_in=delay,
+            attempt=attempts + 1,
+        )

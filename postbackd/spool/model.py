@@ -1,0 +1,341 @@
+"""The values the spool takes and gives: delivery states and frozen row dataclasses.
+
+Everything that crosses the line between the spool and its callers (router, dispatcher, API,
+CLI, UI) is one of these; a backend's rows never leave its package (`postbackd.spool.sqlite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DeliveryState(StrEnum):
+    """Where a delivery is in its life (DESIGN §6)."""
+
+    PENDING = "pending"  # waiting for its next_attempt_at
+    INFLIGHT = "inflight"  # claimed by the dispatcher, an attempt is running
+    DONE = "done"
+    DEAD = "dead"  # retries exhausted or permanent failure
+    FAILED = "failed"  # the template could not be rendered
+    CANCELLED = "cancelled"  # superseded, or its trigger was removed
+    HELD = "held"  # paused by an operator or because its trigger is inactive
+
+
+FINAL_STATES = frozenset(
+    {DeliveryState.DONE, DeliveryState.DEAD, DeliveryState.FAILED, DeliveryState.CANCELLED}
+)
+"""States a delivery ends in: it has a `finished_at` and is pruned after the retention."""
+
+TRIGGER_INACTIVE = "trigger inactive"
+"""The `held_reason` of deliveries held because their trigger is inactive (see sync_triggers)."""
+
+
+class SpoolError(RuntimeError):
+    """The spool file cannot be used at all (newer schema, not a spool, unreadable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery the router made for an event, to be stored with it.
+
+    `state` is pending, held (trigger inactive) or failed (render error: `body` is None and
+    `render_error` says why). `supersede` cancels older pending deliveries of the same trigger
+    and order. `destination` may be given when known at routing time (it lets `claim_due`
+    skip a destination before the delivery's first attempt).
+    """
+
+    id: str
+    trigger: str
+    plugin: str
+    customer: str
+    event_type: str
+    order_id: str | None
+    format: str
+    content_type: str
+    subject: str | None
+    body: bytes | None
+    render_error: str | None
+    state: DeliveryState
+    ordered: bool
+    supersede: bool
+    held_reason: str | None = None
+    next_attempt_at: float | None = None
+    destination: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery as the dispatcher claims it: the payload fixed at routing time.
+
+    `body is None` means the delivery was `failed` (render error) and an operator retried it:
+    render it again, store the result with `Spool.set_rendered`, then attempt it.
+    """
+
+    id: str
+    event_id: str
+    trigger: str
+    plugin: str
+    customer: str
+    event_type: str
+    order_id: str | None
+    format: str
+    content_type: str
+    subject: str | None
+    body: bytes | None
+    render_error: str | None
+    state: DeliveryState
+    attempts: int
+    ordered: bool
+    created_at: float
+    next_attempt_at: float
+    seq: int
+    destination: str | None = None
+
+    @property
+    def needs_render(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One attempt (or a decision without one, `counted=False`) to record in one write.
+
+    `new_state` is done, pending (retry at `next_attempt_at`), dead, cancelled or failed.
+    `request`/`response` go to the request log as JSON (secrets already masked).
+    """
+
+    delivery_id: str
+    number: int
+    started_at: float
+    duration: float
+    outcome: str
+    new_state: DeliveryState
+    next_attempt_at: float | None
+    status: int | None
+    error: str | None
+    request: Mapping[str, Any] | None
+    response: Mapping[str, Any] | None
+    destination: str | None
+    counted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOutcome:
+    """What `Spool.submit` committed: `duplicate` when the event id was already stored."""
+
+    event_id: str
+    duplicate: bool
+    deliveries: int
+    superseded: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    """One line of the request log / queue listing. `next_attempt_at` is None unless pending."""
+
+    id: str
+    event_id: str
+    order_id: str | None
+    customer: str
+    trigger: str
+    event_type: str
+    plugin: str
+    state: DeliveryState
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None
+    last_status: int | None
+    last_error: str | None
+    destination: str | None
+    held_reason: str | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One row of the request log: the final request and the system's response (or error)."""
+
+    number: int
+    started_at: float
+    duration: float
+    outcome: str
+    status: int | None
+    error: str | None
+    request: Mapping[str, Any] | None = field(compare=False)
+    response: Mapping[str, Any] | None = field(compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "started_at": self.started_at,
+            "duration": self.duration,
+            "outcome": self.outcome,
+            "status": self.status,
+            "error": self.error,
+            "request": None if self.request is None else dict(self.request),
+            "response": None if self.response is None else dict(self.response),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDetail:
+    """The four stages of one delivery: event, template processing, requests, responses."""
+
+    summary: DeliverySummary
+    event: Mapping[str, Any] = field(compare=False)
+    body: bytes | None
+    subject: str | None
+    format: str
+    content_type: str
+    render_error: str | None
+    attempts: list[AttemptRecord] = field(compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the body as text (undecodable bytes replaced), as stored it is UTF-8."""
+        return {
+            "delivery": self.summary.to_dict(),
+            "event": dict(self.event),
+            "template": {
+                "format": self.format,
+                "content_type": self.content_type,
+                "subject": self.subject,
+                "body": None if self.body is None else self.body.decode("utf-8", "replace"),
+                "render_error": self.render_error,
+            },
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """Counts for `queue stats` and the metrics: deliveries per state (every state present)."""
+
+    by_state: Mapping[str, int] = field(compare=False)
+    oldest_pending_age: float | None
+    events: int
+    unmatched_events: int
+
+    @property
+    def deliveries(self) -> int:
+        return sum(self.by_state.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by_state": dict(self.by_state),
+            "deliveries": self.deliveries,
+            "oldest_pending_age": self.oldest_pending_age,
+            "events": self.events,
+            "unmatched_events": self.unmatched_events,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSync:
+    """What `sync_triggers` changed after a configuration (re)load."""
+
+    held: int
+    resumed: int
+    cancelled: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedCounts:
+    """Rows `erase_order` deleted."""
+
+    events: int
+    deliveries: int
+    attempts: int
+
+
+def parse_state(name: str) -> DeliveryState:
+    """A state named by a user (CLI, API, UI); ValueError lists the known ones."""
+    try:
+        return DeliveryState(name)
+    except ValueError:
+        known = ", ".join(state.value for state in DeliveryState)
+        raise ValueError(f"unknown delivery state {name!r}; use one of: {known}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """The request log's filters (`list_deliveries`), all optional; they combine with AND.
+
+    `since` (inclusive) and `until` (exclusive) bound `created_at`, in epoch seconds.
+    """
+
+    state: DeliveryState | None = None
+    customer: str | None = None
+    trigger: str | None = None
+    order: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    destination: str | None = None
+
+
+NO_FILTER = ListFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which deliveries an operator's verb acts on: every given selector must match.
+
+    No selector at all selects every delivery (in the states a verb allows).
+    """
+
+    ids: tuple[str, ...] | None = None
+    states: tuple[DeliveryState, ...] = ()
+    customer: str | None = None
+    destination: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        ids: Collection[str] | None = None,
+        states: Collection[DeliveryState] = (),
+        customer: str | None = None,
+        destination: str | None = None,
+    ) -> Selection:
+        if isinstance(ids, str):
+            raise TypeError(f"pass a list of delivery ids, not the string {ids!r}")
+        return cls(None if ids is None else tuple(ids), tuple(states), customer, destination)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Deliveries that finished in one minute (`start` is its first second, epoch)."""
+
+    start: float
+    done: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Finished deliveries per minute over a window, oldest minute first."""
+
+    minutes: tuple[MinuteCount, ...]
+
+    @property
+    def done(self) -> int:
+        return sum(m.done for m in self.minutes)
+
+    @property
+    def failed(self) -> int:
+        return sum(m.failed for m in self.minutes)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of finished deliveries that were done (None when none finished)."""
+        total = self.done + self.failed
+        return None if total == 0 else self.done / total

@@ -1,0 +1,90 @@
+"""The spool's read queries, run on the reader thread inside one read transaction each."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from postbackd.spool.model import (
+    DeliveryDetail,
+    DeliveryState,
+    ListFilter,
+    SpoolStats,
+)
+from postbackd.spool.sqlite.rows import (
+    ATTEMPT_COLUMNS,
+    SUMMARY_COLUMNS,
+    attempt_from_row,
+    summary_from_row,
+)
+
+
+def where_of(filters: ListFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters of the request log's filters."""
+    columns = (
+        ("state", None if filters.state is None else str(filters.state)),
+        ("customer", filters.customer),
+        ("trigger_name", filters.trigger),
+        ("order_id", filters.order),
+        ("event_type", filters.event_type),
+        ("destination", filters.destination),
+    )
+    terms = [f"{column} = ?" for column, value in columns if value is not None]
+    params: list[Any] = [value for _, value in columns if value is not None]
+    if filters.since is not None:
+        terms.append("created_at >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        terms.append("created_at < ?")
+        params.append(filters.until)
+    return terms, params
+
+
+def get_delivery(conn: sqlite3.Connection, delivery_id: str) -> DeliveryDetail | None:
+    row = conn.execute(
+        f"SELECT {SUMMARY_COLUMNS}, body, subject, format, content_type, render_error "
+        "FROM deliveries WHERE id = ?",
+        (delivery_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    summary = summary_from_row(row[:-5])
+    body, subject, format_, content_type, render_error = row[-5:]
+    event_row = conn.execute("SELECT body FROM events WHERE id = ?", (summary.event_id,)).fetchone()
+    event: dict[str, Any] = {} if event_row is None else json.loads(event_row[0])
+    attempts = [
+        attempt_from_row(attempt)
+        for attempt in conn.execute(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY id",
+            (delivery_id,),
+        )
+    ]
+    return DeliveryDetail(
+        summary=summary,
+        event=event,
+        body=body,
+        subject=subject,
+        format=format_,
+        content_type=content_type,
+        render_error=render_error,
+        attempts=attempts,
+    )
+
+
+def stats(conn: sqlite3.Connection) -> SpoolStats:
+    by_state = {str(state): 0 for state in DeliveryState}
+    for state, count in conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"):
+        by_state[state] = count
+    oldest = conn.execute(
+        "SELECT created_at FROM deliveries WHERE state = 'pending' ORDER BY seq LIMIT 1"
+    ).fetchone()
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
+    return SpoolStats(
+        by_state=by_state,
+        oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest[0]),
+        events=events,
+        unmatched_events=unmatched,
+    )

@@ -1,0 +1,134 @@
+"""The operator's verbs as SQLite transactions (`postbackd.spool.verbs.VerbStore`).
+
+Each verb is one function run on the writer thread, in one group-committed transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from postbackd.spool.model import ErasedCounts, Selection
+from postbackd.spool.sqlite.rows import id_list, selection_sql
+from postbackd.spool.sqlite.threads import Operation
+
+Write = Callable[[Operation], "asyncio.Future[Any]"]
+
+
+class SqliteVerbStore:
+    def __init__(self, write: Write) -> None:
+        self._write = write
+
+    async def retry(self, selection: Selection) -> int:
+        return int(await self._write(lambda conn: retry(conn, selection)))
+
+    async def hold(self, selection: Selection, reason: str) -> int:
+        return int(await self._write(lambda conn: hold(conn, selection, reason)))
+
+    async def release(self, selection: Selection) -> int:
+        return int(await self._write(lambda conn: release(conn, selection)))
+
+    async def purge(self, selection: Selection) -> int:
+        return int(await self._write(lambda conn: purge(conn, selection)))
+
+    async def prune(self, older_than: float, batch: int) -> int:
+        return int(await self._write(lambda conn: prune(conn, older_than, batch)))
+
+    async def erase_order(self, order_id: str) -> ErasedCounts:
+        erased: ErasedCounts = await self._write(lambda conn: erase_order(conn, order_id))
+        return erased
+
+
+def retry(conn: sqlite3.Connection, selection: Selection) -> int:
+    """Due now; a finished delivery (dead, failed, cancelled) also gets a fresh schedule.
+
+    The fresh schedule is `attempts` reset to 0 (the dispatcher numbers attempts from it);
+    the attempts already made stay in the request log.
+    """
+    where, params = selection_sql(selection)
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET attempts = CASE WHEN state IN ('dead', 'failed', 'cancelled') "
+        "THEN 0 ELSE attempts END, state = 'pending', next_attempt_at = ?, held_reason = NULL, "
+        f"finished_at = NULL, updated_at = ? WHERE {where}",
+        (now, now, *params),
+    ).rowcount
+
+
+def hold(conn: sqlite3.Connection, selection: Selection, reason: str) -> int:
+    where, params = selection_sql(selection)
+    return conn.execute(
+        f"UPDATE deliveries SET state = 'held', held_reason = ?, updated_at = ? WHERE {where}",
+        (reason, time.time(), *params),
+    ).rowcount
+
+
+def release(conn: sqlite3.Connection, selection: Selection) -> int:
+    where, params = selection_sql(selection)
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET state = 'pending', held_reason = NULL, next_attempt_at = ?, "
+        f"updated_at = ? WHERE {where}",
+        (now, now, *params),
+    ).rowcount
+
+
+def purge(conn: sqlite3.Connection, selection: Selection) -> int:
+    """Delete deliveries and their attempts; their events stay until pruned (idempotency)."""
+    where, params = selection_sql(selection)
+    ids = [row[0] for row in conn.execute(f"SELECT id FROM deliveries WHERE {where}", params)]
+    _delete_deliveries(conn, ids)
+    return len(ids)
+
+
+def _delete_deliveries(conn: sqlite3.Connection, ids: list[str]) -> int:
+    attempts = 0
+    for start in range(0, len(ids), 500):
+        chunk = id_list(ids[start : start + 500])
+        attempts += conn.execute(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(?))", (chunk,)
+        ).rowcount
+        conn.execute(
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))", (chunk,)
+        )
+    return attempts
+
+
+def prune(conn: sqlite3.Connection, older_than: float, batch: int) -> int:
+    """One batch: finished deliveries (and attempts) older than `older_than`, then events
+    received before it that have no delivery left. Returns deliveries + events deleted."""
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM deliveries WHERE finished_at < ? "
+            "AND +state IN ('done', 'dead', 'failed', 'cancelled') "  # + : walk finished_at
+            "ORDER BY finished_at LIMIT ?",
+            (older_than, batch),
+        )
+    ]
+    _delete_deliveries(conn, ids)
+    events = conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events e WHERE received_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) "
+        "ORDER BY received_at LIMIT ?)",
+        (older_than, batch),
+    ).rowcount
+    return len(ids) + events
+
+
+def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
+    """Delete an order's events, deliveries and request log, overwriting the freed pages."""
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        ids = [
+            row[0]
+            for row in conn.execute("SELECT id FROM deliveries WHERE order_id = ?", (order_id,))
+        ]
+        attempts = _delete_deliveries(conn, ids)
+        events = conn.execute("DELETE FROM events WHERE order_id = ?", (order_id,)).rowcount
+    finally:
+        conn.execute("PRAGMA secure_delete = OFF")
+    return ErasedCounts(events=events, deliveries=len(ids), attempts=attempts)

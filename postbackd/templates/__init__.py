@@ -1,0 +1,25 @@
+"""Templates (DESIGN §5): the names other packages may import.
+
+Inside: `engine` (a configuration's templates, rendered for one event), `compile` (the sandbox,
+``##{{`` and format-aware escaping, compiled once and cached), `escape` (JSON/XML escaping and
+content types), `output` (a rendered body must be valid JSON/XML), `runtime` (undefined
+variables), `errors` (render errors and warnings with their template line) and `builtin` (the
+templates any trigger can name).
+"""
+
+from __future__ import annotations
+
+from postbackd.templates.builtin import BUILTIN_TEMPLATES
+from postbackd.templates.compile import CompiledCache
+from postbackd.templates.engine import Rendered, RenderError, TemplateEngine, TemplateWarning
+from postbackd.templates.escape import content_type_for
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "CompiledCache",
+    "RenderError",
+    "Rendered",
+    "TemplateEngine",
+    "TemplateWarning",
+    "content_type_for",
+]
