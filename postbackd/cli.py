@@ -8,26 +8,42 @@ and a ``run(args) -> int``. Output goes to stdout, logs and diagnostics to stder
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from postbackd import __version__
-
-COMMANDS: tuple[str, ...] = (
-    "postbackd.commands.run",
-    "postbackd.commands.check",
-    "postbackd.commands.render",
-    "postbackd.commands.test",
-    "postbackd.commands.send",
-    "postbackd.commands.reload",
-    "postbackd.commands.samples",
-    "postbackd.commands.customer",
-    "postbackd.commands.plugins",
-    "postbackd.commands.requests",
-    "postbackd.commands.queue",
-    "postbackd.commands.erase",
+from postbackd.commands import (
+    check,
+    customer,
+    erase,
+    plugins,
+    queue,
+    reload,
+    render,
+    requests,
+    run,
+    samples,
+    send,
+    test,
 )
+from postbackd.logs import configure_logging
+
+COMMANDS: tuple[ModuleType, ...] = (
+    run,
+    check,
+    render,
+    test,
+    send,
+    reload,
+    samples,
+    customer,
+    plugins,
+    requests,
+    queue,
+    erase,
+)
+"""In the order `postbackd --help` lists them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,16 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much to log on stderr (default: info)",
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module_name in COMMANDS:
-        importlib.import_module(module_name).add_parser(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from postbackd.logs import configure_logging
-
     configure_logging(args.log_level)
     try:
         return int(args.func(args))

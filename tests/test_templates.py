@@ -19,6 +19,7 @@ import postbackd.templates.engine as templates_module
 from postbackd.config.model import Customer, Location, Lookup, TemplateConfig, TemplateFormat
 from postbackd.events import Event, parse_event
 from postbackd.samples import load_sample, sample_event
+from postbackd.templates.check import check_template, render_samples
 from postbackd.templates.engine import (
     RenderError,
     TemplateEngine,
@@ -628,14 +629,14 @@ def test_names_and_has_include_the_built_ins() -> None:
 
 def test_render_samples_covers_the_matching_sample_types() -> None:
     engine = engine_of(template("t", "json", '{"s": "{{ fulfillmentStatus }}"}'))
-    results = engine.render_samples("t", event_types=["Order shipped", "order.in_*"])
+    results = render_samples(engine, "t", event_types=["Order shipped", "order.in_*"])
     assert [r.event_type for r in results] == [
         "order.in_production",
         "order.shipped",
         "order.in_transit",
     ]
     assert all(r.rendered is not None and r.error is None for r in results)
-    assert len(engine.render_samples("t")) == 8
+    assert len(render_samples(engine, "t")) == 8
 
 
 def test_render_samples_as_another_customer_uses_its_lookups() -> None:
@@ -644,7 +645,7 @@ def test_render_samples_as_another_customer_uses_its_lookups() -> None:
         lookups=lookup_tables(),
     )
     globex = Customer("globex", "Globex", HERE)
-    (result,) = engine.render_samples("t", event_types=["order.shipped"], customer=globex)
+    (result,) = render_samples(engine, "t", event_types=["order.shipped"], customer=globex)
     assert result.rendered is not None and result.rendered.body == b"DHL (global)"
 
 
@@ -652,8 +653,8 @@ def test_check_template_merges_findings_over_samples() -> None:
     body = '{"reason": "{{ failureReason }}", "x": "{{ typo }}"'
     body += '{% if event.type == "order.failed" %},{% endif %}}'
     engine = engine_of(template("t", "json", body))
-    findings = engine.check_template(
-        "t", event_types=["order.failed", "order.cancelled", "order.shipped"]
+    findings = check_template(
+        engine, "t", event_types=["order.failed", "order.cancelled", "order.shipped"]
     )
     assert [str(f) for f in findings] == [
         "template t line 1: invalid JSON at line 1, column 58: Expecting property name enclosed "
@@ -663,14 +664,14 @@ def test_check_template_merges_findings_over_samples() -> None:
         "template t line 1: undefined variable 'failureReason' (with sample order.shipped)",
     ]
     assert [f.severity for f in findings] == ["error", "warning", "warning"]
-    (everywhere,) = engine_of(template("u", "text", "{{ typo }}")).check_template("u")
+    (everywhere,) = check_template(engine_of(template("u", "text", "{{ typo }}")), "u")
     assert str(everywhere) == "template u line 1: undefined variable 'typo' (with every sample)"
     assert len(everywhere.samples) == 8
 
 
 def test_check_template_reports_a_syntax_error_once() -> None:
     engine = engine_of(template("t", "text", "{% if %}"))
-    (finding,) = engine.check_template("t")
+    (finding,) = check_template(engine, "t")
     assert finding.severity == "error"
     assert str(finding).startswith("template t line 1: syntax error")
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from postbackd.config import Config, Diagnostic
     from postbackd.templates import TemplateEngine
 
+from postbackd.templates import check_template
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("check", help="validate the configuration directory")
@@ -84,8 +86,8 @@ def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic
     for trigger in sorted(config.triggers.values(), key=lambda t: t.name):
         where = engine.template(trigger.template).location
         customer = config.customers.get(trigger.customer)
-        for finding in engine.check_template(
-            trigger.template, event_types=trigger.events, customer=customer
+        for finding in check_template(
+            engine, trigger.template, event_types=trigger.events, customer=customer
         ):
             message = str(finding)
             found.setdefault(message, Diagnostic(where.path, where.line, message, finding.severity))

@@ -2,14 +2,15 @@
 
 Inside: `engine` (a configuration's templates, rendered for one event), `compile` (the sandbox,
 ``##{{`` and format-aware escaping, compiled once and cached), `escape` (JSON/XML escaping and
-content types), `output` (a rendered body must be valid JSON/XML), `runtime` (undefined
-variables), `errors` (render errors and warnings with their template line) and `builtin` (the
-templates any trigger can name).
+content types), `output` (a rendered body must be valid JSON/XML), `check` (the linter behind
+`postbackd check` and `render`), `runtime` (undefined variables), `errors` (render errors and
+warnings with their template line) and `builtin` (the templates any trigger can name).
 """
 
 from __future__ import annotations
 
 from postbackd.templates.builtin import BUILTIN_TEMPLATES
+from postbackd.templates.check import TemplateFinding, check_template, render_samples
 from postbackd.templates.compile import CompiledCache
 from postbackd.templates.engine import Rendered, RenderError, TemplateEngine, TemplateWarning
 from postbackd.templates.escape import content_type_for
@@ -20,6 +21,9 @@ __all__ = [
     "RenderError",
     "Rendered",
     "TemplateEngine",
+    "TemplateFinding",
     "TemplateWarning",
+    "check_template",
     "content_type_for",
+    "render_samples",
 ]

@@ -1,0 +1,104 @@
+"""The template linter behind `postbackd check` and `postbackd render`: a template rendered
+against the sample events its trigger can receive, its errors and warnings merged over them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from postbackd.config.model import Customer
+from postbackd.events import type_matches
+from postbackd.samples import sample_event, sample_types
+from postbackd.templates.engine import Rendered, RenderError, TemplateEngine
+
+
+@dataclass(frozen=True)
+class SampleRender:
+    """One template rendered against one sample event: a result or an error."""
+
+    event_type: str
+    rendered: Rendered | None
+    error: RenderError | None
+
+
+@dataclass(frozen=True)
+class TemplateFinding:
+    """A problem `postbackd check` reports, merged over the sample events that showed it."""
+
+    severity: Literal["error", "warning"]
+    text: str
+    samples: tuple[str, ...]
+    every_sample: bool = False
+
+    def __str__(self) -> str:
+        if self.every_sample:
+            return f"{self.text} (with every sample)"
+        if not self.samples:
+            return self.text
+        label = "sample" if len(self.samples) == 1 else "samples"
+        return f"{self.text} (with {label} {', '.join(self.samples)})"
+
+
+def render_samples(
+    engine: TemplateEngine,
+    name: str,
+    *,
+    event_types: Iterable[str] | None = None,
+    customer: Customer | None = None,
+) -> list[SampleRender]:
+    """Render `name` against each sample event whose type matches `event_types`.
+
+    `event_types` are trigger patterns (``order.*``, aliases); None means every sample.
+    With a `customer`, the samples are rendered as that customer's events (its lookups).
+    """
+    patterns = None if event_types is None else list(event_types)
+    results: list[SampleRender] = []
+    for event_type in sample_types():
+        if patterns is not None and not any(type_matches(p, event_type) for p in patterns):
+            continue
+        event = sample_event(event_type)
+        if customer is not None:
+            event = replace(event, customer=customer.id)
+        try:
+            results.append(SampleRender(event_type, engine.render(name, event, customer), None))
+        except RenderError as exc:
+            results.append(SampleRender(event_type, None, exc))
+    return results
+
+
+def check_template(
+    engine: TemplateEngine,
+    name: str,
+    *,
+    event_types: Iterable[str] | None = None,
+    customer: Customer | None = None,
+) -> list[TemplateFinding]:
+    """Errors and warnings of `name` over the matching samples, errors first.
+
+    A syntax error is reported even when no sample matches.
+    """
+    try:
+        engine.compiled(name)
+    except RenderError as exc:
+        return [TemplateFinding("error", str(exc), ())]
+    found: dict[tuple[str, str], list[str]] = {}
+    results = render_samples(engine, name, event_types=event_types, customer=customer)
+    for result in results:
+        problems: list[tuple[str, str]] = []
+        if result.error is not None:
+            problems.append(("error", str(result.error)))
+        if result.rendered is not None:
+            problems.extend(("warning", str(w)) for w in result.rendered.warnings)
+        for problem in problems:
+            found.setdefault(problem, []).append(result.event_type)
+    ordered = sorted(found.items(), key=lambda item: item[0][0] != "error")
+    return [
+        TemplateFinding(
+            "error" if severity == "error" else "warning",
+            text,
+            tuple(samples),
+            every_sample=len(results) > 1 and len(samples) == len(results),
+        )
+        for (severity, text), samples in ordered
+    ]
