@@ -162,8 +162,27 @@ class PluginContext:
     version: str = __version__
 
 
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """One line of `postbackd check --connect`: a step towards a destination, passed or not.
+
+    A delivery plugin may offer ``async check_connections(triggers) -> list[ConnectionCheck]``
+    for the triggers that use it (`postbackd.config.Trigger`: name and current options): resolve,
+    connect, log in — whatever shows an admin that postbacks can get through.
+    """
+
+    ok: bool
+    text: str
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.text}"
+
+
 class DeliveryPlugin(Protocol):
-    """What a delivery class provides; ``destination(options) -> str`` is optional."""
+    """What a delivery class provides. Optional: ``destination(options) -> str`` (the unit of
+    concurrency and circuit breaking), ``async check_connections(triggers)`` (see
+    `ConnectionCheck`) and ``test_summary(outcome) -> str | None`` (what `postbackd test` prints
+    instead of the request and response, when the plugin has a better account)."""
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]: ...
 
@@ -195,6 +214,7 @@ RegisterFunction = Callable[[str, Callable[..., Any]], None]
 
 __all__ = [
     "API_VERSION",
+    "ConnectionCheck",
     "Delivery",
     "DeliveryPlugin",
     "Event",

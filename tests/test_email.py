@@ -403,7 +403,7 @@ async def test_a_missing_ca_file_is_retried_naming_the_setting(
     plugin, holder = plugin_for(server, settings={"ca_file": "missing-ca.pem"})
 
     outcome = await plugin.deliver(make_delivery(), TO)
-    steps = await plugin.check_connection()
+    steps = await plugin.check_server()
 
     missing = holder.config.conf_dir / "missing-ca.pem"
     assert outcome.kind is OutcomeKind.RETRY

@@ -132,7 +132,7 @@ async def test_the_plugin_checks_with_its_own_trust_anchor(
     holder = ConfigHolder(tmp_path, server.smtp_config())
     plugin = EmailDelivery({"ca_file": str(tls_cert.cert)}, holder.context())
     try:
-        steps = await plugin.check_connection()
+        steps = await plugin.check_server()
     finally:
         await plugin.close()
 

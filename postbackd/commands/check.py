@@ -2,23 +2,24 @@
 
 Prints every error as ``file:line: message`` and exits 1; otherwise a one-line summary and
 exit 0. Warnings (such as template variables that no sample event defines) are printed and
-fail the check only with ``--strict``. ``--connect`` also tries the SMTP server and every
-webhook destination, and reports the step that failed.
+fail the check only with ``--strict``. ``--connect`` also asks each delivery plugin to try its
+destinations (the built-ins: the SMTP server, every webhook receiver) and reports the step that
+failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from typing import TYPE_CHECKING
+from typing import TextIO
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
-
-if TYPE_CHECKING:
-    from postbackd.config import Config, Diagnostic
-    from postbackd.templates import TemplateEngine
-
-from postbackd.templates import check_template
+from postbackd.config import Config, ConfigError, Diagnostic, load_config_with_warnings
+from postbackd.generation import Plugins, build_engine
+from postbackd.plugin import ConnectionCheck
+from postbackd.supervisor import source_problems
+from postbackd.templates import TemplateEngine, check_template
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +36,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from postbackd.config import ConfigError, load_config_with_warnings
-    from postbackd.generation import build_engine
-    from postbackd.supervisor import source_problems
 
     opened = open_or_report(args, stream=sys.stdout)
     if opened is None:
@@ -62,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(_label(diagnostic))
     failed = bool(errors or source_errors) or (bool(warnings) and args.strict)
     if args.connect:
-        from postbackd.connectivity import check_connectivity
-
-        failed |= check_connectivity(config, plugins)
+        failed |= check_connections(config, plugins)
     print(
         f"{conf_dir}: {len(config.customers)} customers, {len(config.triggers)} triggers, "
         f"{len(config.templates)} templates, {len(config.lookups)} lookups"
@@ -80,7 +76,6 @@ def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic
     Syntax errors and templates that fail on every matching sample are errors; undefined
     variables are warnings. Each is placed at the template's file and line.
     """
-    from postbackd.config import Diagnostic
 
     found: dict[str, Diagnostic] = {}
     for trigger in sorted(config.triggers.values(), key=lambda t: t.name):
@@ -92,6 +87,34 @@ def template_findings(config: Config, engine: TemplateEngine) -> list[Diagnostic
             message = str(finding)
             found.setdefault(message, Diagnostic(where.path, where.line, message, finding.severity))
     return list(found.values())
+
+
+def check_connections(config: Config, plugins: Plugins, out: TextIO = sys.stdout) -> bool:
+    """`check --connect`: each delivery plugin that offers ``check_connections`` checks the
+    triggers that use it (DNS, TCP, TLS, login: the troubleshooting checklist as a command).
+    Prints one line per step; returns True when any failed."""
+    plugins.holder.value = config
+    plugins.build_deliveries(config.deliveries)
+    return asyncio.run(_check_connections(config, plugins, out))
+
+
+async def _check_connections(config: Config, plugins: Plugins, out: TextIO) -> bool:
+    failed = False
+    for name, plugin in sorted(plugins.deliveries.items()):
+        check = getattr(plugin, "check_connections", None)
+        triggers = [t for t in config.triggers.values() if t.delivery == name]
+        if check is None or not triggers:
+            continue
+        try:
+            lines: list[ConnectionCheck] = await check(triggers)
+        except Exception as exc:  # a plugin's bug must not hide the other plugins' lines
+            lines = [ConnectionCheck(False, f"{name}: check_connections raised {exc!r}")]
+        finally:
+            await plugin.close()
+        for line in lines:
+            out.write(f"{line}\n")
+            failed |= not line.ok
+    return failed
 
 
 def _label(diagnostic: Diagnostic) -> str:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.commands.render import read_event_arg
-from postbackd.plugin import Delivery, Outcome
+from postbackd.plugin import Delivery, DeliveryPlugin, Outcome
 
 if TYPE_CHECKING:
-    from postbackd.generation import Plugins
+    pass
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -83,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
         body=rendered.body,
         order_id=event.order_id,
     )
-    result, seconds = asyncio.run(_send(plugins, trigger.delivery, delivery, trigger.options))
-    _print(delivery, result, seconds)
+    plugin = plugins.deliveries[trigger.delivery]
+    result, seconds = asyncio.run(_send(plugin, trigger.delivery, delivery, trigger.options))
+    _print(plugin, delivery, result, seconds)
     return 0 if result.succeeded else 1
 
 
 async def _send(
-    plugins: Plugins, name: str, delivery: Delivery, options: Any
+    plugin: DeliveryPlugin, name: str, delivery: Delivery, options: Any
 ) -> tuple[Outcome, float]:
-    plugin = plugins.deliveries[name]
     started = time.perf_counter()
     try:
         outcome = await plugin.deliver(delivery, options)
@@ -102,12 +102,13 @@ async def _send(
     return outcome, time.perf_counter() - started
 
 
-def _print(delivery: Delivery, outcome: Outcome, seconds: float) -> None:
-    from postbackd.deliveries.email.smtpcheck import format_smtp_summary
-
+def _print(plugin: DeliveryPlugin, delivery: Delivery, outcome: Outcome, seconds: float) -> None:
+    """The plugin's own account of the attempt (`test_summary`), else request and response."""
     out = sys.stdout
-    if delivery.subject is not None and (outcome.request or {}).get("server"):
-        out.write(format_smtp_summary(outcome) + f"\nlatency  {seconds * 1000:.1f} ms\n")
+    summarize = getattr(plugin, "test_summary", None)
+    summary = summarize(outcome) if summarize is not None else None
+    if summary is not None:
+        out.write(summary + f"\nlatency  {seconds * 1000:.1f} ms\n")
         return
     out.write("== request\n")
     _write_fields(out, outcome.request)

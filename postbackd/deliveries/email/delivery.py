@@ -22,14 +22,14 @@ import asyncio
 import difflib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
-from postbackd.config import SmtpConfig
+from postbackd.config import SmtpConfig, Trigger
 from postbackd.deliveries.email.message import (
     Addressing,
     AddressingCache,
@@ -52,9 +52,9 @@ from postbackd.deliveries.email.session import (
     send_transaction,
     server_name,
 )
-from postbackd.deliveries.email.smtpcheck import CheckStep, check_smtp
+from postbackd.deliveries.email.smtpcheck import CheckStep, check_smtp, format_smtp_summary
 from postbackd.logs import get_logger
-from postbackd.plugin import Delivery, Outcome, PluginContext
+from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
 
 log = get_logger("postbackd.deliveries.email")
 
@@ -148,7 +148,17 @@ class EmailDelivery:
 
     # ------------------------------------------------------------ extras for the CLI
 
-    async def check_connection(self) -> list[CheckStep]:
+    async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
+        """`check --connect`: the SMTP checklist, once for all `triggers` (they share the server),
+        after a line for the server as a whole."""
+        if not triggers:
+            return []
+        smtp = self._context.config().smtp
+        steps = await self.check_server()
+        server = ConnectionCheck(all(s.ok for s in steps), f"smtp    {smtp.host}:{smtp.port}")
+        return [server, *(ConnectionCheck(s.ok, f"{s.name:<8}{s.detail}") for s in steps)]
+
+    async def check_server(self) -> list[CheckStep]:
         """The SMTP checklist (dns, tcp, tls, auth, sender) with this plugin's trust anchor."""
         smtp = self._context.config().smtp
         context = None
@@ -160,6 +170,10 @@ class EmailDelivery:
                     CheckStep("tls", False, f"[deliveries.email] ca_file {self._ca_file()}: {exc}")
                 ]
         return await check_smtp(smtp, tls_context=context)
+
+    def test_summary(self, outcome: Outcome) -> str | None:
+        """What `postbackd test` shows of a sent email: the envelope and the server's answer."""
+        return format_smtp_summary(outcome) if (outcome.request or {}).get("server") else None
 
     async def tls_context(self) -> ssl.SSLContext:
         """The one SSLContext shared by every session (built off the event loop, once)."""

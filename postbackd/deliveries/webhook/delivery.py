@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -20,9 +20,11 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from postbackd.config import Trigger
 from postbackd.deliveries.webhook.netguard import (
     AddressPolicy,
     DestinationRefused,
+    GuardedResolver,
     GuardedSessions,
     parse_ip,
 )
@@ -34,10 +36,11 @@ from postbackd.deliveries.webhook.options import (
     mask_url,
 )
 from postbackd.deliveries.webhook.signing import signature_header
-from postbackd.plugin import Delivery, Outcome, PluginContext
+from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
 from postbackd.units import format_duration
 
 EXCERPT_BYTES = 1024
+CONNECT_CHECK = 5.0  # seconds `check --connect` waits for a receiver's TCP handshake
 PREPARED_LIMIT = 16384  # trigger options worked out and kept; more (many reloads) starts afresh
 
 
@@ -193,6 +196,18 @@ class WebhookDelivery:
                 "latency_ms": latency_ms,
             }
             return _judge(answer, options.url, request, response)
+
+    async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
+        """`check --connect`: each trigger's receiver resolved, vetted by the address policy
+        (SSRF guard) and connected to over TCP."""
+        resolver = GuardedResolver(self._policy)
+        try:
+            return [
+                await _check_receiver(resolver, str(trigger.options.get("url", "")), trigger.name)
+                for trigger in sorted(triggers, key=lambda t: t.name)
+            ]
+        finally:
+            await resolver.close()
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, None
@@ -394,3 +409,24 @@ def _reason(exc: BaseException | None) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+async def _check_receiver(
+    resolver: GuardedResolver, url_text: str, trigger: str
+) -> ConnectionCheck:
+    url = URL(url_text)
+    host, port = url.host or "", url.port or (443 if url.scheme == "https" else 80)
+    where = f"{url_text}  [trigger {trigger}]"
+    try:
+        await resolver.vet(host, port)
+    except DestinationRefused as exc:
+        return ConnectionCheck(False, f"ssrf    {where}: {exc}")
+    except OSError as exc:
+        return ConnectionCheck(False, f"dns     {where}: cannot resolve {host}: {exc}")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_CHECK)
+    except (OSError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        return ConnectionCheck(False, f"tcp     {where}: cannot connect to {host}:{port}: {reason}")
+    writer.close()
+    return ConnectionCheck(True, f"tcp     {where}: connected to {host}:{port}")
