@@ -30,7 +30,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind
 from postbackd.retry import decide
 from postbackd.router import destination_of
-from postbackd.spool import AttemptResult, DeliveryState, Spool, StoredDelivery
+from postbackd.spool import TRIGGER_INACTIVE, AttemptResult, DeliveryState, Spool, StoredDelivery
 from postbackd.units import parse_duration
 
 log = get_logger("postbackd.attempt")
@@ -91,8 +91,7 @@ class AttemptRunner:
             self.breakers.release_probe(dest, time.time())
             return
         if not trigger.active:
-            await self.spool.release_inflight([stored.id], time.time())
-            await self.spool.verbs.hold([stored.id], reason="trigger inactive")
+            await self.spool.hold_inflight(stored.id, TRIGGER_INACTIVE)
             self.breakers.release_probe(dest, time.time())
             return
         if stored.body is None:

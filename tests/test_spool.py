@@ -20,6 +20,7 @@ from postbackd.events import Event
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.model import (
+    TRIGGER_INACTIVE,
     AttemptResult,
     DeliveryState,
     NewDelivery,
@@ -373,6 +374,21 @@ async def test_release_inflight_does_not_count_an_attempt(spool: Spool) -> None:
     assert await spool.claim_due(soon(), 10) == []
     (again,) = await spool.claim_due(later + 1, 10)
     assert again.attempts == 0
+
+
+async def test_hold_inflight_holds_a_claimed_delivery_in_one_commit(spool: Spool) -> None:
+    await add(spool, "e1", new_delivery("d1"))
+    await add(spool, "e2", new_delivery("d2"))
+    (claimed, _) = await spool.claim_due(soon(), 10)
+    commits = spool.commits
+    assert await spool.hold_inflight(claimed.id, TRIGGER_INACTIVE)
+    assert spool.commits == commits + 1  # never pending in between: nothing can claim it
+    assert await state_of(spool, claimed.id) is S.HELD
+    assert not await spool.hold_inflight(claimed.id, TRIGGER_INACTIVE)  # held, not inflight
+    assert await spool.claim_due(soon() + 3600, 10) == []
+    detail = await spool.get_delivery(claimed.id)
+    assert detail is not None and detail.summary.held_reason == TRIGGER_INACTIVE
+    assert detail.summary.attempts == 0
 
 
 async def test_ordered_deliveries_wait_for_earlier_ones(spool: Spool) -> None:

@@ -81,6 +81,8 @@ class Spool(Protocol):
 
     async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int: ...
 
+    async def hold_inflight(self, delivery_id: str, reason: str) -> bool: ...
+
     async def set_rendered(
         self,
         delivery_id: str,

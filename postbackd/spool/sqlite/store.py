@@ -267,6 +267,12 @@ class SqliteSpool:
         )
         return count
 
+    async def hold_inflight(self, delivery_id: str, reason: str) -> bool:
+        """inflight → held in one write, no attempt counted (its trigger became inactive while
+        it was claimed); False if it was no longer inflight."""
+        held: bool = await self._write(lambda conn: writes.hold_inflight(conn, delivery_id, reason))
+        return held
+
     async def set_rendered(
         self,
         delivery_id: str,

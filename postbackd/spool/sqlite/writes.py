@@ -164,6 +164,17 @@ def release_inflight(conn: sqlite3.Connection, ids: str, next_attempt_at: float)
     ).rowcount
 
 
+def hold_inflight(conn: sqlite3.Connection, delivery_id: str, reason: str) -> bool:
+    return (
+        conn.execute(
+            "UPDATE deliveries SET state = 'held', held_reason = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'inflight'",
+            (reason, time.time(), delivery_id),
+        ).rowcount
+        == 1
+    )
+
+
 def set_rendered(
     conn: sqlite3.Connection,
     delivery_id: str,
