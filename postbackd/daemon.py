@@ -112,9 +112,7 @@ class Daemon:
         runner = AttemptRunner(
             spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
         )
-        self.dispatcher = Dispatcher(
-            spool, self.current, self.plugins.deliveries, self.breakers, runner
-        )
+        self.dispatcher = Dispatcher(spool, self.current, self.breakers, runner)
         self.intake = Intake(spool, self.current, self.metrics, self._committed)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)

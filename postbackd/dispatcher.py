@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
@@ -51,13 +50,11 @@ class Dispatcher:
         self,
         spool: Spool,
         current: Callable[[], Generation],
-        deliveries: Mapping[str, Any],
         breakers: BreakerBoard,
         runner: AttemptRunner,
     ) -> None:
         self.spool = spool
         self.current = current
-        self.deliveries = deliveries
         self.breakers = breakers
         self.runner = runner
         self._wake = asyncio.Event()
@@ -79,10 +76,6 @@ class Dispatcher:
     def wake(self) -> None:
         """New work may be due (an event was committed, an operator retried something)."""
         self._wake.set()
-
-    @property
-    def in_flight(self) -> int:
-        return self._buffered
 
     async def run(self) -> None:
         """Claim due deliveries until `stop()`; returns when intake of new work has ended.

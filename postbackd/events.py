@@ -99,10 +99,6 @@ def canonical_type(name: str) -> str:
     return ALIASES.get(folded, name.strip())
 
 
-def is_known_type(name: str) -> bool:
-    return canonical_type(name) in CANONICAL_TYPES
-
-
 def type_matches(pattern: str, event_type: str) -> bool:
     """Whether a trigger's event pattern (``order.*``, an alias, a name) matches a type."""
     pattern = canonical_type(pattern)

@@ -19,7 +19,6 @@ silently. `postbackd.plugin.API_VERSION` versions this module together with `pos
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -36,10 +35,7 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
-RegisterClass = Callable[[str, type], None]
-
 __all__ = [
-    "RegisterClass",
     "RegisterDelivery",
     "RegisterFunction",
     "RegisterSource",

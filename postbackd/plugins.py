@@ -110,10 +110,6 @@ class PluginHost:
             {name: r.value for name, r in self.template_filters.items()},
         )
 
-    def plugin_names(self) -> list[str]:
-        """Every loaded plugin, in load order (built-ins, entry points, files, in-process)."""
-        return list(self.origins)
-
     def hooks_of(self, plugin_name: str) -> list[str]:
         """The hooks a plugin implements."""
         plugin = self.manager.get_plugin(plugin_name)

@@ -211,7 +211,6 @@ def test_design_example_loads_typed(conf: Conf, tmp_path: Path) -> None:
     assert config.customers["acme"].name == "Acme Prints"
     assert config.templates["acme-shipped"].format == "json"
     assert config.lookups["carriers"].values == {"dhl_express_uid": "DHL Express"}
-    assert config.triggers_of("acme") == (trigger,)
 
 
 def test_defaults_without_any_table(conf: Conf, tmp_path: Path, monkeypatch: Any) -> None:

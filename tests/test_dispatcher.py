@@ -70,7 +70,6 @@ async def test_a_destination_whose_queue_was_full_is_read_again_as_it_drains(
         dispatcher = Dispatcher(
             spool,
             lambda: generation,
-            {},
             BreakerBoard(5, 30.0),
             runner,  # type: ignore[arg-type]
         )

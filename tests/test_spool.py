@@ -543,7 +543,7 @@ async def test_failed_delivery_retried_is_rendered_again(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1", state=S.FAILED, body=None, render_error="boom"))
     assert await spool.verbs.retry(["d1"]) == 1
     (claimed,) = await spool.claim_due(soon(), 10)
-    assert claimed.needs_render
+    assert claimed.body is None
     assert await spool.set_rendered(
         "d1", b"<ok/>", "Shipped", None, format="xml", content_type="application/xml"
     )

@@ -145,6 +145,3 @@ class Config:
     templates: Mapping[str, TemplateConfig]
     triggers: Mapping[str, Trigger]
     lookups: Mapping[str, Lookup]
-
-    def triggers_of(self, customer: str) -> tuple[Trigger, ...]:
-        return tuple(t for t in self.triggers.values() if t.customer == customer)

@@ -94,10 +94,6 @@ class StoredDelivery:
     seq: int
     destination: str | None = None
 
-    @property
-    def needs_render(self) -> bool:
-        return self.body is None
-
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:

@@ -27,8 +27,6 @@ from postbackd.config import TemplateFormat
 from postbackd.templates.errors import TemplateFault, running_template_line
 from postbackd.templates.runtime import note_undefined
 
-FORMATS: tuple[TemplateFormat, ...] = ("json", "xml", "text", "html")
-
 _CONTENT_TYPES: dict[str, str] = {
     "json": "application/json",
     "xml": "application/xml",
