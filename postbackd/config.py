@@ -56,6 +56,7 @@ from postbackd.config_sections import (
     build_smtp,
     build_source,
     build_ui,
+    check_admin_listener,
     http_token,
     plugin_settings,
 )
@@ -276,6 +277,9 @@ class _Loader:
         daemon = build_daemon(self.singles.get("daemon"), spool)
         if daemon.admin_token is None:
             daemon = dataclasses.replace(daemon, admin_token=http_token(sources))
+        check_admin_listener(
+            self.singles.get("daemon"), daemon.admin_listen, daemon.admin_token, "http" in sources
+        )
         customers = self.unique("customer", "id", build_customer)
         templates = self.unique("template", "name", build_template)
         triggers = self.unique("trigger", "name", build_trigger)
