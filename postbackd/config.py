@@ -61,6 +61,7 @@ from postbackd.config_sections import (
     plugin_settings,
 )
 from postbackd.config_table import Built, ConfFile, Table
+from postbackd.redaction import Redactor
 from postbackd.secrets import SchemeResolver, SecretResolver
 
 __all__ = [
@@ -165,9 +166,11 @@ def load_config_with_warnings(
         read = read_files(paths, pending or {}, resolver, report, cache)
         loader = _Loader(read, report, deliveries)
         config = loader.build(conf_dir, default_spool(env))
+    redactor = config.redactor
+    found = [dataclasses.replace(d, message=redactor.text(d.message)) for d in report.sorted()]
     if report.failed:
-        raise ConfigError(report.sorted())
-    return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
+        raise ConfigError(found)
+    return LoadResult(config, tuple(d for d in found if d.severity == "warning"))
 
 
 def default_spool(environ: Mapping[str, str]) -> Path:
@@ -300,6 +303,13 @@ class _Loader:
             templates=_values(templates),
             triggers=_values(triggers),
             lookups=_values(lookups),
+            redactor=Redactor.of(v for f in self.read.files for _, v in f.secret_values),
+            shared_redactor=Redactor.of(
+                value
+                for file in self.read.files
+                for path, value in file.secret_values
+                if path and path[0] not in ITEM_TABLES
+            ),
         )
 
     def unique(

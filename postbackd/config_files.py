@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from postbackd.config_report import Diagnostic, Reporter
 from postbackd.config_table import ConfFile, ItemTables, Table, key_text
+from postbackd.redaction import is_secret_name
 from postbackd.secrets import SecretResolver
 from postbackd.tomllines import KeyPath, TomlLines, declared_names
 
@@ -30,6 +31,7 @@ IGNORED_SUFFIXES = ("~", ".tmp", ".swp")
 ITEM_TABLES = ("customer", "template", "trigger", "lookup")
 PLUGIN_TABLES = ("sources", "deliveries")
 _TEMPLATE_SOURCES = ("body", "subject")
+_NOT_SETTINGS = frozenset({"customer", "template", "lookup"})
 _Found = tuple[tuple[str, ...], str]  # (parts below the directory, path)
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
@@ -236,9 +238,13 @@ def conf_file(parsed: ParsedFile, resolver: SecretResolver | None, report: Repor
     path, raw, lines = parsed.path, parsed.raw, parsed.lines
     assert raw is not None and lines is not None
     directory = path.parent.absolute()
+    written = tuple(marked_secrets(raw))
     if resolver is None or not parsed.may_reference:
-        return ConfFile(path=path, directory=directory, raw=raw, data=raw, lines=lines)
-    data, errors = resolver.expand_tree(raw, directory, skip=_is_template_source)
+        return ConfFile(
+            path=path, directory=directory, raw=raw, data=raw, lines=lines, secret_values=written
+        )
+    resolved: list[tuple[KeyPath, str]] = []
+    data, errors = resolver.expand_tree(raw, directory, skip=_is_template_source, resolved=resolved)
     for key, exc in errors:
         label, rest = label_of(raw, key)
         report.error(
@@ -253,4 +259,29 @@ def conf_file(parsed: ParsedFile, resolver: SecretResolver | None, report: Repor
         data=data,
         lines=lines,
         secret_errors=tuple(key for key, _ in errors),
+        secret_values=(*written, *resolved),
     )
+
+
+def marked_secrets(raw: Any, path: KeyPath = (), marked: bool = False) -> list[tuple[KeyPath, str]]:
+    """Strings written in clear under a secret-looking key (``token``, ``password``, a
+    ``secret`` list, an ``X-Api-Key`` header …), with their key paths: masked like references.
+
+    Only settings are judged: customers, templates and lookup tables hold names and data (a
+    lookup's ``key``), and of a trigger only its ``options``.
+    """
+    found: list[tuple[KeyPath, str]] = []
+    if path and path[0] in _NOT_SETTINGS:
+        return found
+    if len(path) >= 3 and path[0] == "trigger" and path[2] != "options":
+        return found
+    if isinstance(raw, str):
+        if marked and "${" not in raw:
+            found.append((path, raw))
+    elif isinstance(raw, dict):
+        for key, value in raw.items():
+            found.extend(marked_secrets(value, (*path, key), marked or is_secret_name(key)))
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            found.extend(marked_secrets(value, (*path, index), marked))
+    return found

@@ -27,6 +27,7 @@ from postbackd.config_model import (
 from postbackd.config_report import did_you_mean
 from postbackd.config_table import Table, kind_of
 from postbackd.events import ALIASES, CANONICAL_TYPES, canonical_type
+from postbackd.redaction import Redactor
 from postbackd.units import parse_duration
 
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.-]+")
@@ -144,6 +145,7 @@ def build_trigger(table: Table) -> Trigger | None:
         ordered=ordered,
         supersede=supersede,
         options=options or {},
+        redactor=Redactor.of(table.secret_values()),
     )
 
 

@@ -47,8 +47,12 @@ class SecretResolver:
     environ: Mapping[str, str]
     plugin: SchemeResolver | None = None
 
-    def expand(self, text: str, base_dir: Path) -> str:
-        """`text` with every reference replaced by its value; SecretError for the first bad one."""
+    def expand(self, text: str, base_dir: Path, found: list[str] | None = None) -> str:
+        """`text` with every reference replaced by its value; SecretError for the first bad one.
+
+        Each value a reference resolved to is appended to `found`: whatever came from a
+        secret reference is masked by value wherever it could show (`postbackd.redaction`).
+        """
         if "${" not in text:
             return text
 
@@ -61,7 +65,10 @@ class SecretResolver:
                 raise SecretError(
                     reference, f"no scheme: write ${{env:{name}}} (or $${{ for a literal ${{)"
                 )
-            return self.resolve(match.group(1), match.group(2), base_dir)
+            value = self.resolve(match.group(1), match.group(2), base_dir)
+            if found is not None:
+                found.append(value)
+            return value
 
         return _TOKEN.sub(replace, text)
 
@@ -105,13 +112,17 @@ class SecretResolver:
         return _read_secret_file(reference, Path(directory) / name)
 
     def expand_tree(
-        self, value: Any, base_dir: Path, skip: Callable[[KeyPath], bool] | None = None
+        self,
+        value: Any,
+        base_dir: Path,
+        skip: Callable[[KeyPath], bool] | None = None,
+        resolved: list[tuple[KeyPath, str]] | None = None,
     ) -> tuple[Any, list[tuple[KeyPath, SecretError]]]:
         """Expand references in every string of a nested value (tables, arrays).
 
         Returns the expanded copy and, for each failed reference, the key path to it (relative
         to `value`) and the error. A failed string, and any value whose path `skip` accepts, is
-        kept as written.
+        kept as written. Each resolved secret is appended to `resolved` with its key path.
         """
         errors: list[tuple[KeyPath, SecretError]] = []
 
@@ -119,8 +130,12 @@ class SecretResolver:
             if skip is not None and skip(path):
                 return node
             if isinstance(node, str):
+                found: list[str] = []
                 try:
-                    return self.expand(node, base_dir)
+                    expanded = self.expand(node, base_dir, found)
+                    if resolved is not None:
+                        resolved.extend((path, secret) for secret in found)
+                    return expanded
                 except SecretError as exc:
                     errors.append((path, exc))
                     return node

@@ -19,6 +19,7 @@ from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.commands.render import read_event_arg
 from postbackd.plugin import Delivery, Outcome
+from postbackd.redaction import masked_outcome
 
 if TYPE_CHECKING:
     from postbackd.loading import Plugins
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         order_id=event.order_id,
     )
     result, seconds = asyncio.run(_send(plugins, trigger.delivery, delivery, trigger.options))
+    result = masked_outcome(result, trigger.redactor, config.shared_redactor)
     _print(delivery, result, seconds)
     return 0 if result.succeeded else 1
 
