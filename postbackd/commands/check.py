@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError, load_config_with_warnings
-    from postbackd.loading import build_engine
+    from postbackd.loading import build_engine, template_errors
     from postbackd.sources_runner import source_problems
 
     opened = open_or_report(args, stream=sys.stdout)
@@ -51,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
             print(_label(diagnostic))
         return 1
     config = result.config
-    findings = template_findings(config, build_engine(config, plugins.host))
+    engine = build_engine(config, plugins.host)
+    findings = template_findings(config, engine)
+    used = {trigger.template for trigger in config.triggers.values()}
+    unused = [name for name in config.templates if name not in used]
+    # the daemon refuses a template that does not compile even when no trigger uses it yet
+    findings += template_errors(config, engine, unused)
     errors = [d for d in findings if d.is_error]
     source_errors = source_problems(plugins.host, config, plugins.context())
     warnings = [*result.warnings, *(d for d in findings if not d.is_error)]
