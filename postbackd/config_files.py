@@ -66,7 +66,11 @@ def _walk(directory: str, prefix: str, parts: tuple[str, ...], found: list[_Foun
         if is_ignored(name):
             continue
         path = os.path.join(prefix, name)
-        if name.endswith(".toml") and entry.is_file():
+        try:
+            is_file = entry.is_file()
+        except OSError:  # a symlink loop: kept, so that reading it reports why it cannot be read
+            is_file = True
+        if name.endswith(".toml") and is_file:
             found.append(((*parts, name), path))
         if entry.is_dir(follow_symlinks=False):
             _walk(path, path, (*parts, name), found)
@@ -196,6 +200,14 @@ def parse_content(path: Path, content: bytes) -> ParsedFile:
 def parse_text(path: Path, text: str, content: bytes | None = None) -> ParsedFile:
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        message = (
+            f"nested deeper than the TOML reader can follow (arrays or inline tables "
+            f"{_DEEP} levels deep or more): flatten it"
+        )
+        return ParsedFile(
+            path, None, content=content, problems=(_error(path, _deep_line(text), message),)
+        )
     except tomllib.TOMLDecodeError as exc:
         message = f"TOML syntax error: {_reason(exc)}"
         declared = {kind: frozenset(names) for kind, names in declared_names(text).items()}
@@ -208,6 +220,25 @@ def parse_text(path: Path, text: str, content: bytes | None = None) -> ParsedFil
         )
     may_reference = "$" in text or "\\u" in text or "\\U" in text
     return ParsedFile(path, raw, TomlLines.lazy(text), content, may_reference)
+
+
+_DEEP = 100
+
+
+def _deep_line(text: str) -> int:
+    """The line where brackets first nest `_DEEP` deep (strings not told apart: a hint)."""
+    depth = 0
+    line = 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth >= _DEEP:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return 1
 
 
 def _error(path: Path, line: int, message: str) -> Diagnostic:

@@ -16,6 +16,7 @@ import fnmatch
 import re
 from typing import Any, cast
 
+from postbackd.bounded_read import TEMPLATE_FILE_LIMIT, NotReadable, read_regular_text
 from postbackd.config_model import (
     DEFAULT_RETRY_SCHEDULE,
     Customer,
@@ -103,9 +104,11 @@ def _template_body(table: Table) -> tuple[str | None, Location | None]:
     if path is None:
         return None, None
     try:
-        return path.read_text(encoding="utf-8"), Location(path, 1)
+        return read_regular_text(path, TEMPLATE_FILE_LIMIT), Location(path, 1)
     except UnicodeDecodeError:
         table.error(f"{path} is not UTF-8 text", "body_file")
+    except NotReadable as exc:
+        table.error(str(exc), "body_file")
     except OSError as exc:
         table.error(f"cannot read {path}: {exc.strerror or exc}", "body_file")
     return None, None

@@ -74,7 +74,8 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
             "allow_private_destinations", d.allow_private_destinations
         ),
         allow_destinations=_networks(table, "allow_destinations"),
-        breaker_failures=table.integer("breaker_failures", d.breaker_failures),
+        # 0 turns the breaker off (DESIGN §6)
+        breaker_failures=table.integer("breaker_failures", d.breaker_failures, minimum=0),
         breaker_cooldown=table.duration("breaker_cooldown", d.breaker_cooldown),
         retention=table.duration("retention", d.retention),
         admin_listen=admin_listen or d.admin_listen,

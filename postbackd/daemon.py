@@ -333,6 +333,14 @@ class Daemon:
             raise ReloadRejected([str(d) for d in exc.errors]) from exc
         except (PluginError, OSError) as exc:
             raise ReloadRejected([str(exc)]) from exc
+        except Exception as exc:  # a bug, but nothing was swapped: say so, and keep running
+            log.exception("configuration could not be loaded", generation=number)
+            raise ReloadRejected(
+                [
+                    f"{self.conf_dir}: the configuration could not be loaded "
+                    f"({type(exc).__name__}); this is a bug in postbackd: please report it"
+                ]
+            ) from exc
         redactor = generation.config.redactor
         problems = source_problems(self.plugins.host, generation.config, self.source_context)
         if problems:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postbackd.bounded_read import SECRET_FILE_LIMIT, NotReadable, read_regular_text
 from postbackd.tomllines import KeyPath
 
 BUILTIN_SCHEMES = ("env", "file", "credential")
@@ -150,7 +151,9 @@ class SecretResolver:
 
 def _read_secret_file(reference: str, path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, SECRET_FILE_LIMIT)
+    except NotReadable as exc:
+        raise SecretError(reference, str(exc)) from None
     except FileNotFoundError:
         raise SecretError(reference, f"file not found: {path}") from None
     except IsADirectoryError:
