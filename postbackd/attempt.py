@@ -28,6 +28,7 @@ from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind
+from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
 from postbackd.router import destination_of
 from postbackd.spool import TRIGGER_INACTIVE, AttemptResult, DeliveryState, Spool, StoredDelivery
@@ -116,6 +117,7 @@ class AttemptRunner:
         )
         started = time.time()
         outcome = await self._call(plugin, trigger, delivery)
+        outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         duration = time.time() - started
         self._record(trigger, delivery, outcome, started, duration, dest)
 

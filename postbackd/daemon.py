@@ -33,9 +33,10 @@ from postbackd.events import Event
 from postbackd.generation import Generation, Plugins, load_generation
 from postbackd.housekeeping import Housekeeping
 from postbackd.intake import Intake
-from postbackd.logs import get_logger
+from postbackd.logs import get_logger, mask_secret_values
 from postbackd.metrics import Metrics
 from postbackd.plugins import PluginError
+from postbackd.redaction import NO_SECRETS, Redactor
 from postbackd.sdnotify import Notifier
 from postbackd.spool import Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
@@ -48,9 +49,11 @@ ReloadResult = dict[str, Any]
 class ReloadRejected(Exception):
     """The new configuration is invalid; `errors` say where and what (file:line: message)."""
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(errors))
+    def __init__(self, errors: list[str], redactor: Redactor = NO_SECRETS) -> None:
+        """`redactor`: the secrets of the refused configuration, masked in `errors` by value
+        (a plugin's message may quote an expanded setting: a URL with its password)."""
+        self.errors = [redactor.text(error) for error in errors]
+        super().__init__("\n".join(self.errors))
 
 
 class Daemon:
@@ -101,7 +104,7 @@ class Daemon:
         generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
         problems = source_problems(self.plugins.host, generation.config, self.plugins.context())
         if problems:
-            raise ReloadRejected(problems)
+            raise ReloadRejected(problems, generation.config.redactor)
         self._apply(generation)
         daemon = generation.config.daemon
         self.spool = self._opened = spool = await open_spool(
@@ -245,6 +248,7 @@ class Daemon:
             self.plugins.holder.value = previous
             raise
         self._generation = generation
+        mask_secret_values(generation.config.redactor)
         self.metrics.config_generation.set(generation.number)
         return replaced
 
@@ -324,13 +328,22 @@ class Daemon:
             raise ReloadRejected([str(d) for d in exc.errors]) from exc
         except (PluginError, OSError) as exc:
             raise ReloadRejected([str(exc)]) from exc
+        except Exception as exc:  # a bug, but nothing was swapped: say so, and keep running
+            log.exception("configuration could not be loaded", generation=number)
+            raise ReloadRejected(
+                [
+                    f"{self.conf_dir}: the configuration could not be loaded "
+                    f"({type(exc).__name__}); this is a bug in postbackd: please report it"
+                ]
+            ) from exc
+        redactor = generation.config.redactor
         problems = source_problems(self.plugins.host, generation.config, self.source_context)
         if problems:
-            raise ReloadRejected(problems)
+            raise ReloadRejected(problems, redactor)
         try:
             return generation, self._apply(generation)
         except PluginError as exc:
-            raise ReloadRejected([str(exc)]) from exc
+            raise ReloadRejected([str(exc)], redactor) from exc
 
     async def _follow(self, generation: Generation, replaced: list[Any]) -> None:
         """What depends on the new generation besides the sources: breakers, spool states."""
@@ -353,6 +366,8 @@ class Daemon:
             log.error("admin listener not started", error=str(exc))
 
     def _rejected(self, reason: str, errors: list[str]) -> ReloadResult:
+        running = self.current().config.redactor
+        errors = [running.text(error) for error in errors]
         self.last_error = "\n".join(errors)
         self.metrics.config_reloads.labels("rejected").inc()
         for error in errors:

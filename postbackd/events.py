@@ -42,6 +42,8 @@ ALIASES: dict[str, str] = {
 
 MAX_DEPTH = 64
 MAX_ID_LENGTH = 200
+MAX_TYPE_LENGTH = 200  # every string that names something has a bound: it reaches every log line
+MAX_CUSTOMER_LENGTH = 200
 
 
 class EventRejected(ValueError):
@@ -162,6 +164,8 @@ def parse_event(value: Any, *, prefix: str = "", received: str | None = None) ->
     event_type = value.get("type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise EventRejected("required: a non-empty string", where("type"))
+    if len(event_type) > MAX_TYPE_LENGTH:
+        raise EventRejected(f"longer than {MAX_TYPE_LENGTH} characters", where("type"))
     data = value.get("data")
     if not isinstance(data, dict):
         raise EventRejected(
@@ -179,6 +183,8 @@ def parse_event(value: Any, *, prefix: str = "", received: str | None = None) ->
         )
     if not isinstance(customer, str | int) or isinstance(customer, bool) or str(customer) == "":
         raise EventRejected("expected a non-empty string", where("customer"))
+    if len(str(customer)) > MAX_CUSTOMER_LENGTH:
+        raise EventRejected(f"longer than {MAX_CUSTOMER_LENGTH} characters", where("customer"))
     event_time = value.get("time")
     if event_time is not None and not isinstance(event_time, str):
         raise EventRejected(f"expected an RFC 3339 string, got {_kind(event_time)}", where("time"))

@@ -7,16 +7,16 @@ Shared by the daemon (start and every reload) and the CLI (check, render, test),
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from postbackd.config import Config, ConfigCache, ConfigError, load_config
+from postbackd.config import Config, ConfigCache, ConfigError, Diagnostic, load_config
 from postbackd.events import now_iso
 from postbackd.plugin import PluginContext
 from postbackd.plugins import PluginHost, instantiate, load_plugins
 from postbackd.router import Router
-from postbackd.templates import CompiledCache, TemplateEngine
+from postbackd.templates import CompiledCache, RenderError, TemplateEngine
 
 
 @dataclass(frozen=True)
@@ -123,22 +123,40 @@ def build_engine(
     )
 
 
+def template_errors(
+    config: Config, engine: TemplateEngine, names: Iterable[str] | None = None
+) -> list[Diagnostic]:
+    """Every configured template (or those `names`) compiled: each syntax error at its
+    template's file and line.
+
+    A reload must refuse what `check` refuses: a template that does not compile would
+    otherwise be swapped in and fail every delivery that uses it.
+    """
+    found: list[Diagnostic] = []
+    for name in sorted(config.templates if names is None else names):
+        template = config.templates[name]
+        try:
+            engine.compiled(name)
+        except RenderError as exc:
+            where = template.body_location or template.location
+            found.append(Diagnostic(where.path, where.line, str(exc)))
+    return found
+
+
 def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation:
-    """Load and fully validate `conf_dir`, trigger options included; raises ConfigError."""
+    """Load and fully validate `conf_dir`, trigger options and templates included; raises
+    ConfigError."""
     config = load_config(
         conf_dir,
         deliveries=plugins.validators(),
         resolve_secret=plugins.resolve_secret,
         cache=plugins.config_cache,
     )
-    return Generation(
-        number,
-        config,
-        Router(
-            config, build_engine(config, plugins.host, plugins.template_cache), plugins.deliveries
-        ),
-        now_iso(),
-    )
+    engine = build_engine(config, plugins.host, plugins.template_cache)
+    broken = template_errors(config, engine)
+    if broken:
+        raise ConfigError([replace(d, message=config.redactor.text(d.message)) for d in broken])
+    return Generation(number, config, Router(config, engine, plugins.deliveries), now_iso())
 
 
 __all__ = [
@@ -149,4 +167,5 @@ __all__ = [
     "build_engine",
     "load_generation",
     "open_plugins",
+    "template_errors",
 ]

@@ -7,7 +7,9 @@ rendered by the same processors, so a non-TTY stderr holds nothing but JSON obje
 
 Secret values are never passed to a logger; as a second line of defence, a value logged under
 a key that names a secret (``password``, ``token``, ``authorization``, ``*_secret`` …) is
-replaced by ``***`` before it is rendered.
+replaced by ``***`` before it is rendered, and so is, in any string of a line (a message, an
+error, a traceback), any value the configuration in force holds as a secret
+(`mask_secret_values`, `postbackd.redaction`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from postbackd.redaction import NO_SECRETS, Redactor
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -43,6 +47,35 @@ def redact_secrets(
     return event_dict
 
 
+class _SecretValues:
+    """The redactor of the configuration in force, for every log line (set by the daemon).
+
+    Logging is process-wide, so this is the one piece of process-wide state besides it: the
+    daemon replaces the redactor at start and at each applied reload.
+    """
+
+    redactor: Redactor = NO_SECRETS
+
+
+def mask_secret_values(redactor: Redactor) -> None:
+    """Mask these secret values in every log line from now on (the configuration in force)."""
+    _SecretValues.redactor = redactor
+
+
+def redact_secret_values(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask known secret values wherever they appear in a line's strings (a structlog processor)."""
+    redactor = _SecretValues.redactor
+    if redactor:
+        for key, value in event_dict.items():
+            if isinstance(value, str):
+                event_dict[key] = redactor.text(value)
+            elif isinstance(value, list | tuple | dict):
+                event_dict[key] = redactor.tree(value)
+    return event_dict
+
+
 def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
     """Route structlog and the stdlib logging of libraries to stderr at `level`."""
     global _configurations
@@ -62,6 +95,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
             timestamper,
             redact_secrets,
             structlog.processors.format_exc_info,
+            redact_secret_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -80,6 +114,7 @@ def configure_logging(level: str = "info", *, json_lines: bool | None = None) ->
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 redact_secrets,
                 structlog.processors.format_exc_info,
+                redact_secret_values,
                 renderer,
             ],
         )

@@ -1046,3 +1046,43 @@ def _key_paths(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str 
         if isinstance(value, dict | list):
             paths.extend(_key_paths(value, (*prefix, key)))
     return paths
+
+
+# --- tokens that would leave the door open (issue 14, item 3) ----------------------------------
+
+
+@pytest.mark.parametrize("written", ['""', '"  "', '"${env:ADMIN}"'])
+def test_blank_admin_token_is_refused_at_its_line(conf: Conf, written: str) -> None:
+    conf.write("a.toml", f'[daemon]\nadmin_listen = "127.0.0.1:8787"\nadmin_token = {written}\n')
+    errors = conf.errors(environ={"ADMIN": ""})
+    assert len(errors) == 1
+    said = "'${env:ADMIN}' resolves to" if "$" in written else "is"
+    assert errors[0].startswith(f"a.toml:3: [daemon] admin_token: {said} an empty string")
+    assert errors[0].endswith("or remove admin_token")
+
+
+def test_blank_http_token_is_refused_even_on_loopback(conf: Conf) -> None:
+    conf.write("a.toml", '[sources.http]\nlisten = "127.0.0.1:8787"\ntoken = "${env:TOKEN}"\n')
+    assert conf.errors(environ={"TOKEN": ""}) == [
+        "a.toml:3: [sources.http] token: '${env:TOKEN}' resolves to an empty string, which would "
+        "leave the routes it guards open: set a non-empty token (e.g. export the variable with a "
+        "value) or remove token"
+    ]
+    assert conf.load(environ={"TOKEN": "t0k"}).daemon.admin_token == "t0k"
+
+
+def test_admin_listen_off_loopback_needs_a_token(conf: Conf) -> None:
+    conf.write("a.toml", '[daemon]\nspool = "s.db"\nadmin_listen = "0.0.0.0:8787"\n')
+    (error,) = conf.errors()
+    assert error.startswith(
+        "a.toml:3: [daemon] admin_listen: listens on 0.0.0.0, which is not loopback, without a "
+        "token"
+    )
+    conf.write("a.toml", '[daemon]\nadmin_listen = "[::]:8787"\nadmin_token = "${env:ADMIN}"\n')
+    assert conf.load(environ={"ADMIN": "s3cret"}).daemon.admin_token == "s3cret"
+    # with an HTTP source the admin routes live on its listener, which has its own check
+    conf.write(
+        "a.toml",
+        '[daemon]\nadmin_listen = "0.0.0.0:8787"\n[sources.http]\nlisten = "127.0.0.1:8787"\n',
+    )
+    assert conf.load().daemon.admin_token is None

@@ -16,7 +16,7 @@ from typing import TextIO
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.config import Config, ConfigError, Diagnostic, load_config_with_warnings
-from postbackd.generation import Plugins, build_engine
+from postbackd.generation import Plugins, build_engine, template_errors
 from postbackd.plugin import ConnectionCheck
 from postbackd.supervisor import source_problems
 from postbackd.templates import TemplateEngine, check_template
@@ -50,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
             print(_label(diagnostic))
         return 1
     config = result.config
-    findings = template_findings(config, build_engine(config, plugins.host))
+    engine = build_engine(config, plugins.host)
+    findings = template_findings(config, engine)
+    used = {trigger.template for trigger in config.triggers.values()}
+    unused = [name for name in config.templates if name not in used]
+    # the daemon refuses a template that does not compile even when no trigger uses it yet
+    findings += template_errors(config, engine, unused)
     errors = [d for d in findings if d.is_error]
     source_errors = source_problems(plugins.host, config, plugins.context())
     warnings = [*result.warnings, *(d for d in findings if not d.is_error)]

@@ -19,6 +19,7 @@ from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 from postbackd.commands.render import read_event_arg
 from postbackd.plugin import Delivery, DeliveryPlugin, Outcome
+from postbackd.redaction import masked_outcome
 
 if TYPE_CHECKING:
     pass
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
     plugin = plugins.deliveries[trigger.delivery]
     result, seconds = asyncio.run(_send(plugin, trigger.delivery, delivery, trigger.options))
+    result = masked_outcome(result, trigger.redactor, config.shared_redactor)
     _print(plugin, delivery, result, seconds)
     return 0 if result.succeeded else 1
 

@@ -62,7 +62,11 @@ def _walk(directory: str, prefix: str, parts: tuple[str, ...], found: list[_Foun
         if is_ignored(name):
             continue
         path = os.path.join(prefix, name)
-        if name.endswith(".toml") and entry.is_file():
+        try:
+            is_file = entry.is_file()
+        except OSError:  # a symlink loop: kept, so that reading it reports why it cannot be read
+            is_file = True
+        if name.endswith(".toml") and is_file:
             found.append(((*parts, name), path))
         if entry.is_dir(follow_symlinks=False):
             _walk(path, path, (*parts, name), found)

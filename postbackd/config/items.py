@@ -16,6 +16,7 @@ import fnmatch
 import re
 from typing import Any, cast
 
+from postbackd.config.bounded_read import TEMPLATE_FILE_LIMIT, NotReadable, read_regular_text
 from postbackd.config.model import (
     DEFAULT_RETRY_SCHEDULE,
     Customer,
@@ -27,6 +28,7 @@ from postbackd.config.model import (
 from postbackd.config.report import did_you_mean
 from postbackd.config.table import Table, kind_of
 from postbackd.events import ALIASES, CANONICAL_TYPES, canonical_type
+from postbackd.redaction import Redactor
 from postbackd.units import parse_duration
 
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.-]+")
@@ -102,9 +104,11 @@ def _template_body(table: Table) -> tuple[str | None, Location | None]:
     if path is None:
         return None, None
     try:
-        return path.read_text(encoding="utf-8"), Location(path, 1)
+        return read_regular_text(path, TEMPLATE_FILE_LIMIT), Location(path, 1)
     except UnicodeDecodeError:
         table.error(f"{path} is not UTF-8 text", "body_file")
+    except NotReadable as exc:
+        table.error(str(exc), "body_file")
     except OSError as exc:
         table.error(f"cannot read {path}: {exc.strerror or exc}", "body_file")
     return None, None
@@ -144,6 +148,7 @@ def build_trigger(table: Table) -> Trigger | None:
         ordered=ordered,
         supersede=supersede,
         options=options or {},
+        redactor=Redactor.of(table.secret_values()),
     )
 
 

@@ -56,10 +56,12 @@ from postbackd.config.sections import (
     build_smtp,
     build_source,
     build_ui,
+    check_admin_listener,
     http_token,
     plugin_settings,
 )
 from postbackd.config.table import Built, ConfFile, Table
+from postbackd.redaction import Redactor
 
 __all__ = [
     "BUILTIN_TEMPLATE_NAMES",
@@ -163,9 +165,11 @@ def load_config_with_warnings(
         read = read_files(paths, pending or {}, resolver, report, cache)
         loader = _Loader(read, report, deliveries)
         config = loader.build(conf_dir, default_spool(env))
+    redactor = config.redactor
+    found = [dataclasses.replace(d, message=redactor.text(d.message)) for d in report.sorted()]
     if report.failed:
-        raise ConfigError(report.sorted())
-    return LoadResult(config, tuple(d for d in report.sorted() if d.severity == "warning"))
+        raise ConfigError(found)
+    return LoadResult(config, tuple(d for d in found if d.severity == "warning"))
 
 
 def default_spool(environ: Mapping[str, str]) -> Path:
@@ -275,6 +279,9 @@ class _Loader:
         daemon = build_daemon(self.singles.get("daemon"), spool)
         if daemon.admin_token is None:
             daemon = dataclasses.replace(daemon, admin_token=http_token(sources))
+        check_admin_listener(
+            self.singles.get("daemon"), daemon.admin_listen, daemon.admin_token, "http" in sources
+        )
         customers = self.unique("customer", "id", build_customer)
         templates = self.unique("template", "name", build_template)
         triggers = self.unique("trigger", "name", build_trigger)
@@ -295,6 +302,13 @@ class _Loader:
             templates=_values(templates),
             triggers=_values(triggers),
             lookups=_values(lookups),
+            redactor=Redactor.of(v for f in self.read.files for _, v in f.secret_values),
+            shared_redactor=Redactor.of(
+                value
+                for file in self.read.files
+                for path, value in file.secret_values
+                if path and path[0] not in ITEM_TABLES
+            ),
         )
 
     def unique(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from postbackd.redaction import NO_SECRETS, Redactor
+
 TemplateFormat = Literal["json", "xml", "text", "html"]
 TriggerStatus = Literal["active", "inactive"]
 TlsMode = Literal["starttls", "implicit", "none"]
@@ -111,6 +113,8 @@ class Trigger:
     ordered: bool = False
     supersede: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    # the secrets of this trigger's table (its options), masked in its request log by value
+    redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -145,3 +149,8 @@ class Config:
     templates: Mapping[str, TemplateConfig]
     triggers: Mapping[str, Trigger]
     lookups: Mapping[str, Lookup]
+    # every secret of the directory, for messages and log lines; `shared_redactor` holds only
+    # those of the settings tables ([daemon], [smtp], sources, deliveries), which any attempt
+    # may show, so an attempt checks its trigger's few secrets and these, not all of them
+    redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)
+    shared_redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)

@@ -17,10 +17,12 @@ from postbackd.config.report import Diagnostic, Reporter
 from postbackd.config.secrets import SecretResolver
 from postbackd.config.table import ConfFile, key_text
 from postbackd.config.tomllines import KeyPath, TomlLines, declared_names
+from postbackd.redaction import is_secret_name
 
 ITEM_TABLES = ("customer", "template", "trigger", "lookup")
 PLUGIN_TABLES = ("sources", "deliveries")
 _TEMPLATE_SOURCES = ("body", "subject")
+_NOT_SETTINGS = frozenset({"customer", "template", "lookup"})
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
 
@@ -90,6 +92,14 @@ def parse_content(path: Path, content: bytes) -> ParsedFile:
 def parse_text(path: Path, text: str, content: bytes | None = None) -> ParsedFile:
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        message = (
+            f"nested deeper than the TOML reader can follow (arrays or inline tables "
+            f"{_DEEP} levels deep or more): flatten it"
+        )
+        return ParsedFile(
+            path, None, content=content, problems=(_error(path, _deep_line(text), message),)
+        )
     except tomllib.TOMLDecodeError as exc:
         message = f"TOML syntax error: {_reason(exc)}"
         declared = {kind: frozenset(names) for kind, names in declared_names(text).items()}
@@ -102,6 +112,25 @@ def parse_text(path: Path, text: str, content: bytes | None = None) -> ParsedFil
         )
     may_reference = "$" in text or "\\u" in text or "\\U" in text
     return ParsedFile(path, raw, TomlLines.lazy(text), content, may_reference)
+
+
+_DEEP = 100
+
+
+def _deep_line(text: str) -> int:
+    """The line where brackets first nest `_DEEP` deep (strings not told apart: a hint)."""
+    depth = 0
+    line = 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth >= _DEEP:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return 1
 
 
 def _error(path: Path, line: int, message: str) -> Diagnostic:
@@ -132,9 +161,13 @@ def conf_file(parsed: ParsedFile, resolver: SecretResolver | None, report: Repor
     path, raw, lines = parsed.path, parsed.raw, parsed.lines
     assert raw is not None and lines is not None
     directory = path.parent.absolute()
+    written = tuple(marked_secrets(raw))
     if resolver is None or not parsed.may_reference:
-        return ConfFile(path=path, directory=directory, raw=raw, data=raw, lines=lines)
-    data, errors = resolver.expand_tree(raw, directory, skip=_is_template_source)
+        return ConfFile(
+            path=path, directory=directory, raw=raw, data=raw, lines=lines, secret_values=written
+        )
+    resolved: list[tuple[KeyPath, str]] = []
+    data, errors = resolver.expand_tree(raw, directory, skip=_is_template_source, resolved=resolved)
     for key, exc in errors:
         label, rest = label_of(raw, key)
         report.error(
@@ -149,4 +182,29 @@ def conf_file(parsed: ParsedFile, resolver: SecretResolver | None, report: Repor
         data=data,
         lines=lines,
         secret_errors=tuple(key for key, _ in errors),
+        secret_values=(*written, *resolved),
     )
+
+
+def marked_secrets(raw: Any, path: KeyPath = (), marked: bool = False) -> list[tuple[KeyPath, str]]:
+    """Strings written in clear under a secret-looking key (``token``, ``password``, a
+    ``secret`` list, an ``X-Api-Key`` header …), with their key paths: masked like references.
+
+    Only settings are judged: customers, templates and lookup tables hold names and data (a
+    lookup's ``key``), and of a trigger only its ``options``.
+    """
+    found: list[tuple[KeyPath, str]] = []
+    if path and path[0] in _NOT_SETTINGS:
+        return found
+    if len(path) >= 3 and path[0] == "trigger" and path[2] != "options":
+        return found
+    if isinstance(raw, str):
+        if marked and "${" not in raw:
+            found.append((path, raw))
+    elif isinstance(raw, dict):
+        for key, value in raw.items():
+            found.extend(marked_secrets(value, (*path, key), marked or is_secret_name(key)))
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            found.extend(marked_secrets(value, (*path, index), marked))
+    return found

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postbackd.config.bounded_read import SECRET_FILE_LIMIT, NotReadable, read_regular_text
 from postbackd.config.tomllines import KeyPath
 
 BUILTIN_SCHEMES = ("env", "file", "credential")
@@ -47,8 +48,12 @@ class SecretResolver:
     environ: Mapping[str, str]
     plugin: SchemeResolver | None = None
 
-    def expand(self, text: str, base_dir: Path) -> str:
-        """`text` with every reference replaced by its value; SecretError for the first bad one."""
+    def expand(self, text: str, base_dir: Path, found: list[str] | None = None) -> str:
+        """`text` with every reference replaced by its value; SecretError for the first bad one.
+
+        Each value a reference resolved to is appended to `found`: whatever came from a
+        secret reference is masked by value wherever it could show (`postbackd.redaction`).
+        """
         if "${" not in text:
             return text
 
@@ -61,7 +66,10 @@ class SecretResolver:
                 raise SecretError(
                     reference, f"no scheme: write ${{env:{name}}} (or $${{ for a literal ${{)"
                 )
-            return self.resolve(match.group(1), match.group(2), base_dir)
+            value = self.resolve(match.group(1), match.group(2), base_dir)
+            if found is not None:
+                found.append(value)
+            return value
 
         return _TOKEN.sub(replace, text)
 
@@ -105,13 +113,17 @@ class SecretResolver:
         return _read_secret_file(reference, Path(directory) / name)
 
     def expand_tree(
-        self, value: Any, base_dir: Path, skip: Callable[[KeyPath], bool] | None = None
+        self,
+        value: Any,
+        base_dir: Path,
+        skip: Callable[[KeyPath], bool] | None = None,
+        resolved: list[tuple[KeyPath, str]] | None = None,
     ) -> tuple[Any, list[tuple[KeyPath, SecretError]]]:
         """Expand references in every string of a nested value (tables, arrays).
 
         Returns the expanded copy and, for each failed reference, the key path to it (relative
         to `value`) and the error. A failed string, and any value whose path `skip` accepts, is
-        kept as written.
+        kept as written. Each resolved secret is appended to `resolved` with its key path.
         """
         errors: list[tuple[KeyPath, SecretError]] = []
 
@@ -119,8 +131,12 @@ class SecretResolver:
             if skip is not None and skip(path):
                 return node
             if isinstance(node, str):
+                found: list[str] = []
                 try:
-                    return self.expand(node, base_dir)
+                    expanded = self.expand(node, base_dir, found)
+                    if resolved is not None:
+                        resolved.extend((path, secret) for secret in found)
+                    return expanded
                 except SecretError as exc:
                     errors.append((path, exc))
                     return node
@@ -135,7 +151,9 @@ class SecretResolver:
 
 def _read_secret_file(reference: str, path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, SECRET_FILE_LIMIT)
+    except NotReadable as exc:
+        raise SecretError(reference, str(exc)) from None
     except FileNotFoundError:
         raise SecretError(reference, f"file not found: {path}") from None
     except IsADirectoryError:

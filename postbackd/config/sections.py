@@ -74,11 +74,12 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
             "allow_private_destinations", d.allow_private_destinations
         ),
         allow_destinations=_networks(table, "allow_destinations"),
-        breaker_failures=table.integer("breaker_failures", d.breaker_failures),
+        # 0 turns the breaker off (DESIGN §6)
+        breaker_failures=table.integer("breaker_failures", d.breaker_failures, minimum=0),
         breaker_cooldown=table.duration("breaker_cooldown", d.breaker_cooldown),
         retention=table.duration("retention", d.retention),
         admin_listen=admin_listen or d.admin_listen,
-        admin_token=table.string("admin_token"),
+        admin_token=_token(table, "admin_token"),
         concurrency=table.integer("concurrency", d.concurrency),
         per_destination=table.integer("per_destination", d.per_destination),
         grace=table.duration("grace", d.grace),
@@ -86,6 +87,50 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         proxy=proxy,
         synchronous=cast(Any, table.choice("synchronous", SYNCHRONOUS, d.synchronous)),
     )
+
+
+def _token(table: Table, key: str) -> str | None:
+    """A bearer token setting; one that is (or resolves to) blank is refused.
+
+    An empty token would read as "no token" and leave the routes it guards open, which is
+    never what whoever wrote ``token = "${env:X}"`` meant: X is set but empty.
+    """
+    value = table.string(key)
+    if value is None or value.strip() or table.secret_failed(key):
+        return value
+    written = table.shown(key)
+    source = f"{written} resolves to" if "${" in written else "is"
+    table.error(
+        f"{source} an empty string, which would leave the routes it guards open: set a "
+        f"non-empty token (e.g. export the variable with a value) or remove {key}",
+        key,
+    )
+    return None
+
+
+def check_admin_listener(
+    table: Table | None, admin_listen: str, admin_token: str | None, has_http_source: bool
+) -> None:
+    """An admin listener off loopback needs a token (it serves the admin API and the UI).
+
+    Only ``[daemon] admin_listen`` is judged here: with a ``[sources.http]`` the admin routes
+    are on its listener, which `_check_http_source` judges.
+    """
+    if table is None or has_http_source or admin_token or "admin_listen" not in table.data:
+        return
+    if table.secret_failed("admin_token") or "admin_token" in table.data:
+        return  # a token that failed or is blank is reported at its own line
+    try:
+        host, _ = parse_listen(admin_listen)
+    except ValueError:
+        return  # reported by build_daemon
+    if not is_loopback(host):
+        table.error(
+            f"listens on {host}, which is not loopback, without a token: anyone who can reach "
+            'it could use the admin API and the UI. Set admin_token = "${env:POSTBACKD_ADMIN_'
+            'TOKEN}" (or listen on 127.0.0.1 behind a reverse proxy)',
+            "admin_listen",
+        )
 
 
 def _paths(table: Table, key: str) -> tuple[Path, ...]:
@@ -174,7 +219,9 @@ def build_source(table: Table, name: str) -> SourceConfig:
 def _check_http_source(table: Table) -> None:
     listen = table.string("listen")
     address = _check_listen(table, "listen") if listen is not None else None
-    token = table.string("token")
+    token = _token(table, "token")
+    if "token" in table.data and not token:
+        return  # blank: reported by _token
     table.size("max_body", 0)
     if address is None or token or table.secret_failed("token"):
         return

@@ -31,6 +31,8 @@ class ConfFile:
     references expanded; `secret_errors` lists the key paths whose references failed.
     `merged` keeps the loader's item tables of the file (with what was built from each): a
     cache that hands out the same ConfFile at the next load spares making them again.
+    `secret_values` holds, with its key path, every value that came from a secret reference
+    or was written under a secret-looking key: what `postbackd.redaction` masks by value.
     """
 
     path: Path
@@ -39,6 +41,7 @@ class ConfFile:
     data: dict[str, Any]
     lines: TomlLines
     secret_errors: tuple[KeyPath, ...] = ()
+    secret_values: tuple[tuple[KeyPath, str], ...] = field(default=(), repr=False)
     merged: dict[str, ItemTables] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -127,6 +130,11 @@ class Table:
     def shown(self, *key: str | int) -> str:
         """The value at `key` as written in the file (references unexpanded), for messages."""
         return repr(_dig(self.raw, key))
+
+    def secret_values(self) -> list[str]:
+        """The secret values at or under this table (see `ConfFile.secret_values`)."""
+        prefix = self.path
+        return [value for path, value in self.file.secret_values if path[: len(prefix)] == prefix]
 
     def secret_failed(self, *key: str | int) -> bool:
         """Whether a secret reference at or under `key` failed (already reported)."""

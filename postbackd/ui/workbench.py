@@ -18,6 +18,7 @@ from aiohttp import web
 
 from postbackd.events import Event, EventRejected, decode_json, parse_event
 from postbackd.plugin import Delivery, Outcome
+from postbackd.redaction import Redactor, masked_outcome
 from postbackd.samples import load_sample, sample_types
 from postbackd.templates import Rendered, RenderError, TemplateEngine, TemplateWarning
 from postbackd.ui import pretty
@@ -106,8 +107,14 @@ class Workbench:
         outcome = visit.generation.router.render(trigger, event)
         if outcome.rendered is None:
             return self._show(visit, values, send_error=f"render error: {outcome.error}")
+        config = visit.generation.config
         sent = await self._deliver(
-            trigger.name, trigger.delivery, trigger.options, event, outcome.rendered
+            trigger.name,
+            trigger.delivery,
+            trigger.options,
+            event,
+            outcome.rendered,
+            trigger.redactor | config.shared_redactor,
         )
         return self._show(visit, values, sent=sent)
 
@@ -203,7 +210,13 @@ class Workbench:
     # ------------------------------------------------------------------ sending
 
     async def _deliver(
-        self, trigger: str, plugin_name: str, options: object, event: Event, rendered: Rendered
+        self,
+        trigger: str,
+        plugin_name: str,
+        options: object,
+        event: Event,
+        rendered: Rendered,
+        redactor: Redactor,
     ) -> SendResult:
         delivery = Delivery(
             id=str(uuid.uuid4()),
@@ -232,6 +245,7 @@ class Workbench:
                 outcome = Outcome.retry(
                     f"plugin {plugin_name!r} raised {type(exc).__name__}: {exc}"
                 )
+        outcome = masked_outcome(outcome, redactor)
         return SendResult(
             trigger=trigger,
             delivery_id=delivery.id,
