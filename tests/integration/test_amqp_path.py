@@ -18,7 +18,7 @@ from typing import Any
 
 import aio_pika
 
-from tests.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
+from tests.sources.amqp.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
 from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
 from tests.support.receiver import Receiver
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.smtp_fixtures import smtp_server_factory
+from tests.deliveries.email.smtp_fixtures import smtp_server_factory
 from tests.support.daemon import event, free_port, webhook_config
 
 __all__ = ["smtp_server_factory"]

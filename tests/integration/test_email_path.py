@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.smtp_fixtures import smtp_server_factory, tls_cert
+from tests.deliveries.email.smtp_fixtures import smtp_server_factory, tls_cert
 from tests.support.daemon import DaemonProcess, event, free_port
 
 __all__ = ["smtp_server_factory", "tls_cert"]

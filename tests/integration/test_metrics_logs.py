@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from postbackd.logs import redact_secrets
-from tests.smtp_fixtures import smtp_server_factory
+from tests.deliveries.email.smtp_fixtures import smtp_server_factory
 from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
 
 __all__ = ["smtp_server_factory"]

@@ -25,7 +25,7 @@ from postbackd.commands.spool_access import (
 )
 from postbackd.spool import Spool
 from postbackd.spool.model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
-from tests.test_spool import add, new_delivery, spool
+from tests.spool.test_spool import add, new_delivery, spool
 
 S = DeliveryState
 NOW = 1_800_000_000.0

@@ -10,7 +10,7 @@ import pytest
 
 from postbackd.spool import ListFilter, Spool
 from postbackd.spool.model import TRIGGER_INACTIVE, DeliveryState, ErasedCounts, TriggerSync
-from tests.test_spool import add, new_delivery, result, soon, spool, state_of
+from tests.spool.test_spool import add, new_delivery, result, soon, spool, state_of
 
 S = DeliveryState
 __all__ = ["spool"]  # the fixture, shared with test_spool.py

@@ -17,6 +17,7 @@ import pytest
 import postbackd.config.cache as config_cache
 from postbackd.config.load import ConfigCache, ConfigError, load_config, load_config_with_warnings
 from postbackd.config.model import Config
+from tests.paths import EXAMPLE_CONF
 
 TEMPLATES = """
 [[template]]
@@ -314,7 +315,7 @@ def test_warnings_come_back_from_the_cache(conf: CachedConf) -> None:
 def test_the_repository_example_loads_the_same_with_a_cache(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    example = Path(__file__).resolve().parents[1] / "conf.d"
+    example = EXAMPLE_CONF
     monkeypatch.chdir(example.parent)
     cache = ConfigCache()
     cold = load_config(example, environ={})

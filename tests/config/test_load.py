@@ -27,8 +27,7 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import Config, SmtpConfig
 from postbackd.config.tomllines import TomlLines, declared_names
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 CUSTOMER = """
 [[customer]]

@@ -14,7 +14,7 @@ import structlog
 from postbackd.deliveries.email import EmailDelivery, postbackd_register_deliveries
 from postbackd.deliveries.email import pool as smtp_pool
 from postbackd.plugin import Delivery, OutcomeKind
-from tests.smtp_fixtures import (
+from tests.deliveries.email.smtp_fixtures import (
     ConfigHolder,
     ServerFactory,
     SmtpTestServer,

@@ -17,8 +17,8 @@ from postbackd.events import EventRejected
 from postbackd.sources.amqp.message import MessageProperties, events_from_body
 from postbackd.sources.amqp.settings import AmqpSettings
 from postbackd.sources.amqp.source import AmqpSource
-from tests.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
-from tests.source_collector import Collector, eventually
+from tests.sources.amqp.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
+from tests.sources.source_collector import Collector, eventually
 
 __all__ = ["amqp_channel", "queue_name", "rabbitmq"]
 

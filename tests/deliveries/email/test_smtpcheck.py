@@ -13,7 +13,7 @@ from postbackd.deliveries.email.smtpcheck import (
     format_smtp_summary,
 )
 from postbackd.plugin import Outcome
-from tests.smtp_fixtures import (
+from tests.deliveries.email.smtp_fixtures import (
     ConfigHolder,
     ServerFactory,
     SmtpTestServer,

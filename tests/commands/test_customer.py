@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from postbackd.config.load import load_config
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def postbackd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

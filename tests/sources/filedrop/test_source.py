@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from postbackd.sources.filedrop.source import SUBMIT_BATCH, FileDropSettings, FileDropSource
-from tests.source_collector import Collector, eventually
+from tests.sources.source_collector import Collector, eventually
 
 MakeSource = Callable[..., FileDropSource]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
 EXAMPLE = REPO / "conf.d"
 
 # The hosted platform's "Order Shipped" example, exactly as its help page prints it.

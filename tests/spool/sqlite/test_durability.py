@@ -17,7 +17,8 @@ import postbackd.spool.sqlite.checkpoint as spool_checkpoint
 import postbackd.spool.sqlite.lock as spool_lock
 from postbackd.spool import open_spool
 from postbackd.spool.model import DeliveryState, SpoolError
-from tests.test_spool import make_event, new_delivery, result
+from tests.paths import REPO
+from tests.spool.test_spool import make_event, new_delivery, result
 
 S = DeliveryState
 
@@ -26,7 +27,7 @@ CHILD = textwrap.dedent(
     import asyncio, sys, time
     from pathlib import Path
     from postbackd.spool import Spool, open_spool
-    from tests.test_spool import make_event, new_delivery
+    from tests.spool.test_spool import make_event, new_delivery
 
     async def main():
         spool = await open_spool(Path(sys.argv[1]), exclusive=True)
@@ -50,7 +51,7 @@ async def start_child(path: Path) -> asyncio.subprocess.Process:
         CHILD,
         str(path),
         stdout=asyncio.subprocess.PIPE,
-        cwd=Path(__file__).parent.parent,
+        cwd=REPO,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 import postbackd.spool.sqlite.claim as spool_claim
 from postbackd.spool import Spool
 from postbackd.spool.model import DeliveryState
-from tests.test_spool import add, new_delivery, result, spool
+from tests.spool.test_spool import add, new_delivery, result, spool
 
 S = DeliveryState
 DOWN = "https://down.example:443"

@@ -1,8 +1,8 @@
 """A real RabbitMQ broker for tests: started through ``scripts/rabbitmq.sh`` once per session.
 
-Import the fixtures into a test module (``from tests.rabbitmq_fixtures import ...``). Where the
-broker cannot be had the tests are skipped with the reason — except under ``CI=true``, where
-that is a failure: CI must not go green without having run them.
+Import the fixtures into a test module (``from tests.sources.amqp.rabbitmq_fixtures import ...``).
+Where the broker cannot be had the tests are skipped with the reason — except under
+``CI=true``, where that is a failure: CI must not go green without having run them.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aio_pika
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "rabbitmq.sh"
+from tests.paths import REPO
+
+SCRIPT = REPO / "scripts" / "rabbitmq.sh"
 START_TIMEOUT = 300  # an apt-get install on a fresh machine included
 
 
