@@ -36,7 +36,7 @@ from postbackd.spool.model import (
     TriggerSync,
     parse_state,
 )
-from postbackd.spool.sqlite.store import SqliteSpool
+from postbackd.spool.sqlite import SqliteSpool
 from postbackd.spool.verbs import RETRYABLE, OperatorVerbs
 
 
