@@ -102,13 +102,24 @@ async def test_events_are_submitted_then_cursor_saved_then_acknowledged(webhook_
     mis = FakeMis(events(5), submitted=submit)
     mis.install(webhook_receiver)
     source = MisPollSource(settings(webhook_receiver, tmp_path))
-    await run_until(source, submit, 5, webhook_receiver, acks=3)
+    state_file = tmp_path / "cursor.json"
+    await source.start(submit)
+    try:
+        await submit.wait_for(5)
+        await webhook_receiver.wait_for(3, path="/ack")
+        # the MIS has the third ack; the source records it once the MIS has answered
+        for _ in range(200):
+            if json.loads(state_file.read_text()) == {"cursor": "5", "acked": True}:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await source.stop()
     assert [e.id for e in submit.events] == [f"mis-{i}" for i in range(5)]
     assert mis.seen_since[:3] == [None, "2", "4"]  # full pages are followed at once
     # every ack came after the events up to its cursor were stored, never before
     assert all(int(cursor) <= stored for cursor, stored in mis.acks)
     assert mis.acks[-1][0] == "5"
-    assert json.loads((tmp_path / "cursor.json").read_text()) == {"cursor": "5", "acked": True}
+    assert json.loads(state_file.read_text()) == {"cursor": "5", "acked": True}
 
 
 async def test_unstored_events_keep_the_cursor_and_are_fetched_again(webhook_receiver, tmp_path):
