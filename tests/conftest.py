@@ -1,14 +1,14 @@
-"""Shared fixtures: a real webhook receiver and the daemon as a subprocess."""
+"""Shared fixtures on `postbackd.testing`: the receiver, and daemons on a generated conf.d."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, free_port, webhook_config
-from tests.support.receiver import Receiver
+from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
+from tests.configs import webhook_config
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,18 +25,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def receiver(webhook_receiver: WebhookReceiver) -> WebhookReceiver:
+    """`postbackd.testing`'s receiver, under the name the project's tests use."""
+    return webhook_receiver
 
 
 @pytest.fixture
-def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., PostbackdDaemon]]:
     """Build daemons on generated configurations; every one is stopped after the test."""
-    started: list[DaemonProcess] = []
+    started: list[PostbackdDaemon] = []
 
     def make(
         receiver_url: str,
@@ -45,11 +42,11 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         extra_trigger: str = "",
         daemon_extra: str = "",
         files: dict[str, str] | None = None,
-    ) -> DaemonProcess:
+    ) -> PostbackdDaemon:
         port = free_port()
         conf_dir = tmp_path / f"conf-{len(started)}"
-        daemon = DaemonProcess(conf_dir, port, token=token)
-        daemon.write(
+        daemon = PostbackdDaemon(conf_dir, port, token=token)
+        daemon.write_files(
             files
             or webhook_config(
                 receiver_url,

@@ -25,7 +25,8 @@ from postbackd import hookspecs
 from postbackd.daemon import Daemon
 from postbackd.generation import ConfigHolder, Plugins
 from postbackd.plugins import DISABLE_ENV, OriginKind, PluginError, instantiate, load_plugins
-from tests.support.daemon import event, free_port
+from postbackd.testing import free_port
+from tests.configs import event
 
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "docs" / "plugins.md"

@@ -37,6 +37,7 @@ class PostbackdDaemon:
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     token: str | None = None  # sent as the bearer token when the configuration sets one
+    log_level: str | None = None  # ``postbackd --log-level LEVEL run``; None: the default
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -51,6 +52,11 @@ class PostbackdDaemon:
         path.write_text(content if isinstance(content, str) else tomli_w.dumps(dict(content)))
         return path
 
+    def write_files(self, files: Mapping[str, str | Mapping[str, Any]]) -> None:
+        """`write` each of ``{name: content}``."""
+        for name, content in files.items():
+            self.write(name, content)
+
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another ``postbackd`` command on this configuration (``check``, ``plugins``)."""
         return subprocess.run(
@@ -63,18 +69,26 @@ class PostbackdDaemon:
         )
 
     def launch(self) -> None:
-        """Start the process without waiting (see `start`)."""
+        """Start the process without waiting (see `start` and `wait_ready`)."""
         self.log_path = self.conf_dir.parent / f"{self.conf_dir.name}-{time.monotonic_ns()}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "postbackd", "run", "-c", str(self.conf_dir), *self.args],
+            [*self._postbackd(), "run", "-c", str(self.conf_dir), *self.args],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
             env={**os.environ, **self.env},
         )
 
+    def _postbackd(self) -> list[str]:
+        level = () if self.log_level is None else ("--log-level", self.log_level)
+        return [sys.executable, "-m", "postbackd", *level]
+
     async def start(self, timeout: float = 20.0) -> PostbackdDaemon:
         """Start the daemon and wait until ``/readyz`` says ready; fails with its log if not."""
         self.launch()
+        return await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 20.0) -> PostbackdDaemon:
+        """Wait until ``/readyz`` says ready (after `launch`, or a restart of the sources)."""
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -106,6 +120,37 @@ class PostbackdDaemon:
                 return response.status, jsoncodec.loads(text)
             except ValueError:
                 return response.status, text
+
+    async def post(
+        self,
+        payload: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST to ``/v1/events`` as any client might — `payload` as JSON, or `raw` bytes as they
+        are — and answer (status, decoded JSON or text) without judging it; `token` replaces
+        the daemon's bearer token for this request."""
+        bearer = self.token if token is None else token
+        sent = {"Content-Type": "application/json"}
+        if bearer:
+            sent["Authorization"] = f"Bearer {bearer}"
+        sent.update(headers or {})
+        body = raw if raw is not None else jsoncodec.dumps(payload)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.base_url}/v1/events", data=body, headers=sent) as response,
+        ):
+            text = await response.text()
+            try:
+                return response.status, jsoncodec.loads(text)
+            except ValueError:
+                return response.status, text
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        """``GET path`` of the daemon's HTTP API (see `request`)."""
+        return await self.request("GET", path)
 
     async def submit(self, *events: Mapping[str, Any] | Event) -> dict[str, Any]:
         """POST events to ``/v1/events``; asserts they were accepted (202)."""
@@ -157,6 +202,11 @@ class PostbackdDaemon:
         """Wait for the process to end by itself (a start-up that fails); its exit code."""
         await until(lambda: self.exit_code() is not None, timeout, "the daemon to exit")
         return int(self.process.returncode)  # type: ignore[union-attr]
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send the daemon a real signal (SIGHUP reloads, SIGKILL crashes it)."""
+        assert self.process is not None, "the daemon was not started"
+        self.process.send_signal(sig)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s."""

@@ -45,6 +45,7 @@ class WebhookReceiver:
         self._requests: list[ReceivedRequest] = []
         self._scripts: dict[str, list[int]] = {}
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._delays: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str = "/hook") -> str:
@@ -59,6 +60,11 @@ class WebhookReceiver:
         """Answer requests to `path` with these statuses in turn; the last one repeats."""
         with self._lock:
             self._scripts[path] = list(statuses)
+
+    def delay(self, path: str, seconds: float) -> None:
+        """Answer requests to `path` only after `seconds` (a slow receiver)."""
+        with self._lock:
+            self._delays[path] = seconds
 
     def handle(self, method: str, path: str, handler: Handler) -> None:
         """Answer ``METHOD path`` with ``await handler(request)``, run in the server thread."""
@@ -76,12 +82,31 @@ class WebhookReceiver:
         await until(lambda: len(matching()) >= count, timeout, f"{count} requests to {path}")
         return matching()
 
+    def webhook_ids(self, field: str = "eventId") -> dict[str, set[str]]:
+        """The payload's `field` (the built-in JSON templates' event id) → the ``webhook-id``
+        headers it arrived with: more than one id for an event is a duplicate delivery."""
+        seen: dict[str, set[str]] = {}
+        for request in self.requests:
+            seen.setdefault(request.json()[field], set()).add(request.headers["webhook-id"])
+        return seen
+
+    async def wait_events(self, wanted: set[str], timeout: float = 20.0) -> None:
+        """Wait until every event id in `wanted` arrived (see `webhook_ids`)."""
+        await until(
+            lambda: wanted <= set(self.webhook_ids()),
+            timeout,
+            f"{len(wanted)} events to arrive",
+        )
+
     def start(self) -> WebhookReceiver:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
         return self
 
     def stop(self) -> None:
+        """Close the server (a receiver that goes away); stopping twice is harmless."""
+        if self._loop.is_closed():
+            return
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -111,9 +136,12 @@ class WebhookReceiver:
             self._requests.append(received)
             handler = self._handlers.get((request.method, request.path))
             statuses = self._scripts.get(request.path)
+            delay = self._delays.get(request.path, 0.0)
             status = 200
             if statuses:
                 status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        if delay:
+            await asyncio.sleep(delay)
         if handler is not None:
             return await handler(request)
         return web.Response(status=status, text="ok" if status < 300 else "failed (scripted)")

@@ -18,9 +18,9 @@ from typing import Any
 
 import aio_pika
 
+from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
+from tests.configs import event, webhook_config
 from tests.sources.amqp.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
-from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
-from tests.support.receiver import Receiver
 
 __all__ = ["amqp_channel", "queue_name", "rabbitmq"]
 
@@ -28,15 +28,15 @@ Channel = aio_pika.abc.AbstractChannel
 
 
 def amqp_daemon(
-    make: Callable[..., DaemonProcess],
-    receiver: Receiver,
+    make: Callable[..., PostbackdDaemon],
+    receiver: WebhookReceiver,
     spool: Path,
     broker: Broker,
     queue: str,
     *,
     prefetch: int = 16,
     ordered: bool = False,
-) -> DaemonProcess:
+) -> PostbackdDaemon:
     """A daemon with [sources.amqp] beside [sources.http] (for /readyz), its own spool."""
     port = free_port()
     files = webhook_config(
@@ -70,7 +70,7 @@ async def depth(channel: Channel, queue: str) -> int:
     return count
 
 
-async def wait_readyz(daemon: DaemonProcess, status: int, timeout: float) -> dict[str, Any]:
+async def wait_readyz(daemon: PostbackdDaemon, status: int, timeout: float) -> dict[str, Any]:
     """Poll /readyz until it answers `status`; returns that answer's body."""
     deadline = time.monotonic() + timeout
     while True:
@@ -84,7 +84,7 @@ async def wait_readyz(daemon: DaemonProcess, status: int, timeout: float) -> dic
         await asyncio.sleep(0.1)
 
 
-async def spooled(daemon: DaemonProcess) -> dict[str, str]:
+async def spooled(daemon: PostbackdDaemon) -> dict[str, str]:
     """Event id → delivery id, as the daemon's own spool records them."""
     status, body = await daemon.get("/v1/deliveries?limit=1000")
     assert status == 200, body
@@ -120,7 +120,7 @@ async def test_a_thousand_events_are_all_delivered_each_order_in_queue_order(
     daemon = amqp_daemon(
         daemon_factory, receiver, tmp_path / "a.db", rabbitmq, queue_name, prefetch=64, ordered=True
     )
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
 
     wanted = {m["id"] for m in messages}
@@ -149,7 +149,7 @@ async def test_malformed_messages_are_dead_lettered(
         queue_name, durable=True, arguments={"x-dead-letter-exchange": dlx.name}
     )
     daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "d.db", rabbitmq, queue_name)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
 
     q = queue_name
@@ -198,7 +198,7 @@ async def test_broker_outage_mid_stream_loses_nothing_and_readyz_says_so(
 ):
     await amqp_channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
     daemon = amqp_daemon(daemon_factory, receiver, tmp_path / "o.db", rabbitmq, queue_name)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     ids = [f"s-{n}" for n in range(800)]
     publisher = asyncio.create_task(publish_stream(rabbitmq.url, queue_name, ids, pause=0.004))
@@ -231,14 +231,14 @@ async def test_two_daemons_share_one_queue_and_a_killed_one_loses_nothing(
         for name in ("one.db", "two.db")
     )
     for daemon in (first, second):
-        daemon.start()
+        daemon.launch()
         await daemon.wait_ready()
     ids = [f"t-{n}" for n in range(600)]
     publisher = asyncio.create_task(publish_stream(rabbitmq.url, queue_name, ids, pause=0.004))
     try:
         await receiver.wait_for(100, timeout=20)
         first.signal(signal.SIGKILL)  # its unacknowledged messages go back to the queue
-        await asyncio.to_thread(first.wait_exit)
+        await first.wait_exit()
         assert not publisher.done(), "the stream was over before the kill: the test proved nothing"
         await asyncio.wait_for(publisher, timeout=60)
     finally:
@@ -247,7 +247,7 @@ async def test_two_daemons_share_one_queue_and_a_killed_one_loses_nothing(
     while await depth(amqp_channel, queue_name) > 0:  # the survivor takes over the rest
         assert time.monotonic() < deadline, "the surviving daemon did not drain the queue"
         await asyncio.sleep(0.2)
-    first.start()  # back on its own spool: what it had acknowledged goes out now
+    first.launch()  # back on its own spool: what it had acknowledged goes out now
     await first.wait_ready()
 
     wanted = set(ids)

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from postbackd.testing import free_port
+from tests.configs import event, webhook_config
 from tests.deliveries.email.smtp_fixtures import smtp_server_factory
-from tests.support.daemon import event, free_port, webhook_config
 
 __all__ = ["smtp_server_factory"]
 
@@ -28,7 +29,7 @@ async def postbackd(*args: str, cwd: Path | None = None) -> subprocess.Completed
 
 async def test_send_submits_files_to_the_running_daemon(receiver, daemon_factory, tmp_path):
     daemon = daemon_factory(receiver.url("/hook"), token="t0k3n")
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     good = tmp_path / "good.json"
     good.write_text(json.dumps([event("send-1"), event("send-2", order="o-2")]))
@@ -93,7 +94,7 @@ async def test_check_connect_names_the_step_that_fails(receiver, tmp_path, smtp_
     assert ok.returncode == 0, ok.stdout
     assert "ok   tcp" in ok.stdout
     smtp.stop()
-    await receiver.stop()
+    receiver.stop()
     failed = await postbackd("check", "--connect", "-c", str(conf))
     assert failed.returncode == 1
     assert "FAIL tcp" in failed.stdout

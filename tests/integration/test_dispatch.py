@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.support.daemon import event, free_port
-from tests.support.receiver import Receiver
+from postbackd.testing import WebhookReceiver, free_port
+from tests.configs import event
 
 BREAKER_SETTINGS = 'per_destination = 1\nbreaker_failures = 3\nbreaker_cooldown = "1500ms"'
 
@@ -55,9 +55,9 @@ def for_customer(customer: str, event_id: str) -> dict:
 
 
 async def test_a_hung_destination_does_not_delay_another(tmp_path, daemon_factory):
-    slow, fast = await Receiver().start(), await Receiver().start()
+    slow, fast = WebhookReceiver().start(), WebhookReceiver().start()
     try:
-        slow.delays["/hook"] = 4.0
+        slow.delay("/hook", 4.0)
         port = free_port()
         daemon = daemon_factory(
             "",
@@ -70,7 +70,7 @@ async def test_a_hung_destination_does_not_delay_another(tmp_path, daemon_factor
             ),
         )
         daemon.port = port
-        daemon.start()
+        daemon.launch()
         await daemon.wait_ready()
         await daemon.post([for_customer("slowco", f"s-{n}") for n in range(30)])
         await asyncio.sleep(0.3)  # the slow destination's slots are taken and its queue is full
@@ -80,14 +80,14 @@ async def test_a_hung_destination_does_not_delay_another(tmp_path, daemon_factor
         assert time.monotonic() - started < 2.0
         assert len(slow.requests) <= 2  # never more than per_destination at once
     finally:
-        await slow.stop()
-        await fast.stop()
+        slow.stop()
+        fast.stop()
 
 
 async def test_breaker_pauses_a_failing_destination_then_probes(tmp_path, daemon_factory, receiver):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     port = free_port()
-    other = await Receiver().start()
+    other = WebhookReceiver().start()
     try:
         daemon = daemon_factory(
             "",
@@ -100,7 +100,7 @@ async def test_breaker_pauses_a_failing_destination_then_probes(tmp_path, daemon
             ),
         )
         daemon.port = port
-        daemon.start()
+        daemon.launch()
         await daemon.wait_ready()
         await daemon.post([for_customer("slowco", f"b-{n}") for n in range(5)])
         await receiver.wait_for(3, timeout=5)
@@ -108,7 +108,7 @@ async def test_breaker_pauses_a_failing_destination_then_probes(tmp_path, daemon
         assert len(receiver.requests) == 3
         await daemon.post([for_customer("fastco", "other-1")])
         await other.wait_for(1, timeout=3)  # ...while other destinations go on
-        receiver.script("/hook", [200])  # the destination comes back
+        receiver.respond("/hook", 200)  # the destination comes back
         await receiver.wait_events({f"b-{n}" for n in range(5)}, timeout=10)
         status, body = await daemon.get("/v1/deliveries?customer=slowco&limit=10")
         assert status == 200
@@ -116,4 +116,4 @@ async def test_breaker_pauses_a_failing_destination_then_probes(tmp_path, daemon
         # Waiting behind the breaker is not an attempt: 3 failures + 5 successes in all.
         assert sum(d["attempts"] for d in body["deliveries"]) == len(receiver.requests) == 8
     finally:
-        await other.stop()
+        other.stop()

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from postbackd.testing import PostbackdDaemon, free_port
+from tests.configs import event
 from tests.deliveries.email.smtp_fixtures import smtp_server_factory, tls_cert
-from tests.support.daemon import DaemonProcess, event, free_port
 
 __all__ = ["smtp_server_factory", "tls_cert"]
 
@@ -75,13 +76,13 @@ async def test_email_is_sent_through_the_psp_server_and_survives_a_password_fix(
         tls="starttls", cert=tls_cert, credentials={"postbacks@print.example": "right"}
     )
     port = free_port()
-    daemon = DaemonProcess(tmp_path / "conf", port)
-    daemon.write(
+    daemon = PostbackdDaemon(tmp_path / "conf", port)
+    daemon.write_files(
         email_files(
             tmp_path / "spool.db", port, server.port, password="wrong", ca_file=tls_cert.cert
         )
     )
-    daemon.start()
+    daemon.launch()
     try:
         await daemon.wait_ready()
         status, _ = await daemon.post(event("mail-1", order="o-mail"))
@@ -89,7 +90,7 @@ async def test_email_is_sent_through_the_psp_server_and_survives_a_password_fix(
         await asyncio.sleep(1.0)
         assert server.handler.received == []  # wrong password: retried, not sent, not dead
         assert "SMTP authentication failed for postbacks@print.example" in daemon.logs()
-        daemon.write(
+        daemon.write_files(
             email_files(
                 tmp_path / "spool.db", port, server.port, password="right", ca_file=tls_cert.cert
             )
@@ -116,7 +117,7 @@ async def test_temporary_refusal_is_retried_and_permanent_is_dead(
     server.handler.data_replies = ["451 4.3.0 try again later"]
     server.handler.refuse = {"gone@acme.example": "550 5.1.1 mailbox unavailable"}
     port = free_port()
-    daemon = DaemonProcess(tmp_path / "conf", port)
+    daemon = PostbackdDaemon(tmp_path / "conf", port)
     files = email_files(
         tmp_path / "spool.db", port, server.port, password="right", ca_file=tls_cert.cert
     )
@@ -130,8 +131,8 @@ delivery = "email"
 [trigger.options]
 to = "gone@acme.example"
 """
-    daemon.write(files)
-    daemon.start()
+    daemon.write_files(files)
+    daemon.launch()
     try:
         await daemon.wait_ready()
         await daemon.post(

@@ -13,7 +13,8 @@ import time
 
 from standardwebhooks.webhooks import Webhook
 
-from tests.support.daemon import event, free_port, webhook_config
+from postbackd.testing import free_port
+from tests.configs import event, webhook_config
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -35,7 +36,7 @@ async def _delivery_states(daemon, expected: int, timeout: float = 15.0, **query
 
 async def test_posted_event_arrives_signed(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     status, body = await daemon.post(event("evt-1", order="o-1"))
     assert status == 202, body
@@ -53,7 +54,7 @@ async def test_posted_event_arrives_signed(receiver, daemon_factory):
 
 async def test_same_event_twice_gives_one_delivery(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     first = await daemon.post(event("evt-dup"))
     second = await daemon.post([event("evt-dup"), event("evt-new", order="o-2")])
@@ -65,9 +66,9 @@ async def test_same_event_twice_gives_one_delivery(receiver, daemon_factory):
 
 
 async def test_failures_are_retried_until_they_arrive(receiver, daemon_factory):
-    receiver.script("/hook", [500, 503, 200])
+    receiver.respond("/hook", 500, 503, 200)
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("evt-retry"))
     requests = await receiver.wait_for(3, timeout=10)
@@ -79,9 +80,9 @@ async def test_failures_are_retried_until_they_arrive(receiver, daemon_factory):
 
 
 async def test_always_failing_receiver_ends_dead_after_schedule(receiver, daemon_factory):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("evt-dead"))
     (delivery,) = await _delivery_states(daemon, 1)
@@ -94,9 +95,9 @@ async def test_always_failing_receiver_ends_dead_after_schedule(receiver, daemon
 
 
 async def test_gone_is_dead_at_once(receiver, daemon_factory):
-    receiver.script("/hook", [410])
+    receiver.respond("/hook", 410)
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("evt-gone"))
     (delivery,) = await _delivery_states(daemon, 1)
@@ -112,7 +113,7 @@ async def test_private_destination_refused_without_permission(receiver, daemon_f
     )
     daemon = daemon_factory(receiver.url("/hook"), files=files)
     daemon.port = port
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("evt-ssrf"))
     (delivery,) = await _delivery_states(daemon, 1)
@@ -123,7 +124,7 @@ async def test_private_destination_refused_without_permission(receiver, daemon_f
 
 async def test_bad_input_is_a_precise_4xx(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"), token="s3cret")
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     status, body = await daemon.post(None, raw=b"{not json")
     assert status == 400 and "malformed JSON" in body["error"]
@@ -147,19 +148,19 @@ async def test_bad_input_is_a_precise_4xx(receiver, daemon_factory):
 
 async def test_sigterm_stops_cleanly(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("evt-term"))
     await receiver.wait_for(1)
     daemon.signal(signal.SIGTERM)
-    assert await asyncio.to_thread(daemon.wait_exit) == 0
+    assert await daemon.wait_exit() == 0
     assert "postbackd stopped" in daemon.logs()
 
 
 async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     accepted: set[str] = set()
 
@@ -178,9 +179,9 @@ async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
     await asyncio.sleep(0.4)
     daemon.signal(signal.SIGKILL)
     await asyncio.gather(*posters)
-    await asyncio.to_thread(daemon.wait_exit)
+    await daemon.wait_exit()
     assert accepted, "no event was accepted before the kill"
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -199,7 +200,7 @@ async def test_kill_9_loses_nothing_that_was_accepted(receiver, daemon_factory):
 
 
 async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, tmp_path):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     port = free_port()
     files = webhook_config(
         receiver.url("/hook"),
@@ -212,7 +213,7 @@ async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, 
     )
     daemon = daemon_factory(receiver.url("/hook"), files=files)
     daemon.port = port
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("o-shipped", "order.shipped", order="o-9"))
     await receiver.wait_for(1)
@@ -222,7 +223,7 @@ async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, 
     await asyncio.sleep(0.3)
     await daemon.post(event("o-delivered", "order.delivered", order="o-9"))
     await receiver.wait_for(3)
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     deliveries = await _delivery_states(daemon, 3, order="o-9")
     states = {d["event_id"]: d["state"] for d in deliveries}
     assert states == {"o-shipped": "cancelled", "o-transit": "cancelled", "o-delivered": "done"}
@@ -232,9 +233,9 @@ async def test_ordered_supersede_never_goes_backwards(receiver, daemon_factory, 
 
 
 async def test_ordered_waits_for_the_earlier_status(receiver, daemon_factory):
-    receiver.script("/hook", [500, 500, 200])
+    receiver.respond("/hook", 500, 500, 200)
     daemon = daemon_factory(receiver.url("/hook"), extra_trigger="ordered = true")
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     await daemon.post(event("w-shipped", "order.shipped", order="o-7"))
     await receiver.wait_for(1)

@@ -19,8 +19,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
-from tests.support.receiver import Receiver
+from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
+from tests.configs import event, webhook_config
 
 # Writes the first half, closes, pauses, appends the rest, then renames `TARGET.tmp` → TARGET:
 # a writer that closes between chunks, made safe by the write-then-rename convention.
@@ -39,8 +39,8 @@ os.rename(partial, target)
 
 
 def filedrop_daemon(
-    make: Callable[..., DaemonProcess], receiver: Receiver, tmp_path: Path, incoming: Path
-) -> DaemonProcess:
+    make: Callable[..., PostbackdDaemon], receiver: WebhookReceiver, tmp_path: Path, incoming: Path
+) -> PostbackdDaemon:
     """A daemon with [sources.filedrop] on `incoming` beside [sources.http] (for /readyz)."""
     port = free_port()
     files = webhook_config(receiver.url("/hook"), port=port, spool=tmp_path / "drop.db")
@@ -82,7 +82,7 @@ async def test_files_written_by_other_processes_are_delivered(receiver, daemon_f
     incoming, outbox = tmp_path / "incoming", tmp_path / "outbox"
     outbox.mkdir()
     daemon = filedrop_daemon(daemon_factory, receiver, tmp_path, incoming)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     single = [event(f"w-{n}", order=f"o-w{n}") for n in range(3)]
     copied = [event(f"c-{n}", order=f"o-c{n}") for n in range(50)]
@@ -117,7 +117,7 @@ async def test_bad_files_are_rejected_and_good_jsonl_lines_delivered(
 ):
     incoming = tmp_path / "incoming"
     daemon = filedrop_daemon(daemon_factory, receiver, tmp_path, incoming)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     no_type = {k: v for k, v in event("h-4").items() if k != "type"}
     half_lines = [
@@ -172,7 +172,7 @@ async def test_files_present_before_start_are_picked_up(receiver, daemon_factory
     (incoming / "one.json").write_text(json.dumps(event("e-one")))
     (incoming / "notes.txt").write_text("not an event file: left alone")
     daemon = filedrop_daemon(daemon_factory, receiver, tmp_path, incoming)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
 
     await receiver.wait_events({e["id"] for e in early} | {"e-one"})
@@ -186,7 +186,7 @@ async def test_kill_9_mid_directory_then_restart_delivers_every_event_once(
 ):
     incoming = tmp_path / "incoming"
     daemon = filedrop_daemon(daemon_factory, receiver, tmp_path, incoming)
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     batches = {
         f"batch-{f:02d}.jsonl": [event(f"k-{f}-{n}", order=f"o-{f}-{n}") for n in range(20)]
@@ -197,11 +197,11 @@ async def test_kill_9_mid_directory_then_restart_delivers_every_event_once(
 
     await receiver.wait_for(40, timeout=15)  # the first deliveries: the directory is half done
     daemon.signal(signal.SIGKILL)
-    await asyncio.to_thread(daemon.wait_exit)
+    await daemon.wait_exit()
     left_at_kill = [n for n in drops_left(incoming) if n.startswith("batch-")]
     assert left_at_kill, "every file was done before the kill: the test proved nothing"
 
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     wanted = {e["id"] for events in batches.values() for e in events}
     await receiver.wait_events(wanted, timeout=40)

@@ -21,28 +21,13 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from postbackd.logs import redact_secrets
+from postbackd.testing import PostbackdDaemon, free_port
+from tests.configs import event, webhook_config
 from tests.deliveries.email.smtp_fixtures import smtp_server_factory
-from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
 
 __all__ = ["smtp_server_factory"]
 
 TOKEN = "intake-tok-5ECRET-1"
-
-
-class LoggingDaemon(DaemonProcess):
-    """The daemon started with a chosen ``--log-level`` before the command, as users type it."""
-
-    level: str = "info"
-
-    def start(self) -> None:
-        self.log_path = self.conf_dir.parent / f"daemon-{int(time.time() * 1000)}.log"
-        command = [sys.executable, "-m", "postbackd", "--log-level", self.level, "run"]
-        self.process = subprocess.Popen(
-            [*command, "-c", str(self.conf_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log_path.open("wb"),
-            env={**os.environ, **self.env},
-        )
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -58,13 +43,13 @@ def value(parsed: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
     return parsed.get((name, frozenset(labels.items())), 0.0)
 
 
-async def scrape(daemon: DaemonProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+async def scrape(daemon: PostbackdDaemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     status, text = await daemon.get("/metrics")
     assert status == 200, text
     return samples(text)
 
 
-async def final_deliveries(daemon: DaemonProcess, count: int) -> list[dict[str, Any]]:
+async def final_deliveries(daemon: PostbackdDaemon, count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 15
     while True:
         status, body = await daemon.get("/v1/deliveries?limit=100")
@@ -76,7 +61,7 @@ async def final_deliveries(daemon: DaemonProcess, count: int) -> list[dict[str, 
         await asyncio.sleep(0.1)
 
 
-def log_lines(daemon: DaemonProcess) -> list[dict[str, Any]]:
+def log_lines(daemon: PostbackdDaemon) -> list[dict[str, Any]]:
     text = daemon.logs()
     lines = [line for line in text.splitlines() if line.strip()]
     parsed = []
@@ -89,15 +74,15 @@ def log_lines(daemon: DaemonProcess) -> list[dict[str, Any]]:
 
 
 async def test_metrics_move_and_log_lines_carry_ids(receiver, tmp_path):
-    receiver.script("/hook", [500, 200])
+    receiver.respond("/hook", 500, 200)
     port = free_port()
     files = webhook_config(
         receiver.url("/hook"), port=port, spool=tmp_path / "spool.db", token=TOKEN
     )
     files["daemon.toml"] += 'max_body = "2KiB"\n'  # the file ends inside [sources.http]
-    daemon = LoggingDaemon(tmp_path / "conf", port, token=TOKEN)
-    daemon.write(files)
-    daemon.start()
+    daemon = PostbackdDaemon(tmp_path / "conf", port, token=TOKEN, log_level="info")
+    daemon.write_files(files)
+    daemon.launch()
     try:
         await daemon.wait_ready()
         before = await scrape(daemon)
@@ -233,12 +218,15 @@ to = "ops@example.com"
 
 async def test_secrets_appear_nowhere(receiver, smtp_server_factory, tmp_path):
     smtp = smtp_server_factory(credentials={"postbacks": SECRETS["PB_SMTP_PASSWORD"]})
-    receiver.script("/hook", [401, 200])  # a failure too: its log line and request log
+    receiver.respond("/hook", 401, 200)  # a failure too: its log line and request log
     port = free_port()
-    daemon = LoggingDaemon(tmp_path / "conf", port, token=TOKEN, env=dict(SECRETS))
-    daemon.level = "debug"  # the chattiest the daemon gets
-    daemon.write(secret_config(receiver.url("/hook"), smtp.port, port, str(tmp_path / "spool.db")))
-    daemon.start()
+    daemon = PostbackdDaemon(
+        tmp_path / "conf", port, token=TOKEN, env=dict(SECRETS), log_level="debug"
+    )  # the chattiest the daemon gets
+    daemon.write_files(
+        secret_config(receiver.url("/hook"), smtp.port, port, str(tmp_path / "spool.db"))
+    )
+    daemon.launch()
     try:
         await daemon.wait_ready()
         assert (await daemon.post(event("s-1")))[0] == 202

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.daemon import DaemonProcess, event, free_port, webhook_config
+from postbackd.testing import PostbackdDaemon, free_port
+from tests.configs import event, webhook_config
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
 
 async def cli(
-    daemon: DaemonProcess, *args: str, stdin: str | None = None, tty_answer: str | None = None
+    daemon: PostbackdDaemon, *args: str, stdin: str | None = None, tty_answer: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``postbackd ARGS -c <the daemon's conf dir>`` in a thread (the receiver keeps serving).
 
@@ -64,7 +65,7 @@ def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-async def settled(daemon: DaemonProcess, count: int, *states: str, timeout: float = 10.0):
+async def settled(daemon: PostbackdDaemon, count: int, *states: str, timeout: float = 10.0):
     """Poll the admin API until `count` deliveries are in `states`; return every delivery."""
     deadline = time.monotonic() + timeout
     while True:
@@ -88,13 +89,13 @@ async def started(daemon_factory, receiver, tmp_path: Path, *, schedule: str | N
         )
     daemon = daemon_factory(receiver.url("/hook"), files=files)
     daemon.port = port
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     return daemon
 
 
 async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory, tmp_path):
-    receiver.script("/hook", [500, 200])
+    receiver.respond("/hook", 500, 200)
     daemon = await started(daemon_factory, receiver, tmp_path)
     await daemon.post(event("evt-a", order="o-1"))
     await receiver.wait_for(2)
@@ -139,7 +140,7 @@ async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory
     assert text.count(f"POST {receiver.url('/hook')}") == 2  # the requests
     assert "webhook-signature: ***" in text and "whsec_" not in text
     assert "500 Internal Server Error" in text and "200 OK" in text  # the responses
-    assert "latency:" in text and "nope" in text
+    assert "latency:" in text and "failed (scripted)" in text
 
     assert by_prefix.returncode == 0 and by_prefix.stdout == text
     detail = json.loads(as_json.stdout)
@@ -151,11 +152,11 @@ async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory
 
 
 async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp_path):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     daemon = await started(daemon_factory, receiver, tmp_path)
     await daemon.post([event("evt-d1", order="o-1"), event("evt-d2", order="o-2")])
     await settled(daemon, 2, "dead")
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     before = len(receiver.requests)
 
     dead = json_lines(await cli(daemon, "queue", "list", "--state", "dead", "--json"))
@@ -183,7 +184,7 @@ async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp
 
 
 async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, tmp_path):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     daemon = await started(daemon_factory, receiver, tmp_path, schedule='["30s", "30s"]')
     await daemon.post(event("evt-h", order="o-1"))
     await receiver.wait_for(1)
@@ -201,17 +202,17 @@ async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, t
     assert " held " in table.stdout and "[held by" in table.stdout
     assert (again.returncode, again.stdout) == (0, "held 0 deliveries\n")
 
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     released = await cli(daemon, "queue", "release", "--customer", "acme")
     assert (released.returncode, released.stdout) == (0, "released 1 delivery\n")
     await receiver.wait_for(2, timeout=3)
     await settled(daemon, 1, "done", timeout=5)
 
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     await daemon.post(event("evt-h2", order="o-2"))
     await receiver.wait_for(3)
     await settled(daemon, 1, "pending")
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     elsewhere = await cli(daemon, "queue", "retry", "--destination", "other.example")
     assert (elsewhere.returncode, elsewhere.stdout) == (0, "retried 0 deliveries\n")
     assert "127.0.0.1" in elsewhere.stderr  # names the destinations there are
@@ -222,7 +223,7 @@ async def test_hold_release_and_retry_by_destination(receiver, daemon_factory, t
 
 
 async def test_stats_and_purge(receiver, daemon_factory, tmp_path):
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     daemon = await started(daemon_factory, receiver, tmp_path, schedule='["30s"]')
     await daemon.post([event(f"evt-p{n}", order=f"o-{n}") for n in range(3)])
     deliveries = await settled(daemon, 3, "pending")
@@ -285,7 +286,7 @@ async def test_missing_spool_is_reported_not_created(tmp_path):
     conf = tmp_path / "conf.d"
     conf.mkdir()
     (conf / "daemon.toml").write_text(f'[daemon]\nspool = "{spool}"\n')
-    daemon = DaemonProcess(conf, port=0)
+    daemon = PostbackdDaemon(conf, port=0)
     configured, direct = await asyncio.gather(
         cli(daemon, "queue", "stats"),
         cli(daemon, "requests", "--spool", str(tmp_path / "other.db")),

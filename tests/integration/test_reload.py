@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import DaemonProcess, event, free_port
+from postbackd.testing import PostbackdDaemon, free_port
+from tests.configs import event
 
 SETTLE = 1.0  # longer than the watcher's debounce, with a margin
 
@@ -44,13 +45,13 @@ def customer_event(event_id: str, customer: str, order: str = "o-1") -> dict[str
     return {**event(event_id, order=order), "customer": customer}
 
 
-async def generation(daemon: DaemonProcess) -> int:
+async def generation(daemon: PostbackdDaemon) -> int:
     status, body = await daemon.get("/v1/config")
     assert status == 200, body
     return int(body["generation"])
 
 
-async def wait_config(daemon: DaemonProcess, check: Any, timeout: float = 5.0) -> dict[str, Any]:
+async def wait_config(daemon: PostbackdDaemon, check: Any, timeout: float = 5.0) -> dict[str, Any]:
     """Poll GET /v1/config until `check(body)` holds; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,7 +62,7 @@ async def wait_config(daemon: DaemonProcess, check: Any, timeout: float = 5.0) -
         await asyncio.sleep(0.05)
 
 
-async def metric(daemon: DaemonProcess, name: str, **labels: str) -> float:
+async def metric(daemon: PostbackdDaemon, name: str, **labels: str) -> float:
     status, text = await daemon.get("/metrics")
     assert status == 200
     for family in text_string_to_metric_families(text):
@@ -87,7 +88,7 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
 
 async def test_customer_file_added_changed_and_deleted(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     beta = daemon.conf_dir / "beta.toml"
 
@@ -109,7 +110,7 @@ async def test_customer_file_added_changed_and_deleted(receiver, daemon_factory)
     assert json.loads(request.body)["orderId"] == "o-2"
 
     # A delivery waiting for its retry when the file goes: cancelled, with the reason.
-    receiver.script("/beta-v3", [500])
+    receiver.respond("/beta-v3", 500)
     beta.write_text(customer_file("beta", receiver.url("/beta-v3"), schedule='["1h"]'))
     await wait_config(daemon, lambda c: c["generation"] > before + 1)
     await daemon.post(customer_event("b-3", "beta", order="o-3"))
@@ -131,7 +132,7 @@ async def test_customer_file_added_changed_and_deleted(receiver, daemon_factory)
     assert not [r for r in receiver.requests if r.path.startswith("/beta") and b"o-4" in r.body]
 
 
-async def _deliveries(daemon: DaemonProcess, customer: str, match: Any) -> dict[str, Any]:
+async def _deliveries(daemon: PostbackdDaemon, customer: str, match: Any) -> dict[str, Any]:
     deadline = time.monotonic() + 5
     while True:
         status, body = await daemon.get(f"/v1/deliveries?customer={customer}&limit=100")
@@ -145,7 +146,7 @@ async def _deliveries(daemon: DaemonProcess, customer: str, match: Any) -> dict[
 
 async def test_broken_file_keeps_the_running_config(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     start = await generation(daemon)
     broken = daemon.conf_dir / "broken.toml"
@@ -164,7 +165,7 @@ async def test_broken_file_keeps_the_running_config(receiver, daemon_factory):
     assert code == 1, (out, err)
     assert f"{broken}:6:" in err
     # The same, answered by the daemon itself (its own validation of the directory).
-    code, out, err = await run_cli("reload", "-c", str(daemon.conf_dir), "--url", daemon.base)
+    code, out, err = await run_cli("reload", "-c", str(daemon.conf_dir), "--url", daemon.base_url)
     assert code == 1, (out, err)
     assert f"{broken}:6:" in err and "keeps generation" in err
     assert await metric(daemon, "postbackd_config_reloads_total", result="rejected") >= 2
@@ -189,7 +190,7 @@ async def test_broken_file_keeps_the_running_config(receiver, daemon_factory):
 
 async def test_sighup_reloads_and_editor_files_do_not(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     first = await wait_config(daemon, lambda c: True)
     daemon.signal(signal.SIGHUP)
@@ -209,7 +210,7 @@ async def test_sighup_reloads_and_editor_files_do_not(receiver, daemon_factory):
 
 async def test_events_during_rapid_reloads_are_all_delivered(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     start = await generation(daemon)
     acme = daemon.conf_dir / "acme.toml"
@@ -226,7 +227,7 @@ async def test_events_during_rapid_reloads_are_all_delivered(receiver, daemon_fa
                     daemon.signal(signal.SIGHUP)
                     distinct += 1
                 else:
-                    async with session.post(f"{daemon.base}/v1/reload") as response:
+                    async with session.post(f"{daemon.base_url}/v1/reload") as response:
                         assert response.status == 200, await response.text()
                     distinct += 1
                 await asyncio.sleep(0.1)
@@ -251,7 +252,7 @@ async def test_events_during_rapid_reloads_are_all_delivered(receiver, daemon_fa
 
 async def test_changed_listen_rebinds_and_unchanged_keeps_connections(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
-    daemon.start()
+    daemon.launch()
     await daemon.wait_ready()
     reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import event
+from tests.configs import event
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"
@@ -86,7 +86,7 @@ async def notify() -> AsyncIterator[NotifyListener]:
 async def test_sd_notify_lifecycle(receiver, daemon_factory, notify):
     daemon = daemon_factory(receiver.url("/hook"))
     daemon.env = {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}
-    daemon.start()
+    daemon.launch()
     ready = await notify.wait_for("READY=1", timeout=20)
     await daemon.wait_ready()
     status = [line for line in notify.messages[ready][1] if line.startswith("STATUS=")]
@@ -122,7 +122,7 @@ async def test_sd_notify_lifecycle(receiver, daemon_factory, notify):
     mark = len(notify.messages)
     daemon.signal(signal.SIGTERM)
     await notify.wait_for("STOPPING=1", after=mark)
-    assert await asyncio.to_thread(daemon.wait_exit, 20) == 0
+    assert await daemon.wait_exit(20) == 0
 
 
 def tool(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.daemon import DaemonProcess
+from postbackd.testing import PostbackdDaemon
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -81,23 +81,23 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-async def log_in(page: Page, daemon: DaemonProcess, path: str = "/ui/") -> None:
+async def log_in(page: Page, daemon: PostbackdDaemon, path: str = "/ui/") -> None:
     """Open `path`, land on the login form, enter the token, and arrive back at `path`."""
-    await page.goto(f"{daemon.base}{path}")
+    await page.goto(f"{daemon.base_url}{path}")
     assert "/ui/login" in page.url
     await page.get_by_label("Admin token").fill(TOKEN)
     await page.get_by_role("button", name="Log in").click()
-    await page.wait_for_url(f"{daemon.base}{path}")
+    await page.wait_for_url(f"{daemon.base_url}{path}")
 
 
-async def started(daemon: DaemonProcess) -> DaemonProcess:
-    daemon.start()
+async def started(daemon: PostbackdDaemon) -> PostbackdDaemon:
+    daemon.launch()
     await daemon.wait_ready()
     return daemon
 
 
 async def wait_deliveries(
-    daemon: DaemonProcess,
+    daemon: PostbackdDaemon,
     count: int,
     timeout: float = 15.0,
     where: Callable[[dict[str, Any]], bool] = lambda delivery: True,

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.async_api import Page, expect
 
-from tests.support.daemon import event
-from tests.support.receiver import Receiver
+from postbackd.testing import WebhookReceiver
+from tests.configs import event
 from tests.ui.conftest import TOKEN, log_in, started, wait_deliveries
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -27,9 +27,9 @@ url = "URL"
 
 
 async def test_filter_open_dead_delivery_and_retry_it(
-    receiver: Receiver, daemon_factory, page: Page
+    receiver: WebhookReceiver, daemon_factory, page: Page
 ) -> None:
-    receiver.script("/hook", [500])
+    receiver.respond("/hook", 500)
     daemon = await started(daemon_factory(receiver.url("/hook"), token=TOKEN))
     status, body = await daemon.post(
         [event("e-1", order="o-1"), event("e-2", "order.cancelled", order="o-2")]
@@ -50,7 +50,7 @@ async def test_filter_open_dead_delivery_and_retry_it(
     await expect(rows.first).to_contain_text("order.cancelled")
     await expect(rows.first).to_contain_text("500")
 
-    shared = f"{daemon.base}/ui/requests?customer=acme&event_type=Order+cancelled"
+    shared = f"{daemon.base_url}/ui/requests?customer=acme&event_type=Order+cancelled"
     await page.goto(shared)  # a link with filters shows the same view (aliases accepted)
     await expect(rows).to_have_count(1)
     await rows.first.get_by_role("link").click()
@@ -64,7 +64,7 @@ async def test_filter_open_dead_delivery_and_retry_it(
     assert '"orderId": "o-2"' in content  # the original event and the payload, pretty-printed
     assert SECRET not in content  # the signing secret never reaches the page
 
-    receiver.script("/hook", [200])
+    receiver.respond("/hook", 200)
     before = len(receiver.requests)
     await page.get_by_role("button", name="Retry now").click()
     await expect(page.get_by_role("status")).to_contain_text("Retry scheduled")
@@ -74,7 +74,7 @@ async def test_filter_open_dead_delivery_and_retry_it(
     assert arrived[-1].headers["webhook-id"] == delivery_id
 
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-    await page.goto(f"{daemon.base}/ui/requests?customer=acme&state=dead")
+    await page.goto(f"{daemon.base_url}/ui/requests?customer=acme&state=dead")
     await expect(rows).to_have_count(1)  # o-1 is still dead
     await page.get_by_role("button", name="Retry all dead deliveries of acme").click()
     await expect(page.get_by_role("status")).to_have_text("Dead deliveries due again now: 1.")
@@ -83,11 +83,11 @@ async def test_filter_open_dead_delivery_and_retry_it(
 
 
 async def test_hold_and_release_a_delivery_waiting_for_its_retry(
-    receiver: Receiver, daemon_factory, page: Page
+    receiver: WebhookReceiver, daemon_factory, page: Page
 ) -> None:
-    receiver.script("/slow", [500])
+    receiver.respond("/slow", 500)
     daemon = daemon_factory(receiver.url("/hook"), token=TOKEN)
-    daemon.write({"slow.toml": SLOW_TRIGGER.replace("URL", receiver.url("/slow"))})
+    daemon.write_files({"slow.toml": SLOW_TRIGGER.replace("URL", receiver.url("/slow"))})
     await started(daemon)
     assert (await daemon.post(event("h-1", order="o-h")))[0] == 202
     (waiting,) = await wait_deliveries(  # failed once, the next try is an hour away
@@ -108,7 +108,7 @@ async def test_hold_and_release_a_delivery_waiting_for_its_retry(
 
 
 async def test_cursor_pages_keyboard_filter_and_labels(
-    receiver: Receiver, daemon_factory, page: Page
+    receiver: WebhookReceiver, daemon_factory, page: Page
 ) -> None:
     daemon = await started(daemon_factory(receiver.url("/hook"), token=TOKEN))
     status, body = await daemon.post([event(f"p-{i:02d}", order=f"o-{i}") for i in range(60)])
@@ -116,7 +116,7 @@ async def test_cursor_pages_keyboard_filter_and_labels(
     newest_first = await wait_deliveries(daemon, 60, state="done")
     await log_in(page, daemon, "/ui/requests")
 
-    response = await page.request.get(f"{daemon.base}/ui/requests")
+    response = await page.request.get(f"{daemon.base_url}/ui/requests")
     assert len(await response.body()) < 100_000  # 50 rows, one page
     links = page.locator("table.requests tbody a")
     await expect(links).to_have_count(50)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import Dialog, Page, expect
 
-from tests.support.receiver import Receiver
+from postbackd.testing import WebhookReceiver
 from tests.ui.conftest import TOKEN, log_in, started
 
 TEMPLATE = '''
@@ -24,10 +24,10 @@ BROKEN_SYNTAX = '{\n  "order": {{ orderId | tojson }},\n  "x": {{ orderId | tojs
 
 
 async def test_render_marks_error_lines_and_send_test_delivers(
-    receiver: Receiver, daemon_factory, page: Page
+    receiver: WebhookReceiver, daemon_factory, page: Page
 ) -> None:
     daemon = daemon_factory(receiver.url("/hook"), token=TOKEN)
-    daemon.write({"templates.toml": TEMPLATE})
+    daemon.write_files({"templates.toml": TEMPLATE})
     await started(daemon)
     await log_in(page, daemon, "/ui/workbench?template=acme-shipped&sample=order.shipped")
 
