@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import DaemonProcess, free_port, webhook_config
+from tests.support.notify import notify  # noqa: F401  (a fixture: systemd's notify socket)
 from tests.support.receiver import Receiver
 
 
