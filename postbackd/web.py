@@ -79,8 +79,8 @@ class ListenerUnavailable(OSError):
         self.label, self.listen = label, listen
         # asyncio words a failed bind "error while attempting to bind on address (...): ...":
         # the errno's own text is shorter and what the operator will search for.
-        known = isinstance(cause.errno, int) and cause.errno > 0
-        reason = os.strerror(cause.errno) if known else (cause.strerror or str(cause))
+        code = cause.errno
+        reason = os.strerror(code) if code and code > 0 else (cause.strerror or str(cause))
         if cause.errno == errno.EADDRINUSE:
             hint = "another process holds the port: stop it or choose another address"
         elif cause.errno == errno.EACCES:
