@@ -253,31 +253,77 @@ async def test_stats_and_purge(receiver, daemon_factory, tmp_path):
     assert gone.returncode == 1 and "none of them is in the spool" in gone.stderr
 
 
-async def test_erase_order_while_the_daemon_runs(receiver, daemon_factory, tmp_path):
+ERASED_ORDER = "ORD-ERASE-7F3A9C"
+KEPT_ORDER = "ORD-KEEP-51D0E2"
+
+
+def raw_spool_copies(spool: Path, needle: str) -> dict[str, int]:
+    """How often `needle` occurs in the raw bytes of the spool file, its -wal and its -shm."""
+    found = {}
+    for suffix in ("", "-wal", "-shm"):
+        path = spool.with_name(spool.name + suffix)
+        data = path.read_bytes() if path.exists() else b""
+        found[path.name] = data.count(needle.encode())
+    return found
+
+
+async def test_erase_order_while_the_daemon_runs_leaves_no_byte_of_it(
+    receiver, daemon_factory, tmp_path
+):
     daemon = await started(daemon_factory, receiver, tmp_path)
+    spool = tmp_path / "spool.db"
     await daemon.post(
         [
-            event("evt-e1", order="o-1"),
-            event("evt-e2", "order.delivered", order="o-1"),
-            event("evt-e3", order="o-2"),
+            event("evt-e1", order=ERASED_ORDER),
+            event("evt-e2", "order.delivered", order=ERASED_ORDER),
+            event("evt-e3", order=KEPT_ORDER),
         ]
     )
     await settled(daemon, 3, "done")
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) > 0  # the test can see it
 
-    refused = await cli(daemon, "erase", "--order", "o-1")
+    refused = await cli(daemon, "erase", "--order", ERASED_ORDER)
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    erased = await cli(daemon, "erase", "--order", "o-1", "--yes")
+    erased = await cli(daemon, "erase", "--order", ERASED_ORDER, "--yes")
     assert erased.returncode == 0, erased.stderr
-    assert erased.stdout == ("erased order o-1: 2 events, 2 deliveries, 2 request log entries\n")
+    assert erased.stdout == (
+        f"erased order {ERASED_ORDER}: 2 events, 2 deliveries, 2 request log entries\n"
+    )
+    # Once the command has returned, and while the daemon still holds the spool open:
+    assert raw_spool_copies(spool, ERASED_ORDER) == {
+        "spool.db": 0,
+        "spool.db-wal": 0,
+        "spool.db-shm": 0,
+    }
+    assert raw_spool_copies(spool, KEPT_ORDER)["spool.db"] > 0  # only that order went
     of_order, remaining = await asyncio.gather(
-        cli(daemon, "requests", "--order", "o-1", "--json"), cli(daemon, "requests", "--json")
+        cli(daemon, "requests", "--order", ERASED_ORDER, "--json"),
+        cli(daemon, "requests", "--json"),
     )
     assert json_lines(of_order) == []
     (left,) = json_lines(remaining)
-    assert left["order_id"] == "o-2"
+    assert left["order_id"] == KEPT_ORDER
 
     await daemon.post(event("evt-e4", order="o-3"))  # the daemon goes on
     await settled(daemon, 2, "done")
+    daemon.stop()
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) == 0
+
+
+async def test_erase_order_with_the_daemon_stopped_leaves_no_byte_of_it(
+    receiver, daemon_factory, tmp_path
+):
+    daemon = await started(daemon_factory, receiver, tmp_path)
+    spool = tmp_path / "spool.db"
+    await daemon.post([event("evt-s1", order=ERASED_ORDER), event("evt-s2", order=KEPT_ORDER)])
+    await settled(daemon, 2, "done")
+    daemon.stop()
+    erased = await cli(daemon, "erase", "--order", ERASED_ORDER, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) == 0, raw_spool_copies(
+        spool, ERASED_ORDER
+    )
+    assert raw_spool_copies(spool, KEPT_ORDER)["spool.db"] > 0
 
 
 async def test_missing_spool_is_reported_not_created(tmp_path):
