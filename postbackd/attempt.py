@@ -108,7 +108,7 @@ class AttemptRunner:
             event_type=stored.event_type,
             customer=stored.customer,
             trigger=stored.trigger,
-            attempt=stored.attempts + 1,
+            attempt=stored.logged_attempts + 1,  # numbered by the log: across retries
             format=stored.format,
             content_type=stored.content_type,
             subject=stored.subject,
@@ -119,7 +119,7 @@ class AttemptRunner:
         outcome = await self._call(plugin, trigger, delivery)
         outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         duration = time.time() - started
-        self._record(trigger, delivery, outcome, started, duration, dest)
+        self._record(trigger, delivery, stored.attempts + 1, outcome, started, duration, dest)
 
     async def _call(self, plugin: Any, trigger: Trigger, delivery: Delivery) -> Outcome:
         timeout = attempt_timeout(trigger.options)
@@ -151,6 +151,7 @@ class AttemptRunner:
         self,
         trigger: Trigger,
         delivery: Delivery,
+        in_schedule: int,
         outcome: Outcome,
         started: float,
         duration: float,
@@ -164,7 +165,8 @@ class AttemptRunner:
         elif outcome.kind is OutcomeKind.FAIL:
             state = DeliveryState.DEAD
         else:
-            decision = decide(trigger.delays, delivery.attempt, outcome.retry_after)
+            # The schedule restarts with `queue retry`; the attempt number does not.
+            decision = decide(trigger.delays, in_schedule, outcome.retry_after)
             if decision.retry:
                 state, next_at = DeliveryState.PENDING, now + decision.delay
             else:
@@ -301,7 +303,7 @@ class AttemptRunner:
             self.spool.record_attempt(
                 AttemptResult(
                     delivery_id=stored.id,
-                    number=stored.attempts,
+                    number=stored.logged_attempts,  # no attempt: the last one's number
                     started_at=time.time(),
                     duration=0.0,
                     outcome="fail",

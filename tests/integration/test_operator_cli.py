@@ -150,7 +150,9 @@ async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory
     assert f"no delivery {UNKNOWN_ID}" in unknown.stderr
 
 
-async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp_path):
+async def test_dead_deliveries_replayed_from_stdin_keep_their_attempt_numbers(
+    receiver, daemon_factory, tmp_path
+):
     receiver.script("/hook", [500])
     daemon = await started(daemon_factory, receiver, tmp_path)
     await daemon.post([event("evt-d1", order="o-1"), event("evt-d2", order="o-2")])
@@ -176,7 +178,17 @@ async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp
         cli(daemon, "queue", "retry", "-", stdin="\n"),
     )
     done = json_lines(listed)
-    assert len(done) == 2 and all(d["attempts"] == 1 for d in done)  # a fresh schedule
+    # A fresh schedule, not a fresh history: attempts keep counting across the retry.
+    assert len(done) == 2 and all(d["attempts"] == 5 for d in done), done
+    shown = await cli(daemon, "requests", "show", done[0]["id"], "--json")
+    numbers = [a["number"] for a in json.loads(shown.stdout)["attempts"]]
+    assert numbers == [1, 2, 3, 4, 5]
+    plain = (await cli(daemon, "queue", "show", done[0]["id"])).stdout
+    assert "ATTEMPT 5 of 5" in plain and "ATTEMPT 1 of 5" in plain, plain
+    logged = [
+        json.loads(line) for line in daemon.logs().splitlines() if '"delivery attempt"' in line
+    ]
+    assert sorted(e["attempt"] for e in logged if e["delivery_id"] == done[0]["id"]) == numbers
     assert again.returncode == 1 and again.stdout == "retried 0 deliveries\n"
     assert nothing.returncode == 2 and "say which deliveries" in nothing.stderr
     assert (none_piped.returncode, none_piped.stdout) == (0, "retried 0 deliveries\n")

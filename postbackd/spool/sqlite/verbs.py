@@ -51,8 +51,8 @@ class SqliteVerbStore:
 def retry(conn: sqlite3.Connection, selection: Selection) -> int:
     """Due now; a finished delivery (dead, failed, cancelled) also gets a fresh schedule.
 
-    The fresh schedule is `attempts` reset to 0 (the dispatcher numbers attempts from it);
-    the attempts already made stay in the request log.
+    The fresh schedule is `attempts` reset to 0 (the retry schedule is decided on it); the
+    attempts already made stay in the request log, and the next one is numbered after them.
     """
     where, params = selection_sql(selection)
     now = time.time()
