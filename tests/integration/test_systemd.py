@@ -151,3 +151,23 @@ def test_sysusers_and_tmpfiles_create_the_user_and_drop_directory(tmp_path):
     incoming = (root / "var/spool/postbackd/incoming").stat()
     assert oct(incoming.st_mode & 0o7777) == "0o2770"
     assert (incoming.st_uid, incoming.st_gid) == (int(user[2]), int(user[3]))
+
+
+def test_unit_documentation_points_at_the_operating_guide_the_wheel_installs():
+    unit = (SYSTEMD / "postbackd.service").read_text()
+    (documentation,) = [line for line in unit.splitlines() if line.startswith("Documentation=")]
+    assert documentation == ("Documentation=file:///opt/postbackd/share/doc/postbackd/operating.md")
+    guide = (ROOT / "docs" / "operating.md").read_text()
+    for section in (
+        "## Running",
+        "## Reloading",
+        "## The queue",
+        "## Retention",
+        "## Erasing an order",
+        "## Logs",
+        "## Metrics",
+        "## Outbound proxy",
+    ):
+        assert section in guide
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"docs/operating.md" = "share/doc/postbackd/operating.md"' in pyproject
