@@ -32,6 +32,7 @@ from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
 from postbackd.router import destination_of
 from postbackd.spool import TRIGGER_INACTIVE, AttemptResult, DeliveryState, Spool, StoredDelivery
+from postbackd.templates import RenderError
 from postbackd.units import parse_duration
 
 log = get_logger("postbackd.attempt")
@@ -102,13 +103,17 @@ class AttemptRunner:
                 return
             stored = rendered
         plugin = self.deliveries[trigger.delivery]
+        options = await self._rendered_options(generation, trigger, plugin, stored)
+        if options is None:
+            self.breakers.release_probe(dest, time.time())
+            return
         delivery = Delivery(
             id=stored.id,
             event_id=stored.event_id,
             event_type=stored.event_type,
             customer=stored.customer,
             trigger=stored.trigger,
-            attempt=stored.attempts + 1,
+            attempt=stored.logged_attempts + 1,  # numbered by the log: across retries
             format=stored.format,
             content_type=stored.content_type,
             subject=stored.subject,
@@ -116,16 +121,74 @@ class AttemptRunner:
             order_id=stored.order_id,
         )
         started = time.time()
-        outcome = await self._call(plugin, trigger, delivery)
+        outcome = await self._call(plugin, trigger, delivery, options)
         outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         duration = time.time() - started
-        self._record(trigger, delivery, outcome, started, duration, dest)
+        self._record(trigger, delivery, stored.attempts + 1, outcome, started, duration, dest)
 
-    async def _call(self, plugin: Any, trigger: Trigger, delivery: Delivery) -> Outcome:
+    async def _rendered_options(
+        self, generation: Generation, trigger: Trigger, plugin: Any, stored: StoredDelivery
+    ) -> Mapping[str, Any] | None:
+        """The trigger's options with the templated ones rendered from the delivery's event.
+
+        A delivery plugin lists the options it lets be templates in ``template_options``
+        (email: to, cc, bcc, reply_to). They are rendered at each attempt, like the rest of
+        the options read then, and judged by the plugin's `validate_options`: a render error
+        or a rendered value it refuses (empty, a line break, not an address) ends the delivery
+        `failed` with the reason — it never reaches a header. None then.
+        """
+        keys = [
+            key
+            for key in getattr(plugin, "template_options", ())
+            if key in trigger.options and _has_template(trigger.options[key])
+        ]
+        if not keys:
+            return trigger.options
+        detail = await self.spool.get_delivery(stored.id)
+        if detail is None:
+            return None
+        event = parse_event(detail.event)
+        customer = generation.config.customers.get(event.customer)
+        engine = generation.router.engine
+        rendered = dict(trigger.options)
+        problems = []
+        for key in keys:
+            value = trigger.options[key]
+            try:
+                if isinstance(value, str):
+                    rendered[key] = engine.render_option(trigger, key, value, event, customer)
+                else:
+                    rendered[key] = [
+                        engine.render_option(trigger, key, str(item), event, customer)
+                        if _has_template(item)
+                        else item
+                        for item in value
+                    ]
+            except RenderError as exc:
+                problems.append(f"options.{key}: {exc}")
+                continue
+            values = rendered[key] if isinstance(rendered[key], list) else [rendered[key]]
+            if any(not str(item).strip() for item in values):
+                problems.append(f"options.{key}: {value!r} rendered an empty value for this event")
+        if not problems:
+            problems = list(plugin.validate_options(rendered))
+        if problems:
+            templates = ", ".join(f"{key} = {trigger.options[key]!r}" for key in keys)
+            reason = (
+                f"trigger {trigger.name!r}: options rendered from the event refused: "
+                f"{'; '.join(problems)} (templates: {templates})"
+            )
+            await self._finish_without_attempt(stored, DeliveryState.FAILED, reason)
+            return None
+        return rendered
+
+    async def _call(
+        self, plugin: Any, trigger: Trigger, delivery: Delivery, options: Mapping[str, Any]
+    ) -> Outcome:
         timeout = attempt_timeout(trigger.options)
         try:
             async with asyncio.timeout(timeout):
-                outcome = await plugin.deliver(delivery, trigger.options)
+                outcome = await plugin.deliver(delivery, options)
         except TimeoutError:
             return Outcome.retry(
                 f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
@@ -151,6 +214,7 @@ class AttemptRunner:
         self,
         trigger: Trigger,
         delivery: Delivery,
+        in_schedule: int,
         outcome: Outcome,
         started: float,
         duration: float,
@@ -164,7 +228,8 @@ class AttemptRunner:
         elif outcome.kind is OutcomeKind.FAIL:
             state = DeliveryState.DEAD
         else:
-            decision = decide(trigger.delays, delivery.attempt, outcome.retry_after)
+            # The schedule restarts with `queue retry`; the attempt number does not.
+            decision = decide(trigger.delays, in_schedule, outcome.retry_after)
             if decision.retry:
                 state, next_at = DeliveryState.PENDING, now + decision.delay
             else:
@@ -301,7 +366,7 @@ class AttemptRunner:
             self.spool.record_attempt(
                 AttemptResult(
                     delivery_id=stored.id,
-                    number=stored.attempts,
+                    number=stored.logged_attempts,  # no attempt: the last one's number
                     started_at=time.time(),
                     duration=0.0,
                     outcome="fail",
@@ -316,6 +381,12 @@ class AttemptRunner:
                 )
             )
         )
+
+
+def _has_template(value: Any) -> bool:
+    """A template option: a string (or a list holding one) with ``{{`` or ``{%``."""
+    items = value if isinstance(value, list | tuple) else [value]
+    return any(isinstance(item, str) and ("{{" in item or "{%" in item) for item in items)
 
 
 def attempt_timeout(options: Mapping[str, Any]) -> float:

@@ -40,6 +40,7 @@ from postbackd.redaction import NO_SECRETS, Redactor
 from postbackd.sdnotify import Notifier
 from postbackd.spool import Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
+from postbackd.web import ListenerUnavailable
 
 log = get_logger("postbackd.daemon")
 
@@ -89,6 +90,10 @@ class Daemon:
                 log.error("configuration error", detail=str(diagnostic))
             await self.shutdown()
             return 1
+        except ListenerUnavailable as exc:
+            log.error("cannot start", listener=exc.label, listen=exc.listen, error=str(exc))
+            await self.shutdown()
+            return 1
         except (ReloadRejected, PluginError, SpoolError, OSError) as exc:
             log.error("cannot start", error=str(exc))
             await self.shutdown()
@@ -129,7 +134,7 @@ class Daemon:
         self.sources = SourceSet(
             self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
         )
-        await self.sources.apply(generation.config)
+        await self.sources.apply(generation.config)  # returns once every listener is bound
         self.watcher = ConfigWatcher(self.conf_dir, self.reload)
         self.watcher.start()
         # What start-up built lives as long as the daemon: out of the collector's sight, a full
@@ -338,6 +343,8 @@ class Daemon:
             ) from exc
         redactor = generation.config.redactor
         problems = source_problems(self.plugins.host, generation.config, self.source_context)
+        assert self.sources is not None
+        problems += await self.sources.listener_problems(generation.config)
         if problems:
             raise ReloadRejected(problems, redactor)
         try:
@@ -358,12 +365,12 @@ class Daemon:
             self._tasks.append(asyncio.create_task(_close_later(plugin)))
 
     async def _rebuild_sources(self, config: Config) -> None:
+        """Apply source changes; a listener that could not bind although its address was free
+        when the reload was checked (another process took it since) is kept in last_error."""
         assert self.sources is not None
-        try:
-            await self.sources.apply(config)
-        except OSError as exc:  # e.g. the new admin_listen is taken; the rest is applied
-            self.last_error = f"[daemon] admin_listen: {exc}"
-            log.error("admin listener not started", error=str(exc))
+        failures = await self.sources.apply(config)
+        if failures:
+            self.last_error = "\n".join(failures)
 
     def _rejected(self, reason: str, errors: list[str]) -> ReloadResult:
         running = self.current().config.redactor

@@ -8,6 +8,13 @@ with its new settings. With no HTTP source, the admin API still listens on
 Sources are supervised: one whose ``start`` raises, or whose watched task (what ``start``
 returned) dies, is stopped, reported not ready, counted, and started again with backoff —
 the rest of the daemon goes on.
+
+Listeners are the exception at start-up. A source with a ``listen`` attribute (the HTTP
+source) and the admin listener are waited for: `apply` returns only once they are bound, so
+READY means "intake and the admin API answer". One that cannot bind its address at start-up
+fails the start (ListenerUnavailable, with the address and the kernel's reason): a service
+that shows as running with no intake is worse than one that fails loudly. A reload checks
+new listen addresses before anything is swapped (`listener_problems`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import PluginContext
 from postbackd.plugins import PluginError, PluginHost, instantiate
-from postbackd.web import build_app, split_listen
+from postbackd.web import (
+    ListenerUnavailable,
+    build_app,
+    probe_listen,
+    same_listen,
+    start_site,
+)
 
 log = get_logger("postbackd.sources")
 
@@ -44,6 +57,16 @@ class _Running:
     error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     watched: asyncio.Future[Any] | None = field(default=None, repr=False)
+    # The outcome of the first `start`: None once started, else what it raised.
+    first_start: asyncio.Future[Exception | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future(), repr=False
+    )
+
+    @property
+    def listen(self) -> str | None:
+        """The address this source listens on, when it is a listener."""
+        listen = getattr(self.instance, "listen", None)
+        return str(listen) if listen else None
 
 
 class SourceSet:
@@ -65,24 +88,70 @@ class SourceSet:
         self._admin_listen: str | None = None
         self._applied = False
 
-    async def apply(self, config: Config) -> None:
-        """Start, stop and restart sources to match `config`.
+    async def apply(self, config: Config) -> list[str]:
+        """Start, stop and restart sources to match `config`; returns once every listener
+        it started is bound (or failed to bind).
 
         At start-up a source that cannot be built (unknown name, bad settings) raises
-        PluginError, which stops the daemon with that message; after a reload it is logged
-        and reported not ready, and the other sources go on.
+        PluginError and a listener that cannot bind raises ListenerUnavailable, which stop the
+        daemon with that message. After a reload both are logged and reported not ready, the
+        other sources go on, and the listeners' errors are returned (for ``last_error``).
         """
+        strict = not self._applied
         wanted = {name: dict(source.settings) for name, source in config.sources.items()}
         for name in list(self._running):
             if name not in wanted or wanted[name] != self._running[name].settings:
                 if name in wanted and await self._reconfigure(name, wanted[name]):
                     continue
                 await self._stop(name)
+        started = []
         for name, settings in wanted.items():
             if name not in self._running:
-                self._start(name, settings, strict=not self._applied)
+                self._start(name, settings, strict=strict)
+                started.append(name)
         self._applied = True
-        await self._apply_admin_listener(config)
+        failures = await self._listeners_bound(started, strict=strict)
+        try:
+            await self._apply_admin_listener(config)
+        except OSError as exc:
+            if strict:
+                raise
+            log.error("admin listener not started", error=str(exc))
+            failures.append(str(exc))
+        return failures
+
+    async def listener_problems(self, config: Config) -> list[str]:
+        """Listen addresses `config` would newly bind that cannot be bound now.
+
+        Addresses this daemon holds already are not probed (a listener that is restarted on
+        the same address frees it first). Checked before a reload swaps anything in.
+        """
+        held = [r.listen for r in self._running.values() if r.started and r.listen]
+        if self._admin_listen is not None:
+            held.append(self._admin_listen)
+        wanted: list[tuple[str, str]] = []
+        for name, source in config.sources.items():
+            running = self._running.get(name)
+            if running is not None and running.settings == dict(source.settings):
+                continue
+            try:
+                instance = self._build(name, source.settings)
+            except PluginError:
+                continue  # source_problems reports it
+            listen = getattr(instance, "listen", None)
+            if listen:
+                wanted.append((f"{source.location}: [sources.{name}] listen", str(listen)))
+        if HTTP_SOURCE not in config.sources:
+            wanted.append(("[daemon] admin_listen", config.daemon.admin_listen))
+        problems = []
+        for label, listen in wanted:
+            if any(same_listen(listen, mine) for mine in held):
+                continue
+            try:
+                await probe_listen(listen, label)
+            except ListenerUnavailable as exc:
+                problems.append(str(exc))
+        return problems
 
     def errors(self) -> dict[str, str]:
         """The last error of each source that is not running, for /readyz."""
@@ -115,18 +184,34 @@ class SourceSet:
             self._running[name] = _Running(settings, None, error=str(exc))
             return
         running = _Running(settings, instance)
-        running.task = asyncio.create_task(self._supervise(name, running), name=f"source-{name}")
+        running.task = asyncio.create_task(
+            self._supervise(name, running, strict=strict), name=f"source-{name}"
+        )
         self._running[name] = running
+
+    async def _listeners_bound(self, names: list[str], *, strict: bool) -> list[str]:
+        """Wait for the first start of each listener among `names`; at start-up (`strict`)
+        raise the first bind failure, after a reload return them as messages."""
+        listeners = [self._running[n] for n in names if self._running[n].listen is not None]
+        outcomes = await asyncio.gather(*(r.first_start for r in listeners))
+        failures = [error for error in outcomes if error is not None]
+        if strict:
+            for error in failures:
+                if isinstance(error, OSError):
+                    raise error
+        return [str(error) for error in failures]
 
     def _build(self, name: str, settings: Mapping[str, Any]) -> Any:
         return build_source(self.host, self.context, name, settings)
 
-    async def _supervise(self, name: str, running: _Running) -> None:
+    async def _supervise(self, name: str, running: _Running, *, strict: bool) -> None:
         """Start a source and keep it running.
 
         A `start` that raises, or a watched awaitable (what `start` returned) that ends while
         the source should run, is a crash: the source is stopped, counted in
         ``postbackd_source_restarts``, reported not ready, and started again after a backoff.
+        A listener whose first start at daemon start-up (`strict`) cannot bind is not retried:
+        `apply` fails the start with its error.
         """
         failures = 0
         while True:
@@ -134,6 +219,7 @@ class SourceSet:
             try:
                 returned = await running.instance.start(self.intake.submitter(name))
                 running.started, running.error = True, None
+                _settle(running.first_start, None)
                 if returned is None:
                     return
                 running.watched = asyncio.ensure_future(returned)
@@ -148,6 +234,11 @@ class SourceSet:
                 crashed = running.started
                 running.started = False
                 running.error = f"{type(exc).__name__}: {exc}"
+                _settle(running.first_start, exc)
+                if strict and not crashed and running.listen and isinstance(exc, OSError):
+                    with contextlib.suppress(Exception):
+                        await running.instance.stop()
+                    return
             if time.monotonic() - began >= STABLE_AFTER:
                 failures = 0
             delay = RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)]
@@ -209,8 +300,11 @@ class SourceSet:
             build_app(list(self.admin_routes)), access_log=None, handle_signals=False
         )
         await runner.setup()
-        host, port = split_listen(listen)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        try:
+            await start_site(runner, listen, "[daemon] admin_listen")
+        except OSError:
+            await runner.cleanup()
+            raise
         self._admin, self._admin_listen = runner, listen
         log.info("admin API listening", listen=listen)
 
@@ -218,6 +312,12 @@ class SourceSet:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin, self._admin_listen = None, None
+
+
+def _settle(future: asyncio.Future[Exception | None], outcome: Exception | None) -> None:
+    """Record a source's first start outcome (later starts do not change it)."""
+    if not future.done():
+        future.set_result(outcome)
 
 
 async def _cancel(future: asyncio.Future[Any] | None) -> None:

@@ -7,7 +7,11 @@ here knows about the daemon, so a source plugin can import it without pulling in
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hmac
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,3 +66,75 @@ def split_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` → (host, port)."""
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class ListenerUnavailable(OSError):
+    """A listen address that cannot be bound: which listener, which address, and why.
+
+    An OSError, so a caller that only knows "I/O failed" still catches it; the message is
+    what an operator needs in the journal (the address and the kernel's reason, and what to do).
+    """
+
+    def __init__(self, label: str, listen: str, cause: OSError) -> None:
+        self.label, self.listen = label, listen
+        # asyncio words a failed bind "error while attempting to bind on address (...): ...":
+        # the errno's own text is shorter and what the operator will search for.
+        code = cause.errno
+        reason = os.strerror(code) if code and code > 0 else (cause.strerror or str(cause))
+        if cause.errno == errno.EADDRINUSE:
+            hint = "another process holds the port: stop it or choose another address"
+        elif cause.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges: choose a port above 1023"
+        elif cause.errno == errno.EADDRNOTAVAIL:
+            hint = "no interface of this machine has that address: use one it has"
+        else:
+            hint = "check the address"
+        self.message = f"{label}: cannot listen on {listen}: {reason}; {hint}"
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+async def start_site(runner: web.AppRunner, listen: str, label: str) -> web.TCPSite:
+    """Bind and start `runner` on `listen`; ListenerUnavailable (naming `label`) if it cannot."""
+    host, port = split_listen(listen)
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except ListenerUnavailable:
+        raise
+    except OSError as exc:
+        raise ListenerUnavailable(label, listen, exc) from exc
+    return site
+
+
+async def probe_listen(listen: str, label: str) -> None:
+    """Raise ListenerUnavailable when `listen` cannot be bound now (nothing is kept bound).
+
+    A reload checks a new listen address this way before it swaps anything in, so an address
+    that is taken rejects the reload instead of leaving the daemon without that listener.
+    The kernel may still refuse the real bind a moment later (another process got there
+    first); the caller reports that too.
+    """
+    host, port = split_listen(listen)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ListenerUnavailable(label, listen, exc) from exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ListenerUnavailable(label, listen, exc) from exc
+
+
+def same_listen(one: str | None, other: str | None) -> bool:
+    """Whether two listen strings name the same (host, port)."""
+    if one is None or other is None:
+        return one is other
+    return split_listen(one) == split_listen(other)

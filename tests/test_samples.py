@@ -161,6 +161,8 @@ def test_samples_ship_in_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for event_type in CANONICAL_TYPES:
         assert f"postbackd/samples/{event_type}.json" in names
+    # The operating guide the systemd unit's Documentation= points at, under <venv>/share/doc.
+    assert any(n.endswith(".data/data/share/doc/postbackd/operating.md") for n in names), names
     code = "import postbackd.samples as s; print(s.__file__); print(len(s.sample_types()))"
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -2,7 +2,16 @@
 
 Events, rendered payloads and the request log of the order go, their freed pages overwritten
 (`Spool.erase_order`); pending deliveries of the order go with them, so nothing more is sent
-for it. Works beside the running daemon. Asks first on a terminal; without one, wants --yes.
+for it. Then the write-ahead log is checkpointed into the database and truncated: the old page
+versions in ``spool.db-wal`` are copies of the order too. When the command returns 0 no spool
+file holds the order's data.
+
+Works beside the running daemon: SQLite lets this process write and checkpoint while the daemon
+has the spool open (the checkpoint waits for the daemon's writes and reads in flight). What it
+cannot reach is the daemon's memory: an attempt already in flight for the order finishes, and
+its outcome is dropped because the delivery is gone. If the log stays in use (a reader on an
+old snapshot), the command says so and exits 1: run it again, or with the daemon stopped.
+Asks first on a terminal; without one, wants --yes.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from postbackd.web import (
     build_app,
     json_error,
     json_response,
-    split_listen,
+    start_site,
     unauthorized,
 )
 
@@ -39,7 +39,11 @@ MAX_EVENTS = 1000
 
 
 class HttpSource:
-    """Listens on ``listen``; guards intake with ``token`` (required off loopback)."""
+    """Listens on ``listen``; guards intake with ``token`` (required off loopback).
+
+    ``listen`` is also what the supervisor reads to treat this source as a listener: the
+    daemon is READY only once it is bound, and an address it cannot bind fails the start.
+    """
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
         self.listen = str(settings.get("listen", "127.0.0.1:8787"))
@@ -59,8 +63,11 @@ class HttpSource:
         app = build_app(routes, max_body=self.max_body)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        host, port = split_listen(self.listen)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        try:
+            await start_site(runner, self.listen, "[sources.http] listen")
+        except OSError:
+            await runner.cleanup()
+            raise
         self._runner = runner
         log.info("http source listening", listen=self.listen)
 

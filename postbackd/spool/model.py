@@ -72,6 +72,11 @@ class StoredDelivery:
 
     `body is None` means the delivery was `failed` (render error) and an operator retried it:
     render it again, store the result with `Spool.set_rendered`, then attempt it.
+
+    Two counts, because `queue retry` gives a finished delivery a fresh schedule but not a
+    fresh history: `attempts` is the position in the current retry schedule (reset to 0 by a
+    retry; the schedule is decided on it), `logged_attempts` the number of the last attempt
+    in the request log (never reset; the next attempt is numbered from it).
     """
 
     id: str
@@ -93,6 +98,7 @@ class StoredDelivery:
     next_attempt_at: float
     seq: int
     destination: str | None = None
+    logged_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +136,10 @@ class SubmitOutcome:
 
 @dataclass(frozen=True, slots=True)
 class DeliverySummary:
-    """One line of the request log / queue listing. `next_attempt_at` is None unless pending."""
+    """One line of the request log / queue listing. `next_attempt_at` is None unless pending.
+
+    `attempts` counts every attempt in the request log, across `queue retry`s.
+    """
 
     id: str
     event_id: str

@@ -143,7 +143,8 @@ _GELATO_STATUS_V2 = """\
 } %}
 {%- if event.type not in statuses %}
 {{- fail("builtin:gelato-status-v2 has no status for event type " ~ event.type
-         ~ "; use it on the order.* events only") }}
+         ~ ": it maps only " ~ statuses.keys() | sort | join(", ")
+         ~ "; limit the trigger's events to those") }}
 {%- endif %}
 {%- set ns = namespace(tracking=none, reasons=[]) %}
 {%- for item in items | default([]) %}{% for f in item.fulfillments | default([]) %}

@@ -23,7 +23,7 @@ from jinja2 import Template
 from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import SecurityError
 
-from postbackd.config import Customer, Lookup, TemplateConfig, TemplateFormat
+from postbackd.config import Customer, Lookup, TemplateConfig, TemplateFormat, Trigger
 from postbackd.events import Event
 from postbackd.templates.builtin import BUILTIN_TEMPLATES
 from postbackd.templates.compile import (
@@ -156,6 +156,33 @@ class TemplateEngine:
             content_type=content_type_for(config.format),
             warnings=sink.warnings(),
         )
+
+    def render_option(
+        self, trigger: Trigger, key: str, source: str, event: Event, customer: Customer | None
+    ) -> str:
+        """Render one templated trigger option (``to = "{{ shipTo.email }}"``) for `event`,
+        with the context a template body has. The text is returned as rendered: judging it
+        (an address, no line breaks) is the delivery plugin's `validate_options`. RenderError
+        on failure.
+
+        Compiled through the shared cache under the pseudo-template name
+        ``TRIGGER options.KEY``, so errors say which trigger and option failed.
+        """
+        config = TemplateConfig(
+            name=f"{trigger.name} options.{key}",
+            format="text",
+            body=source,
+            location=trigger.location,
+        )
+        compiled = self._cache.compiled(config)
+        if isinstance(compiled, RenderError):
+            raise compiled.with_traceback(None)
+        body, _ = compiled
+        token = CURRENT_SINK.set(WarningSink(config.name))
+        try:
+            return self._run(body, self._context(event, customer), "text", config.name, "body")
+        finally:
+            CURRENT_SINK.reset(token)
 
     def _compile(self, config: TemplateConfig) -> CompiledTemplate | RenderError:
         compiled = self._cache.compiled(config)

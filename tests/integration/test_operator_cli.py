@@ -151,7 +151,9 @@ async def test_requests_lists_and_shows_the_four_stages(receiver, daemon_factory
     assert f"no delivery {UNKNOWN_ID}" in unknown.stderr
 
 
-async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp_path):
+async def test_dead_deliveries_replayed_from_stdin_keep_their_attempt_numbers(
+    receiver, daemon_factory, tmp_path
+):
     receiver.respond("/hook", 500)
     daemon = await started(daemon_factory, receiver, tmp_path)
     await daemon.post([event("evt-d1", order="o-1"), event("evt-d2", order="o-2")])
@@ -177,7 +179,17 @@ async def test_dead_deliveries_replayed_from_stdin(receiver, daemon_factory, tmp
         cli(daemon, "queue", "retry", "-", stdin="\n"),
     )
     done = json_lines(listed)
-    assert len(done) == 2 and all(d["attempts"] == 1 for d in done)  # a fresh schedule
+    # A fresh schedule, not a fresh history: attempts keep counting across the retry.
+    assert len(done) == 2 and all(d["attempts"] == 5 for d in done), done
+    shown = await cli(daemon, "requests", "show", done[0]["id"], "--json")
+    numbers = [a["number"] for a in json.loads(shown.stdout)["attempts"]]
+    assert numbers == [1, 2, 3, 4, 5]
+    plain = (await cli(daemon, "queue", "show", done[0]["id"])).stdout
+    assert "ATTEMPT 5 of 5" in plain and "ATTEMPT 1 of 5" in plain, plain
+    logged = [
+        json.loads(line) for line in daemon.logs().splitlines() if '"delivery attempt"' in line
+    ]
+    assert sorted(e["attempt"] for e in logged if e["delivery_id"] == done[0]["id"]) == numbers
     assert again.returncode == 1 and again.stdout == "retried 0 deliveries\n"
     assert nothing.returncode == 2 and "say which deliveries" in nothing.stderr
     assert (none_piped.returncode, none_piped.stdout) == (0, "retried 0 deliveries\n")
@@ -254,31 +266,77 @@ async def test_stats_and_purge(receiver, daemon_factory, tmp_path):
     assert gone.returncode == 1 and "none of them is in the spool" in gone.stderr
 
 
-async def test_erase_order_while_the_daemon_runs(receiver, daemon_factory, tmp_path):
+ERASED_ORDER = "ORD-ERASE-7F3A9C"
+KEPT_ORDER = "ORD-KEEP-51D0E2"
+
+
+def raw_spool_copies(spool: Path, needle: str) -> dict[str, int]:
+    """How often `needle` occurs in the raw bytes of the spool file, its -wal and its -shm."""
+    found = {}
+    for suffix in ("", "-wal", "-shm"):
+        path = spool.with_name(spool.name + suffix)
+        data = path.read_bytes() if path.exists() else b""
+        found[path.name] = data.count(needle.encode())
+    return found
+
+
+async def test_erase_order_while_the_daemon_runs_leaves_no_byte_of_it(
+    receiver, daemon_factory, tmp_path
+):
     daemon = await started(daemon_factory, receiver, tmp_path)
+    spool = tmp_path / "spool.db"
     await daemon.post(
         [
-            event("evt-e1", order="o-1"),
-            event("evt-e2", "order.delivered", order="o-1"),
-            event("evt-e3", order="o-2"),
+            event("evt-e1", order=ERASED_ORDER),
+            event("evt-e2", "order.delivered", order=ERASED_ORDER),
+            event("evt-e3", order=KEPT_ORDER),
         ]
     )
     await settled(daemon, 3, "done")
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) > 0  # the test can see it
 
-    refused = await cli(daemon, "erase", "--order", "o-1")
+    refused = await cli(daemon, "erase", "--order", ERASED_ORDER)
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    erased = await cli(daemon, "erase", "--order", "o-1", "--yes")
+    erased = await cli(daemon, "erase", "--order", ERASED_ORDER, "--yes")
     assert erased.returncode == 0, erased.stderr
-    assert erased.stdout == ("erased order o-1: 2 events, 2 deliveries, 2 request log entries\n")
+    assert erased.stdout == (
+        f"erased order {ERASED_ORDER}: 2 events, 2 deliveries, 2 request log entries\n"
+    )
+    # Once the command has returned, and while the daemon still holds the spool open:
+    assert raw_spool_copies(spool, ERASED_ORDER) == {
+        "spool.db": 0,
+        "spool.db-wal": 0,
+        "spool.db-shm": 0,
+    }
+    assert raw_spool_copies(spool, KEPT_ORDER)["spool.db"] > 0  # only that order went
     of_order, remaining = await asyncio.gather(
-        cli(daemon, "requests", "--order", "o-1", "--json"), cli(daemon, "requests", "--json")
+        cli(daemon, "requests", "--order", ERASED_ORDER, "--json"),
+        cli(daemon, "requests", "--json"),
     )
     assert json_lines(of_order) == []
     (left,) = json_lines(remaining)
-    assert left["order_id"] == "o-2"
+    assert left["order_id"] == KEPT_ORDER
 
     await daemon.post(event("evt-e4", order="o-3"))  # the daemon goes on
     await settled(daemon, 2, "done")
+    daemon.stop()
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) == 0
+
+
+async def test_erase_order_with_the_daemon_stopped_leaves_no_byte_of_it(
+    receiver, daemon_factory, tmp_path
+):
+    daemon = await started(daemon_factory, receiver, tmp_path)
+    spool = tmp_path / "spool.db"
+    await daemon.post([event("evt-s1", order=ERASED_ORDER), event("evt-s2", order=KEPT_ORDER)])
+    await settled(daemon, 2, "done")
+    daemon.stop()
+    erased = await cli(daemon, "erase", "--order", ERASED_ORDER, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert sum(raw_spool_copies(spool, ERASED_ORDER).values()) == 0, raw_spool_copies(
+        spool, ERASED_ORDER
+    )
+    assert raw_spool_copies(spool, KEPT_ORDER)["spool.db"] > 0
 
 
 async def test_missing_spool_is_reported_not_created(tmp_path):

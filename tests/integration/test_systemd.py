@@ -14,13 +14,9 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -29,58 +25,6 @@ from tests.configs import event
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"
-
-
-@dataclass
-class NotifyListener:
-    """Reads datagrams from the notify socket into `messages` (arrival time, lines)."""
-
-    path: str
-    sock: socket.socket
-    messages: list[tuple[float, list[str]]] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await loop.sock_recv(self.sock, 4096)
-            self.messages.append((time.monotonic(), data.decode().split("\n")))
-            self.arrived.set()
-
-    def lines(self) -> list[str]:
-        return [line for _, lines in self.messages for line in lines]
-
-    async def wait_for(self, line: str, *, after: int = 0, timeout: float = 10.0) -> int:
-        """Index (in `messages`) of the first message at or after `after` holding `line`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for index, (_, lines) in enumerate(self.messages[after:], start=after):
-                if line in lines:
-                    return index
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {line!r} within {timeout}s; got {self.messages}"
-            self.arrived.clear()
-            try:
-                await asyncio.wait_for(self.arrived.wait(), remaining)
-            except TimeoutError:
-                pass
-
-
-@pytest.fixture
-async def notify() -> AsyncIterator[NotifyListener]:
-    directory = tempfile.mkdtemp(prefix="pbn-")  # short: unix socket paths are limited
-    path = str(Path(directory) / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.setblocking(False)
-    listener = NotifyListener(path, sock)
-    task = asyncio.create_task(listener.run())
-    try:
-        yield listener
-    finally:
-        task.cancel()
-        sock.close()
-        shutil.rmtree(directory)
 
 
 async def test_sd_notify_lifecycle(receiver, daemon_factory, notify):
@@ -207,3 +151,23 @@ def test_sysusers_and_tmpfiles_create_the_user_and_drop_directory(tmp_path):
     incoming = (root / "var/spool/postbackd/incoming").stat()
     assert oct(incoming.st_mode & 0o7777) == "0o2770"
     assert (incoming.st_uid, incoming.st_gid) == (int(user[2]), int(user[3]))
+
+
+def test_unit_documentation_points_at_the_operating_guide_the_wheel_installs():
+    unit = (SYSTEMD / "postbackd.service").read_text()
+    (documentation,) = [line for line in unit.splitlines() if line.startswith("Documentation=")]
+    assert documentation == ("Documentation=file:///opt/postbackd/share/doc/postbackd/operating.md")
+    guide = (ROOT / "docs" / "operating.md").read_text()
+    for section in (
+        "## Running",
+        "## Reloading",
+        "## The queue",
+        "## Retention",
+        "## Erasing an order",
+        "## Logs",
+        "## Metrics",
+        "## Outbound proxy",
+    ):
+        assert section in guide
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"docs/operating.md" = "share/doc/postbackd/operating.md"' in pyproject

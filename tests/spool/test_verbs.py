@@ -270,3 +270,19 @@ async def test_erase_order_removes_its_personal_data(spool: Spool) -> None:
     rows, _ = await spool.list_deliveries(ListFilter(order="o1"))
     assert rows == []
     assert await spool.verbs.erase_order("o1") == ErasedCounts(0, 0, 0)
+
+
+async def test_erase_order_leaves_no_copy_in_any_spool_file_while_open(spool: Spool) -> None:
+    """Rows updated several times (claimed, retried, dead) and then erased: the raw bytes of
+    the database, its write-ahead log and its shared memory hold no trace of the order, with
+    the spool still open (as the daemon keeps it)."""
+    order = "ORD-UNIT-93C1AE"
+    await make_dead(spool, "a", order=order)
+    await add(spool, "e2", new_delivery("b", order=order, trigger="t2"), order=order)
+    await add(spool, "e3", new_delivery("c", order="ORD-KEEP-1"), order="ORD-KEEP-1")
+    files = [spool.path.with_name(spool.path.name + suffix) for suffix in ("", "-wal", "-shm")]
+    assert sum(path.read_bytes().count(order.encode()) for path in files) > 0
+    await spool.verbs.erase_order(order)
+    copies = {p.name: p.read_bytes().count(order.encode()) for p in files if p.exists()}
+    assert set(copies.values()) == {0}, copies
+    assert await state_of(spool, "c") is S.PENDING

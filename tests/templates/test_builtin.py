@@ -217,3 +217,17 @@ def test_gelato_status_refuses_an_event_type_it_cannot_map(engine: TemplateEngin
     raw["type"] = "label.printed"
     with pytest.raises(RenderError, match=r"no status for event type label\.printed"):
         engine.render("builtin:gelato-status-v2", parse_event(raw), ACME)
+
+
+def test_gelato_status_names_the_event_types_it_maps_for_one_it_does_not(
+    engine: TemplateEngine,
+) -> None:
+    raw = load_sample("order.shipped")
+    raw["type"] = "order.delayed"  # an order.* type, yet not one the platform has a status for
+    with pytest.raises(RenderError) as raised:
+        engine.render("builtin:gelato-status-v2", parse_event(raw), ACME)
+    message = str(raised.value)
+    assert "no status for event type order.delayed" in message
+    assert "order.* events only" not in message
+    assert "it maps only order.cancelled, order.delivered, order.failed" in message
+    assert "limit the trigger's events to those" in message

@@ -36,7 +36,7 @@ from postbackd.deliveries.email.message import (
     ComposedMessage,
     MessageComposer,
 )
-from postbackd.deliveries.email.options import SenderError, validate_options
+from postbackd.deliveries.email.options import TEMPLATE_OPTIONS, SenderError, validate_options
 from postbackd.deliveries.email.pool import (
     DEFAULT_POOL_SIZE,
     SmtpPool,
@@ -98,6 +98,10 @@ class _Reconnect(Exception):
 
 class EmailDelivery:
     """Sends each delivery as an email; see the module docstring for settings and policy."""
+
+    # to, cc, bcc and reply_to may be templates (``to = "{{ shipTo.email }}"``): the daemon
+    # renders them from the event at each attempt and judges them by `validate_options`.
+    template_options = TEMPLATE_OPTIONS
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
         self.settings = EmailSettings.parse(settings)

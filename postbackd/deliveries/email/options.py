@@ -20,6 +20,10 @@ from typing import Any
 from postbackd.config import SmtpConfig
 
 RECIPIENT_OPTIONS = ("to", "cc", "bcc", "reply_to")
+# Recipient options may be templates rendered from the event at each attempt (the daemon
+# renders the options a delivery plugin lists in `template_options`, then validates them).
+TEMPLATE_OPTIONS = RECIPIENT_OPTIONS
+MAX_ADDRESSES = 50  # per option: a rendered value listing more is refused, not mailed
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
@@ -138,9 +142,40 @@ def _ascii_domain(domain: str) -> str:
     return ascii_domain
 
 
+def is_template(value: Any) -> bool:
+    """Whether an option value is a template (rendered from the event at each attempt)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def split_addresses(text: str) -> list[str]:
+    """``a@x, "Doe, J" <j@y>`` → the two addresses: commas inside quotes or <> do not split."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    angle = 0
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle += 1
+        elif char == ">" and not quoted and angle:
+            angle -= 1
+        elif char == "," and not quoted and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, str):
-        return [value]
+        return split_addresses(value) if "," in value else [value]
     if isinstance(value, list | tuple):
         return list(value)
     return None
@@ -152,12 +187,17 @@ def _parse_field(key: str, value: Any, errors: list[str]) -> tuple[Mailbox, ...]
         errors.append(f"options.{key}: expected an address or a list of addresses")
         return ()
     single = isinstance(value, str)
+    if len(items) > MAX_ADDRESSES:
+        errors.append(f"options.{key}: {len(items)} addresses; at most {MAX_ADDRESSES} are sent")
+        return ()
     mailboxes: list[Mailbox] = []
     for index, item in enumerate(items):
         where = f"options.{key}" if single else f"options.{key}[{index}]"
         if not isinstance(item, str):
             errors.append(f"{where}: expected a string, not {type(item).__name__}")
             continue
+        if is_template(item):
+            continue  # judged once rendered for an event (see TEMPLATE_OPTIONS)
         try:
             mailboxes.append(parse_mailbox(item))
         except AddressError as exc:
@@ -178,11 +218,22 @@ def _collect(options: Mapping[str, Any]) -> tuple[EmailOptions | None, list[str]
     }
     if "to" not in options:
         errors.append("options.to is required: the recipient address (or a list of them)")
-    elif not fields["to"] and not any(e.startswith("options.to") for e in errors):
+    elif (
+        not fields["to"]
+        and not any(e.startswith("options.to") for e in errors)
+        and not _templated(options["to"])
+    ):
         errors.append("options.to: at least one address is required")
     if errors:
         return None, errors
+    if any(_templated(options[key]) for key in RECIPIENT_OPTIONS if key in options):
+        return None, []  # valid as far as can be told before an event renders it
     return EmailOptions(**fields), []
+
+
+def _templated(value: Any) -> bool:
+    items = value if isinstance(value, list | tuple) else [value]
+    return any(is_template(item) for item in items)
 
 
 def validate_options(options: Mapping[str, Any]) -> list[str]:
@@ -191,10 +242,11 @@ def validate_options(options: Mapping[str, Any]) -> list[str]:
 
 
 def parse_options(options: Mapping[str, Any]) -> EmailOptions:
-    """The options as an `EmailOptions`; raises ValueError with all problems joined."""
+    """The options as an `EmailOptions`; raises ValueError with all problems joined (also
+    for a template left unrendered: the daemon renders them before `deliver`)."""
     parsed, errors = _collect(options)
     if parsed is None:
-        raise ValueError("; ".join(errors))
+        raise ValueError("; ".join(errors) or "recipient templates were not rendered")
     return parsed
 
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 from postbackd.logs import get_logger
+from postbackd.spool.model import SpoolError
 
 log = get_logger("postbackd.spool.sqlite.store")
 
 INTERVAL = 0.5
 WRITER_AUTOCHECKPOINT = 20_000  # pages (≈ 80 MB): the writer checkpoints only if this thread cannot
+TRUNCATE_TRIES = 20  # each waits up to the busy timeout for the daemon's readers and writer
 
 
 class Checkpointer:
@@ -62,3 +65,28 @@ class Checkpointer:
                     failing = True
         finally:
             conn.close()
+
+
+def truncate_log(connect: Callable[[], sqlite3.Connection], path: object) -> None:
+    """Copy the whole write-ahead log into the database file and truncate it to zero bytes.
+
+    Why: a delete only appends new page versions to the log; the old versions (with the
+    deleted rows) stay in ``-wal`` until the log is overwritten, which may be never. An erase
+    is complete only once they are gone. TRUNCATE waits (busy timeout) for the daemon's
+    writer and for readers still on an older snapshot; it is retried a few times, since the
+    daemon's short reads come and go. Raises SpoolError when the log stays in use.
+    """
+    conn = connect()
+    try:
+        for _ in range(TRUNCATE_TRIES):
+            busy, _log_frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy == 0:
+                return
+            time.sleep(0.05)
+    finally:
+        conn.close()
+    raise SpoolError(
+        f"spool {path}: the write-ahead log could not be truncated: another connection kept "
+        "reading an older snapshot; the rows are deleted, but old copies may remain in the "
+        "-wal file until it is: run the command again, or stop postbackd and run it again"
+    )

@@ -15,15 +15,20 @@ from postbackd.spool.model import (
     StoredDelivery,
 )
 
+# The number of the last attempt in the request log: attempts are numbered by the log, so a
+# `queue retry` (which resets the schedule counter `attempts`) does not restart them at 1.
+LOGGED_ATTEMPTS = (
+    "(SELECT coalesce(max(number), 0) FROM attempts WHERE attempts.delivery_id = deliveries.id)"
+)
 STORED_COLUMNS = (
     "id, event_id, trigger_name, plugin, customer, event_type, order_id, format, content_type, "
     "subject, body, render_error, state, attempts, ordered, created_at, next_attempt_at, seq, "
-    "destination"
+    f"destination, {LOGGED_ATTEMPTS}"
 )
 SUMMARY_COLUMNS = (
-    "id, event_id, order_id, customer, trigger_name, event_type, plugin, state, attempts, "
-    "created_at, next_attempt_at, last_status, last_error, destination, held_reason, updated_at, "
-    "finished_at"
+    "id, event_id, order_id, customer, trigger_name, event_type, plugin, state, "
+    f"{LOGGED_ATTEMPTS}, created_at, next_attempt_at, last_status, last_error, destination, "
+    "held_reason, updated_at, finished_at"
 )
 SEQ_COLUMN = 17  # position of seq in STORED_COLUMNS
 ATTEMPT_COLUMNS = "number, started_at, duration, outcome, status, error, request, response"

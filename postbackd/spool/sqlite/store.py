@@ -38,7 +38,7 @@ from postbackd.spool.model import (
     TriggerSync,
 )
 from postbackd.spool.sqlite import browse, claim, reads, writes
-from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
+from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.lock import acquire_owner_lock
 from postbackd.spool.sqlite.rows import decode_cursor, id_list
@@ -76,7 +76,7 @@ class SqliteSpool:
         self._closed = False
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
-        self.verbs = OperatorVerbs(SqliteVerbStore(self._write))
+        self.verbs = OperatorVerbs(SqliteVerbStore(self._write, self._truncate_log))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -343,6 +343,11 @@ class SqliteSpool:
         may undo without losing anything but an attempt's record (see `threads`)."""
         self._ensure_open()
         return self._writer.call(operation, durable=durable)
+
+    async def _truncate_log(self) -> None:
+        self._ensure_open()
+        path = self.path
+        await asyncio.to_thread(truncate_log, lambda: open_checkpointer(path), path)
 
     def _read(self, operation: Operation) -> asyncio.Future[Any]:
         self._ensure_open()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from postbackd.spool.model import ErasedCounts, Selection
@@ -19,8 +19,11 @@ Write = Callable[[Operation], "asyncio.Future[Any]"]
 
 
 class SqliteVerbStore:
-    def __init__(self, write: Write) -> None:
+    def __init__(self, write: Write, truncate_log: Callable[[], Awaitable[None]]) -> None:
+        """`truncate_log`: checkpoint the write-ahead log into the database and empty it (an
+        erase is not done while old page versions remain in ``-wal``)."""
         self._write = write
+        self._truncate_log = truncate_log
 
     async def retry(self, selection: Selection) -> int:
         return int(await self._write(lambda conn: retry(conn, selection)))
@@ -38,15 +41,18 @@ class SqliteVerbStore:
         return int(await self._write(lambda conn: prune(conn, older_than, batch)))
 
     async def erase_order(self, order_id: str) -> ErasedCounts:
+        """Delete (secure_delete), commit, then checkpoint and truncate the log: when this
+        returns, no spool file holds the order's data (SpoolError if the log stayed in use)."""
         erased: ErasedCounts = await self._write(lambda conn: erase_order(conn, order_id))
+        await self._truncate_log()
         return erased
 
 
 def retry(conn: sqlite3.Connection, selection: Selection) -> int:
     """Due now; a finished delivery (dead, failed, cancelled) also gets a fresh schedule.
 
-    The fresh schedule is `attempts` reset to 0 (the dispatcher numbers attempts from it);
-    the attempts already made stay in the request log.
+    The fresh schedule is `attempts` reset to 0 (the retry schedule is decided on it); the
+    attempts already made stay in the request log, and the next one is numbered after them.
     """
     where, params = selection_sql(selection)
     now = time.time()
@@ -120,7 +126,13 @@ def prune(conn: sqlite3.Connection, older_than: float, batch: int) -> int:
 
 
 def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
-    """Delete an order's events, deliveries and request log, overwriting the freed pages."""
+    """Delete an order's events, deliveries and request log, overwriting the freed pages.
+
+    secure_delete ON zeroes the deleted cells and the pages they free; the writer's FAST
+    default (schema.open_writer) has already zeroed the old versions of cells that updates
+    left behind. The copies in the write-ahead log go with `truncate_log`, after the commit.
+    """
+    previous = int(conn.execute("PRAGMA secure_delete").fetchone()[0])  # 2: FAST
     conn.execute("PRAGMA secure_delete = ON")
     try:
         ids = [
@@ -130,5 +142,5 @@ def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
         attempts = _delete_deliveries(conn, ids)
         events = conn.execute("DELETE FROM events WHERE order_id = ?", (order_id,)).rowcount
     finally:
-        conn.execute("PRAGMA secure_delete = OFF")
+        conn.execute(f"PRAGMA secure_delete = {previous}")
     return ErasedCounts(events=events, deliveries=len(ids), attempts=attempts)
