@@ -6,12 +6,9 @@ delivered) → READY. Stop: stop intake first, let attempts in flight finish wit
 close plugins, close the spool. A second SIGTERM/SIGINT exits at once; the spool stays
 consistent either way (every write is a committed transaction).
 
-A reload is a transaction (as in Vector's topology): the whole directory is loaded and
-validated — trigger options by their delivery plugin, sources by building them — before
-anything is swapped; on any error the running generation stays and the error is logged with
-file and line. Then only what changed is rebuilt. The reload runs in its own task, and its
-answer is given as soon as the swap is done: a ``POST /v1/reload`` that arrived on a listener
-the reload itself replaces must not wait for that listener's graceful shutdown.
+A reload is the transaction of `postbackd.reload`; the daemon gives it the checks only the
+running sources can make and what must follow a swap (breakers, the spool's trigger states,
+replaced plugins closed, sources rebuilt).
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import asyncio
 import gc
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +26,19 @@ from postbackd.breaker import BreakerBoard
 from postbackd.config import Config, ConfigError, ConfigWatcher
 from postbackd.dispatcher import Dispatcher
 from postbackd.events import Event
-from postbackd.generation import Generation, Plugins, load_generation
+from postbackd.generation import Generation, Plugins
 from postbackd.housekeeping import Housekeeping
 from postbackd.intake import Intake
-from postbackd.logs import get_logger, mask_secret_values
+from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugins import PluginError
-from postbackd.redaction import NO_SECRETS, Redactor
+from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
 from postbackd.spool import Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
 
 log = get_logger("postbackd.daemon")
-
-ReloadResult = dict[str, Any]
-
-
-class ReloadRejected(Exception):
-    """The new configuration is invalid; `errors` say where and what (file:line: message)."""
-
-    def __init__(self, errors: list[str], redactor: Redactor = NO_SECRETS) -> None:
-        """`redactor`: the secrets of the refused configuration, masked in `errors` by value
-        (a plugin's message may quote an expanded setting: a URL with its password)."""
-        self.errors = [redactor.text(error) for error in errors]
-        super().__init__("\n".join(self.errors))
 
 
 class Daemon:
@@ -63,10 +47,12 @@ class Daemon:
         self.plugins = plugins
         self.metrics = Metrics()
         self.notifier = Notifier()
-        self._generation: Generation | None = None
-        self.last_error: str | None = None
+        self.reloader = Reloader(conf_dir, plugins, self.metrics, self.notifier)
         self.spool: Spool
         self._opened: Spool | None = None  # what shutdown must close, even after a failed start
+        self.breakers: BreakerBoard
+        self.housekeeping: Housekeeping
+        self.source_context = plugins.context()  # until the admin routes exist
         self.sources: SourceSet | None = None
         self.watcher: ConfigWatcher | None = None
         self.intake: Intake | None = None
@@ -75,8 +61,6 @@ class Daemon:
         self._signals = 0
         self._exit_code = 0
         self._stopping = False
-        self._reload_lock = asyncio.Lock()
-        self._reloads: set[asyncio.Future[Any]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._dispatcher_task: asyncio.Task[None] | None = None
 
@@ -106,11 +90,9 @@ class Daemon:
 
     async def startup(self) -> None:
         self._install_signals()
-        generation = await asyncio.to_thread(load_generation, self.conf_dir, self.plugins, 1)
-        problems = source_problems(self.plugins.host, generation.config, self.plugins.context())
-        if problems:
-            raise ReloadRejected(problems, generation.config.redactor)
-        self._apply(generation)
+        generation = await self.reloader.load_first(
+            lambda config: source_problems(self.plugins.host, config, self.source_context)
+        )
         daemon = generation.config.daemon
         self.spool = self._opened = spool = await open_spool(
             daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free, exclusive=True
@@ -150,7 +132,7 @@ class Daemon:
             triggers=len(generation.config.triggers),
             pid=os.getpid(),
         )
-        self.notifier.ready(self._status())
+        self.notifier.ready(self.reloader.status())
 
     async def shutdown(self) -> None:
         """Stop what was started, in reverse order; tolerates a start-up that failed midway."""
@@ -161,10 +143,11 @@ class Daemon:
             self.intake.closed = True
         if self.watcher is not None:
             await self.watcher.stop()
-        async with self._reload_lock:  # a reload in progress finishes first
+        self.reloader.closing = True
+        async with self.reloader.lock:  # a reload in progress finishes first
             if self.sources is not None:
                 await self.sources.stop_all()
-        if self.dispatcher is not None and self._generation is not None:
+        if self.dispatcher is not None and self.reloader.loaded:
             await self.dispatcher.stop(self.current().config.daemon.grace)
         for task in self._tasks:
             task.cancel()
@@ -196,9 +179,7 @@ class Daemon:
         if self.sources is None:
             log.info("reload requested during start-up: ignored, the files are being read now")
             return
-        task = asyncio.ensure_future(self.reload(reason))
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        self.reloader.start(reason, self)
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         """The dispatcher never returns on its own: if it died, nothing would be delivered."""
@@ -212,8 +193,12 @@ class Daemon:
     # ------------------------------------------------------------------ state
 
     def current(self) -> Generation:
-        assert self._generation is not None
-        return self._generation
+        return self.reloader.current()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last reload was rejected (or a listener could not be rebuilt); None if not."""
+        return self.reloader.last_error
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog should be fed: the loop turns and the dispatcher runs."""
@@ -239,24 +224,6 @@ class Daemon:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
-    def _apply(self, generation: Generation) -> list[Any]:
-        """Swap in a generation; returns delivery plugin instances it replaced (to close).
-
-        Delivery plugins whose ``[deliveries.NAME]`` table changed are rebuilt first: if one
-        refuses its new settings (PluginError), nothing is swapped.
-        """
-        previous = self.plugins.holder.value
-        self.plugins.holder.value = generation.config
-        try:
-            replaced = self.plugins.build_deliveries(generation.config.deliveries)
-        except PluginError:
-            self.plugins.holder.value = previous
-            raise
-        self._generation = generation
-        mask_secret_values(generation.config.redactor)
-        self.metrics.config_generation.set(generation.number)
-        return replaced
-
     async def _sync_triggers(self, generation: Generation) -> None:
         triggers = generation.config.triggers.values()
         changed = await self.spool.sync_triggers(
@@ -275,84 +242,17 @@ class Daemon:
     # ------------------------------------------------------------------ reload
 
     async def reload(self, reason: str) -> ReloadResult:
-        """Load, validate and swap in the configuration; on any error keep the running one.
+        """The reload transaction (`Reloader.reload`), answered once the outcome is known."""
+        return await self.reloader.reload(reason, self)
 
-        Returns ``{"ok", "generation", "error"}`` once the outcome is known; sources that
-        changed are rebuilt after that, still under the reload lock.
-        """
-        answer: asyncio.Future[ReloadResult] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._reload(reason, answer), name="reload")
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
-        return await asyncio.shield(answer)
-
-    async def _reload(self, reason: str, answer: asyncio.Future[ReloadResult]) -> None:
-        async with self._reload_lock:
-            if self._stopping:
-                answer.set_result(self._rejected(reason, ["postbackd is shutting down"]))
-                return
-            self.notifier.reloading()
-            started = time.monotonic()
-            number = self.current().number + 1
-            try:
-                try:
-                    generation, replaced = await self._validate_and_swap(number)
-                except ReloadRejected as exc:
-                    answer.set_result(self._rejected(reason, exc.errors))
-                    return
-                self.last_error = None
-                self.metrics.config_reloads.labels("applied").inc()
-                await self._follow(generation, replaced)
-                answer.set_result({"ok": True, "generation": number, "error": None})
-                await self._rebuild_sources(generation.config)
-                log.info(
-                    "reload applied",
-                    reason=reason,
-                    generation=number,
-                    customers=len(generation.config.customers),
-                    triggers=len(generation.config.triggers),
-                    files_parsed=len(self.plugins.config_cache.last_parsed),
-                    ms=round((time.monotonic() - started) * 1000, 1),
-                )
-            except Exception as exc:  # a bug, but the daemon must go on with a known state
-                log.exception("reload failed after the swap", reason=reason, generation=number)
-                if not answer.done():
-                    answer.set_result(
-                        {"ok": False, "generation": self.current().number, "error": repr(exc)}
-                    )
-            finally:
-                self.notifier.ready(self._status())
-
-    async def _validate_and_swap(self, number: int) -> tuple[Generation, list[Any]]:
-        """The transaction: nothing is changed unless every check passed."""
-        try:
-            generation = await asyncio.to_thread(
-                load_generation, self.conf_dir, self.plugins, number
-            )
-        except ConfigError as exc:
-            raise ReloadRejected([str(d) for d in exc.errors]) from exc
-        except (PluginError, OSError) as exc:
-            raise ReloadRejected([str(exc)]) from exc
-        except Exception as exc:  # a bug, but nothing was swapped: say so, and keep running
-            log.exception("configuration could not be loaded", generation=number)
-            raise ReloadRejected(
-                [
-                    f"{self.conf_dir}: the configuration could not be loaded "
-                    f"({type(exc).__name__}); this is a bug in postbackd: please report it"
-                ]
-            ) from exc
-        redactor = generation.config.redactor
-        problems = source_problems(self.plugins.host, generation.config, self.source_context)
+    async def problems(self, generation: Generation) -> list[str]:
+        """What only the running daemon can check: its sources built, new addresses free."""
         assert self.sources is not None
-        problems += await self.sources.listener_problems(generation.config)
-        if problems:
-            raise ReloadRejected(problems, redactor)
-        try:
-            return generation, self._apply(generation)
-        except PluginError as exc:
-            raise ReloadRejected([str(exc)], redactor) from exc
+        config = generation.config
+        problems = source_problems(self.plugins.host, config, self.source_context)
+        return problems + await self.sources.listener_problems(config)
 
-    async def _follow(self, generation: Generation, replaced: list[Any]) -> None:
+    async def follow(self, generation: Generation, replaced: list[Any]) -> None:
         """What depends on the new generation besides the sources: breakers, spool states."""
         daemon = generation.config.daemon
         self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
@@ -364,34 +264,16 @@ class Daemon:
         for plugin in replaced:
             self._tasks.append(asyncio.create_task(_close_later(plugin)))
 
-    async def _rebuild_sources(self, config: Config) -> None:
-        """Apply source changes; a listener that could not bind although its address was free
-        when the reload was checked (another process took it since) is kept in last_error."""
+    async def rebuild_sources(self, config: Config) -> list[str]:
         assert self.sources is not None
-        failures = await self.sources.apply(config)
-        if failures:
-            self.last_error = "\n".join(failures)
-
-    def _rejected(self, reason: str, errors: list[str]) -> ReloadResult:
-        running = self.current().config.redactor
-        errors = [running.text(error) for error in errors]
-        self.last_error = "\n".join(errors)
-        self.metrics.config_reloads.labels("rejected").inc()
-        for error in errors:
-            log.error(
-                "reload rejected; the running configuration stays",
-                reason=reason,
-                generation=self.current().number,
-                error=error,
-            )
-        return {"ok": False, "generation": self.current().number, "error": self.last_error}
+        return await self.sources.apply(config)
 
     # ------------------------------------------------------------------ reporting
 
     def readiness(self) -> dict[str, Any]:
         sources = self.sources.readiness() if self.sources is not None else {}
         errors = self.sources.errors() if self.sources is not None else {}
-        ready = self._generation is not None and all(sources.values())
+        ready = self.reloader.loaded and all(sources.values())
         return {
             "ready": ready,
             "generation": self.current().number,
@@ -417,13 +299,6 @@ class Daemon:
                 for name, t in sorted(config.triggers.items())
             },
         }
-
-    def _status(self) -> str:
-        config = self.current().config
-        return (
-            f"generation {self.current().number}: {len(config.customers)} customers, "
-            f"{len(config.triggers)} triggers"
-        )
 
 
 async def _close_later(plugin: Any, delay: float = 60.0) -> None:
