@@ -85,8 +85,16 @@ class SourceSet:
         await self._apply_admin_listener(config)
 
     def errors(self) -> dict[str, str]:
-        """The last error of each source that is not running, for /readyz."""
-        return {name: r.error for name, r in self._running.items() if r.error and not r.started}
+        """For /readyz: the last error of each source that is not running, and the `problem`
+        a running source reports about itself (a file drop whose read hangs)."""
+        found: dict[str, str] = {}
+        for name, running in self._running.items():
+            problem = getattr(running.instance, "problem", None) if running.started else None
+            if running.error and not running.started:
+                found[name] = running.error
+            elif problem:
+                found[name] = str(problem)
+        return found
 
     def readiness(self) -> dict[str, bool]:
         result = {}
