@@ -9,15 +9,16 @@ false, so a reload can switch the UI on or off; the UI has its own login (a sess
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from postbackd import jsoncodec
 from postbackd.breaker import BreakerBoard
+from postbackd.credentials import same_secret
 from postbackd.events import EventRejected, parse_event
 from postbackd.intake import Generation
 from postbackd.loading import Plugins
@@ -65,7 +66,7 @@ def bearer_ok(request: web.Request, token: str | None) -> bool:
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+    return scheme.lower() == "bearer" and same_secret(value.strip(), token)
 
 
 def unauthorized() -> web.Response:
@@ -220,6 +221,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except RequestPayloadError as exc:  # e.g. a Content-Encoding: gzip body that is not gzip
+        response = json_error(
+            400,
+            f"the request body cannot be read: {' '.join(str(exc).split())}; send it "
+            "uncompressed or as valid gzip/deflate matching Content-Encoding",
+            "body",
+        )
+        # The rest of the body cannot be read either: close the connection after answering,
+        # and mark the body ended so that aiohttp does not try to drain it (which would raise
+        # the same error again, outside any handler, as a logged traceback).
+        response.force_close()
+        request.content.feed_eof()
+        return response
 
 
 def build_app(routes: list[web.RouteDef], *, max_body: int = 1024 * 1024) -> web.Application:
