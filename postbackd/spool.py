@@ -154,6 +154,11 @@ class Spool(OperatorVerbs):
         return self._writer.commits
 
     @property
+    def closed(self) -> bool:
+        """Closed at shutdown: writes are refused for good, not for now."""
+        return self._closed
+
+    @property
     def owner(self) -> bool:
         """Whether this process owns the spool (recovered it at open, holds its lock)."""
         return self._lock_fd is not None
@@ -193,10 +198,17 @@ class Spool(OperatorVerbs):
                 body=event.to_json(),
             )
             rows.append((row, deliveries))
-        await self._disk.check()
-        outcomes: list[SubmitOutcome] = await self._write(
-            lambda conn: [spool_writes.submit(conn, row, news) for row, news in rows]
+        payload = sum(
+            len(row.body) + sum(len(new.body or b"") for new in news) for row, news in rows
         )
+        await self._disk.check(FreeSpaceGuard.write_cost(payload))
+        try:
+            outcomes: list[SubmitOutcome] = await self._write(
+                lambda conn: [spool_writes.submit(conn, row, news) for row, news in rows]
+            )
+        except SpoolUnavailable:
+            self._disk.remeasure_soon()
+            raise
         return outcomes
 
     # ------------------------------------------------------------------ dispatcher
