@@ -20,6 +20,7 @@ from postbackd import jsoncodec
 from postbackd.breaker import BreakerBoard
 from postbackd.credentials import same_secret
 from postbackd.events import EventRejected, parse_event
+from postbackd.http_guard import deadlines
 from postbackd.intake import Generation
 from postbackd.loading import Plugins
 from postbackd.metrics import Metrics
@@ -237,7 +238,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def build_app(routes: list[web.RouteDef], *, max_body: int = 1024 * 1024) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=max_body)
+    app = web.Application(middlewares=[deadlines, json_errors], client_max_size=max_body)
     app.router.add_routes(routes)
     return app
 

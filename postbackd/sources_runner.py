@@ -23,6 +23,7 @@ from aiohttp import web
 
 from postbackd.api import build_app, split_listen
 from postbackd.config_model import Config
+from postbackd.http_guard import ConnectionLimits, serve
 from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
@@ -213,12 +214,12 @@ class SourceSet:
         await self._stop_admin()
         if listen is None:
             return
-        runner = web.AppRunner(
-            build_app(list(self.admin_routes)), access_log=None, handle_signals=False
-        )
-        await runner.setup()
         host, port = split_listen(listen)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        daemon = config.daemon
+        limits = ConnectionLimits(
+            daemon.admin_header_timeout, daemon.admin_body_timeout, daemon.admin_max_connections
+        )
+        runner = await serve(build_app(list(self.admin_routes)), host, port, limits, listen)
         self._admin, self._admin_listen = runner, listen
         log.info("admin API listening", listen=listen)
 

@@ -22,6 +22,7 @@ from postbackd.api import (
     unauthorized,
 )
 from postbackd.events import EventRejected, parse_events
+from postbackd.http_guard import ConnectionLimits, serve
 from postbackd.logs import get_logger
 from postbackd.plugin import (
     PluginContext,
@@ -45,6 +46,7 @@ class HttpSource:
         self.listen = str(settings.get("listen", "127.0.0.1:8787"))
         self.token: str | None = settings.get("token") or None
         self.max_body = parse_size(settings.get("max_body", "1MiB"))
+        self.limits = ConnectionLimits.from_settings(settings, where="[sources.http]")
         self.context = context
         self._runner: web.AppRunner | None = None
         self._submit: Submit | None = None
@@ -57,18 +59,15 @@ class HttpSource:
         self._submit = submit
         routes = [web.post("/v1/events", self.post_events), *self.context.admin_routes]
         app = build_app(routes, max_body=self.max_body)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         host, port = split_listen(self.listen)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-        self._runner = runner
+        self._runner = await serve(app, host, port, self.limits, self.listen)
         log.info("http source listening", listen=self.listen)
 
     async def reconfigure(self, settings: Mapping[str, Any]) -> bool:
         """Take a new token in place (the listener and its connections stay); a new `listen`
-        or `max_body` needs a new listener: False."""
+        or `max_body`, or new connection limits, need a new listener: False."""
         new = HttpSource(settings, self.context)
-        if (new.listen, new.max_body) != (self.listen, self.max_body):
+        if (new.listen, new.max_body, new.limits) != (self.listen, self.max_body, self.limits):
             return False
         self.token = new.token
         return True
