@@ -319,7 +319,7 @@ class AttemptRunner:
         if detail is None:
             return None
         event = parse_event(detail.event)
-        outcome = generation.router.render(trigger, event)
+        outcome = await asyncio.to_thread(generation.router.render, trigger, event)  # off the loop
         if outcome.rendered is None:
             await self.spool.set_rendered(stored.id, None, None, str(outcome.error))
             await self._finish_without_attempt(stored, DeliveryState.FAILED, str(outcome.error))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from postbackd import render_budget
 from postbackd.config_model import Config, Trigger
 from postbackd.events import Event, type_matches
 from postbackd.spool_model import DeliveryState, NewDelivery
@@ -98,7 +99,8 @@ class Router:
     def render(self, trigger: Trigger, event: Event) -> RenderOutcome:
         customer = self.config.customers.get(event.customer)
         try:
-            return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
+            with render_budget.within():
+                return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
         except RenderError as exc:
             return RenderOutcome(None, exc)
 

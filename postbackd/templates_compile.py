@@ -26,6 +26,7 @@ from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.visitor import NodeTransformer
 
+from postbackd import render_budget
 from postbackd.config_model import TemplateConfig, TemplateFormat
 from postbackd.events import now_iso
 from postbackd.templates_errors import RenderError, TemplateFault, TemplatePart
@@ -48,12 +49,23 @@ class PostbackEnvironment(ImmutableSandboxedEnvironment):
 
         Names of dict methods (``items``, ``keys`` …) still mean the method, as in Jinja.
         """
+        render_budget.check()
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        render_budget.check()
+        return super().getitem(obj, argument)
+
+    def call(
+        __self, __context: Any, __obj: Any, *args: Any, **kwargs: Any
+    ) -> Any:  # the names Jinja's sandbox uses, so that no keyword argument can clash
+        render_budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         raise SecurityError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,14 @@ async def submit_and_deliver(
     """A good event after the hostile input is still accepted and delivered."""
     await daemon.submit(event_payload(event_id))
     await assert_delivered(receiver, [event_id])
+
+
+def set_http_settings(daemon: PostbackdDaemon, **settings: Any) -> None:
+    """Add settings to the generated ``[sources.http]`` table (it keeps the daemon's port)."""
+    path = daemon.conf_dir / "postbackd.toml"
+    config = tomllib.loads(path.read_text())
+    config["sources"]["http"].update(settings)
+    daemon.write("postbackd.toml", config)
 
 
 def jsonl(*events: Any) -> bytes:

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, event_payload
-from tests.faults.hostile import assert_delivered, assert_ready, post_request, raw_http
+from tests.faults.hostile import (
+    assert_delivered,
+    assert_ready,
+    post_request,
+    raw_http,
+    set_http_settings,
+)
 
 SLOW_HEADERS = 24
 SLOW_BODIES = 4
@@ -62,7 +68,9 @@ def configure(
     limits = {"header_timeout": "1500ms", "body_timeout": "1500ms", "max_connections": CAP}
     trigger = {"delivery": "webhook", "options": {"url": receiver.url("/hook")}}
     if listener == "http":
-        return make(triggers=[trigger], sources={"http": {"listen": "", **limits}})
+        daemon = make(triggers=[trigger])
+        set_http_settings(daemon, **limits)
+        return daemon
     admin = {f"admin_{key}": value for key, value in limits.items()}
     return make(triggers=[trigger], sources={"http": None}, daemon=admin)
 
@@ -74,10 +82,6 @@ async def test_slow_clients_are_cut_off_and_the_daemon_stays_ready(
     listener: str,
 ) -> None:
     daemon = configure(postbackd_daemon, webhook_receiver, listener)
-    if listener == "http":  # the table replaced the harness's one: give it the daemon's port
-        text = (daemon.conf_dir / "postbackd.toml").read_text()
-        text = text.replace('listen = ""', f'listen = "127.0.0.1:{daemon.port}"')
-        (daemon.conf_dir / "postbackd.toml").write_text(text)
     await daemon.start()
     port = daemon.port
     path = b"/v1/events" if listener == "http" else b"/v1/render"  # routes that read a body
