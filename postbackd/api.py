@@ -9,6 +9,7 @@ false, so a reload can switch the UI on or off; the UI has its own login (a sess
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.samples import load_sample
 from postbackd.spool import ListFilter, Spool, parse_state
-from postbackd.templates import RenderError
+from postbackd.templates import RenderError, render_budget
 from postbackd.ui import UiRoutes
 from postbackd.web import Handler, bearer_ok, json_error, json_response, unauthorized
 
@@ -160,8 +161,13 @@ class AdminApi:
             return json_error(400, f"give an event or a known sample type ({exc})", "sample")
         customer_id = str(body.get("customer") or event.customer)
         customer = generation.config.customers.get(customer_id)
+
+        def render() -> Any:  # off the loop and in its time budget, like routing at intake
+            with render_budget():
+                return engine.render(body["template"], event, customer)
+
         try:
-            rendered = engine.render(body["template"], event, customer)
+            rendered = await asyncio.to_thread(render)
         except RenderError as exc:
             return json_response(
                 {

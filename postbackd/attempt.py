@@ -10,6 +10,10 @@ durable is awaited by nobody holding a concurrency slot (a slot held through the
 fsync capped throughput at concurrency ÷ commit latency). Until that commit the delivery stays
 ``inflight`` in the spool, so it is neither claimed again nor lost; the request-log line, the
 metrics and the observer hooks follow the commit.
+
+A spool that cannot be written (a full disk) delays the recording of an outcome, never loses
+it: the write is tried again with backoff (`StorageBackoff`) until it is committed or the
+daemon stops (then the delivery, still ``inflight``, is attempted again after the restart).
 """
 
 from __future__ import annotations
@@ -27,11 +31,18 @@ from postbackd.events import parse_event
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugin import Delivery, Outcome, OutcomeKind
+from postbackd.plugin import Delivery, Outcome, OutcomeKind, SpoolUnavailable
 from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
 from postbackd.router import destination_of
-from postbackd.spool import TRIGGER_INACTIVE, AttemptResult, DeliveryState, Spool, StoredDelivery
+from postbackd.spool import (
+    TRIGGER_INACTIVE,
+    AttemptResult,
+    DeliveryState,
+    Spool,
+    StorageBackoff,
+    StoredDelivery,
+)
 from postbackd.templates import RenderError
 from postbackd.units import parse_duration
 
@@ -58,6 +69,8 @@ class AttemptRunner:
         self._counted: dict[tuple[str, str, str], Any] = {}  # labelled metrics, looked up once
         self._timed: dict[str, Any] = {}
         self._recording: set[asyncio.Future[bool]] = set()  # outcomes not yet committed
+        self._outcome_trouble = StorageBackoff("recording attempt outcomes")
+        self._put_back_trouble = StorageBackoff("putting deliveries back")
 
     def destination_for(self, generation: Generation, delivery: StoredDelivery) -> str:
         """The peer an attempt goes to, for concurrency bounds and the circuit breaker."""
@@ -77,10 +90,25 @@ class AttemptRunner:
         never raises except for cancellation."""
         try:
             await self._attempt(generation, stored, dest)
+        except SpoolUnavailable as exc:  # a write before the attempt failed: put it back
+            self.breakers.release_probe(dest, time.time())
+            await self._put_back(stored, exc)
         except asyncio.CancelledError:
             await asyncio.shield(self.spool.release_inflight([stored.id], time.time()))
             self.breakers.release_probe(dest, time.time())
             raise
+
+    async def _put_back(self, stored: StoredDelivery, error: SpoolUnavailable) -> None:
+        """Make a claimed delivery pending again, however long the spool refuses writes."""
+        while not self.spool.closed:
+            await self._put_back_trouble.wait(error, delivery_id=stored.id)
+            try:
+                await self.spool.release_inflight([stored.id], time.time())
+            except SpoolUnavailable as exc:
+                error = exc
+                continue
+            self._put_back_trouble.succeeded()
+            return
 
     async def _attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
         trigger = generation.config.triggers.get(stored.trigger)
@@ -258,10 +286,23 @@ class AttemptRunner:
             response=outcome.response,
             destination=dest,
         )
+        self._hand_to_spool(trigger.delivery, delivery, outcome, result, now)
+
+    def _hand_to_spool(
+        self, plugin: str, delivery: Delivery, outcome: Outcome, result: AttemptResult, now: float
+    ) -> None:
+        if self.spool.closed:
+            log.warning(
+                "attempt outcome not recorded (shutting down); the delivery is attempted again "
+                "after a restart",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+            )
+            return
         written = self.spool.record_attempt(result)
         self._recording.add(written)
         written.add_done_callback(
-            functools.partial(self._recorded, trigger.delivery, delivery, outcome, result, now)
+            functools.partial(self._recorded, plugin, delivery, outcome, result, now)
         )
 
     def _recorded(
@@ -276,6 +317,14 @@ class AttemptRunner:
         """The outcome is committed (or could not be): log, measure, tell the observers."""
         self._recording.discard(written)
         problem = "shutting down" if written.cancelled() else written.exception()
+        if isinstance(problem, SpoolUnavailable) and not self.spool.closed:
+            delay = self._outcome_trouble.failed(problem, delivery_id=delivery.id)
+            asyncio.get_running_loop().call_later(
+                delay, self._hand_to_spool, plugin, delivery, outcome, result, now
+            )
+            return
+        if problem is None:
+            self._outcome_trouble.succeeded()
         if problem is not None:
             log.error(
                 "attempt outcome not recorded; the delivery is attempted again after a restart",
@@ -341,7 +390,7 @@ class AttemptRunner:
         if detail is None:
             return None
         event = parse_event(detail.event)
-        outcome = generation.router.render(trigger, event)
+        outcome = await asyncio.to_thread(generation.router.render, trigger, event)  # off the loop
         if outcome.rendered is None:
             await self.spool.set_rendered(stored.id, None, None, str(outcome.error))
             await self._finish_without_attempt(stored, DeliveryState.FAILED, str(outcome.error))

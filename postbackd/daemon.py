@@ -140,7 +140,7 @@ class Daemon:
         self.notifier.stopping()
         log.info("postbackd stopping: intake closed, finishing attempts in flight")
         if self.intake is not None:
-            self.intake.closed = True
+            self.intake.close()
         if self.watcher is not None:
             await self.watcher.stop()
         self.reloader.closing = True

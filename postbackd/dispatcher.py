@@ -4,7 +4,8 @@ Concurrency is bounded twice: `concurrency` attempts in flight in all, `per_dest
 scheme+host+port. A delivery waiting for its destination's slot holds no global slot, and the
 reading of due deliveries never waits on a destination — so a slow receiver delays only its
 own postbacks. Recording an outcome is shielded from cancellation: an attempt cut short by
-shutdown is "will run again", never half-written.
+shutdown is "will run again", never half-written. A spool that cannot be written (a full disk)
+pauses the reading of due deliveries with backoff; it never ends the dispatcher.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
-from postbackd.spool import Spool, StoredDelivery
+from postbackd.plugin import SpoolUnavailable
+from postbackd.spool import Spool, StorageBackoff, StoredDelivery
 
 log = get_logger("postbackd.dispatcher")
 
@@ -70,6 +72,8 @@ class Dispatcher:
         # length at which draining wakes the reading loop (nothing else would while it sleeps).
         self._full: set[str] = set()
         self._drained_at = 0
+        self._spool_trouble = StorageBackoff("claiming due deliveries")
+        self._hungry = False
 
     # ------------------------------------------------------------------ control
 
@@ -85,32 +89,43 @@ class Dispatcher:
         many deliveries rather than the one or two that have just finished.
         """
         while not self._stopping:
-            # Cleared before reading, not after: a wake-up that comes while the spool is read
-            # (an event committed meanwhile) must end the sleep that follows, not be lost.
-            self._wake.clear()
-            daemon = self.current().config.daemon
-            self._resize(daemon.concurrency)
-            cap = daemon.per_destination * BUFFER_FACTOR
-            stalled = self._stalled(cap)
-            active = self._buffered - stalled
-            room = max(0, daemon.concurrency * BUFFER_FACTOR - active)
-            hungry = room > 0 and active <= self._low_water
-            # Not hungry: the attempt that brings the buffer down to the low-water mark wakes us.
-            self._refill_at = None if hungry else self._low_water + stalled
-            claimed: list[StoredDelivery] = []
-            if hungry:
-                claimed = await self.spool.claim_due(
-                    time.time(),
-                    min(room, CLAIM_BATCH),
-                    exclude_destinations=self._unavailable(daemon.per_destination),
-                )
-                for delivery in claimed:
-                    self._accept(delivery)
-            await self._flush_deferred()
-            if claimed and len(claimed) == min(room, CLAIM_BATCH):
+            try:
+                more_due = await self._turn()
+            except SpoolUnavailable as exc:  # a full disk: wait it out, never end
+                await self._spool_trouble.wait(exc)
+                continue
+            self._spool_trouble.succeeded()
+            if more_due:
                 await asyncio.sleep(0)  # more is due: go on reading, let attempts start
                 continue
-            await self._sleep(hungry)
+            await self._sleep(self._hungry)
+
+    async def _turn(self) -> bool:
+        """Read one batch of due deliveries into the buffer; True when more are due at once."""
+        # Cleared before reading, not after: a wake-up that comes while the spool is read
+        # (an event committed meanwhile) must end the sleep that follows, not be lost.
+        self._wake.clear()
+        daemon = self.current().config.daemon
+        self._resize(daemon.concurrency)
+        cap = daemon.per_destination * BUFFER_FACTOR
+        stalled = self._stalled(cap)
+        active = self._buffered - stalled
+        room = max(0, daemon.concurrency * BUFFER_FACTOR - active)
+        hungry = room > 0 and active <= self._low_water
+        # Not hungry: the attempt that brings the buffer down to the low-water mark wakes us.
+        self._refill_at = None if hungry else self._low_water + stalled
+        claimed: list[StoredDelivery] = []
+        if hungry:
+            claimed = await self.spool.claim_due(
+                time.time(),
+                min(room, CLAIM_BATCH),
+                exclude_destinations=self._unavailable(daemon.per_destination),
+            )
+            for delivery in claimed:
+                self._accept(delivery)
+        self._hungry = hungry
+        await self._flush_deferred()
+        return bool(claimed) and len(claimed) == min(room, CLAIM_BATCH)
 
     def _stalled(self, cap: int) -> int:
         """Claimed deliveries at destinations whose queue is full (a slow or hung receiver).
@@ -137,7 +152,10 @@ class Dispatcher:
         for dest in self._destinations.values():
             dest.waiting.clear()
         if queued:
-            await self.spool.release_inflight(queued, time.time())
+            try:
+                await self.spool.release_inflight(queued, time.time())
+            except SpoolUnavailable as exc:  # still inflight: put back at the next start
+                log.warning("claimed deliveries not released", count=len(queued), error=str(exc))
             self._buffered -= len(queued)
         if self._tasks:
             log.info("waiting for attempts in flight", count=len(self._tasks), grace_s=grace)
@@ -150,7 +168,10 @@ class Dispatcher:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         await self.runner.settle()
-        await self._flush_deferred()
+        try:
+            await self._flush_deferred()
+        except SpoolUnavailable as exc:  # still inflight: put back at the next start
+            log.warning("deferred deliveries not released", error=str(exc))
 
     # ------------------------------------------------------------------ internals
 
@@ -204,8 +225,14 @@ class Dispatcher:
         by_time: dict[float, list[str]] = {}
         for delivery_id, until in batch:
             by_time.setdefault(round(until, 1), []).append(delivery_id)
-        for until, ids in by_time.items():
-            await self.spool.release_inflight(ids, until)
+        while by_time:
+            until, ids = next(iter(by_time.items()))
+            try:
+                await self.spool.release_inflight(ids, until)
+            except SpoolUnavailable:  # kept to be put back on a later turn, not left inflight
+                self._deferred += [(i, u) for u, group in by_time.items() for i in group]
+                raise
+            del by_time[until]
 
     async def _work(self, destination: str, dest: _Destination) -> None:
         try:

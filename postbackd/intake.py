@@ -8,14 +8,22 @@ nothing is still recorded, logged and counted.
 A source also reports what it refused before there was an event to submit (malformed JSON,
 a wrong token, a body too large) through ``submit.rejected(reason)``, so
 ``postbackd_events_rejected_total{source,reason}`` counts every refusal, whatever the source.
+
+Routing renders templates, whose cost grows with the event: it runs on a small pool of threads
+of its own (RENDER_THREADS), never on the event loop, so ``/healthz`` and other requests are
+answered whatever one event carries; each render is bounded in time (`render_budget`). An event
+larger than MAX_EVENT_BYTES, or one that cannot be written as UTF-8 JSON (a lone surrogate from
+a plugin source), is refused with `EventRejected` naming it, whatever the source.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from postbackd.events import Event
+from postbackd.events import Event, EventRejected
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
@@ -23,6 +31,9 @@ from postbackd.plugin import SpoolUnavailable, SubmitResult
 from postbackd.spool import NewDelivery, Spool
 
 log = get_logger("postbackd.intake")
+
+RENDER_THREADS = 2
+MAX_EVENT_BYTES = 1024 * 1024
 
 RejectReason = Literal["invalid", "unauthorized", "too_large", "unavailable"]
 """Why a source refused input; the ``reason`` label of postbackd_events_rejected_total."""
@@ -41,6 +52,12 @@ class Intake:
         self.metrics = metrics
         self.on_committed = on_committed
         self.closed = False
+        self._render_pool = ThreadPoolExecutor(RENDER_THREADS, "postbackd-render")
+
+    def close(self) -> None:
+        """Refuse new events; renders under way finish on their threads."""
+        self.closed = True
+        self._render_pool.shutdown(wait=False)
 
     def submitter(self, source: str) -> SourceSubmit:
         """The `submit` callable handed to a source plugin."""
@@ -60,7 +77,12 @@ class Intake:
             self.rejected(source, "unavailable", len(events))
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
         generation = self.current()
-        routed = [(event, generation.router.route(event)) for event in events]
+        for index, event in enumerate(events):
+            _check_size(event, index if len(events) > 1 else None)
+        loop = asyncio.get_running_loop()
+        routed = await loop.run_in_executor(
+            self._render_pool, lambda: [(e, generation.router.route(e)) for e in events]
+        )
         try:
             outcomes = await self.spool.submit_many(routed, source=source)
         except SpoolUnavailable as exc:
@@ -135,3 +157,22 @@ class SourceSubmit:
 
     def rejected(self, reason: RejectReason, count: int = 1) -> None:
         self.intake.rejected(self.source, reason, count)
+
+
+def _check_size(event: Event, index: int | None) -> None:
+    """Refuse an event too large to route and store, or that JSON in UTF-8 cannot carry."""
+    where = f"[{index}]" if index is not None else None
+    try:
+        size = len(event.to_json())
+    except (TypeError, ValueError) as exc:
+        raise EventRejected(
+            f"event {event.id!r} cannot be written as UTF-8 JSON ({exc}): remove lone surrogates "
+            "and values JSON has no form for",
+            where,
+        ) from None
+    if size > MAX_EVENT_BYTES:
+        raise EventRejected(
+            f"event {event.id!r} is {size} bytes, more than the limit of {MAX_EVENT_BYTES}: "
+            "send the order without bulky fields (images, documents)",
+            f"{where}.data" if where else "data",
+        )

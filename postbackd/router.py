@@ -17,7 +17,7 @@ from typing import Any
 from postbackd.config import Config, Trigger
 from postbackd.events import Event, type_matches
 from postbackd.spool import DeliveryState, NewDelivery
-from postbackd.templates import Rendered, RenderError, TemplateEngine
+from postbackd.templates import Rendered, RenderError, TemplateEngine, render_budget
 
 # Fixed forever: delivery ids must be the same on every server and every version, so that a
 # broker redelivering an event elsewhere yields the same `webhook-id`.
@@ -98,7 +98,8 @@ class Router:
     def render(self, trigger: Trigger, event: Event) -> RenderOutcome:
         customer = self.config.customers.get(event.customer)
         try:
-            return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
+            with render_budget():
+                return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
         except RenderError as exc:
             return RenderOutcome(None, exc)
 

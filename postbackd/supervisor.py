@@ -35,11 +35,12 @@ from postbackd.metrics import Metrics
 from postbackd.plugin import PluginContext
 from postbackd.plugins import PluginError, PluginHost, instantiate
 from postbackd.web import (
+    ConnectionLimits,
     ListenerUnavailable,
     build_app,
     probe_listen,
     same_listen,
-    start_site,
+    serve,
 )
 
 log = get_logger("postbackd.sources")
@@ -154,8 +155,16 @@ class SourceSet:
         return problems
 
     def errors(self) -> dict[str, str]:
-        """The last error of each source that is not running, for /readyz."""
-        return {name: r.error for name, r in self._running.items() if r.error and not r.started}
+        """For /readyz: the last error of each source that is not running, and the `problem`
+        a running source reports about itself (a file drop whose read hangs)."""
+        found: dict[str, str] = {}
+        for name, running in self._running.items():
+            problem = getattr(running.instance, "problem", None) if running.started else None
+            if running.error and not running.started:
+                found[name] = running.error
+            elif problem:
+                found[name] = str(problem)
+        return found
 
     def readiness(self) -> dict[str, bool]:
         result = {}
@@ -296,15 +305,13 @@ class SourceSet:
         await self._stop_admin()
         if listen is None:
             return
-        runner = web.AppRunner(
-            build_app(list(self.admin_routes)), access_log=None, handle_signals=False
+        daemon = config.daemon
+        limits = ConnectionLimits(
+            daemon.admin_header_timeout, daemon.admin_body_timeout, daemon.admin_max_connections
         )
-        await runner.setup()
-        try:
-            await start_site(runner, listen, "[daemon] admin_listen")
-        except OSError:
-            await runner.cleanup()
-            raise
+        runner = await serve(
+            build_app(list(self.admin_routes)), listen, "[daemon] admin_listen", limits
+        )
         self._admin, self._admin_listen = runner, listen
         log.info("admin API listening", listen=listen)
 

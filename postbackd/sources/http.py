@@ -25,11 +25,12 @@ from postbackd.plugin import (
 )
 from postbackd.units import parse_size
 from postbackd.web import (
+    ConnectionLimits,
     bearer_ok,
     build_app,
     json_error,
     json_response,
-    start_site,
+    serve,
     unauthorized,
 )
 
@@ -49,6 +50,7 @@ class HttpSource:
         self.listen = str(settings.get("listen", "127.0.0.1:8787"))
         self.token: str | None = settings.get("token") or None
         self.max_body = parse_size(settings.get("max_body", "1MiB"))
+        self.limits = ConnectionLimits.from_settings(settings, where="[sources.http]")
         self.context = context
         self._runner: web.AppRunner | None = None
         self._submit: Submit | None = None
@@ -61,21 +63,14 @@ class HttpSource:
         self._submit = submit
         routes = [web.post("/v1/events", self.post_events), *self.context.admin_routes]
         app = build_app(routes, max_body=self.max_body)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await start_site(runner, self.listen, "[sources.http] listen")
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve(app, self.listen, "[sources.http] listen", self.limits)
         log.info("http source listening", listen=self.listen)
 
     async def reconfigure(self, settings: Mapping[str, Any]) -> bool:
         """Take a new token in place (the listener and its connections stay); a new `listen`
-        or `max_body` needs a new listener: False."""
+        or `max_body`, or new connection limits, need a new listener: False."""
         new = HttpSource(settings, self.context)
-        if (new.listen, new.max_body) != (self.listen, self.max_body):
+        if (new.listen, new.max_body, new.limits) != (self.listen, self.max_body, self.limits):
             return False
         self.token = new.token
         return True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from postbackd.events import Event
+from postbackd.spool.backoff import StorageBackoff
 from postbackd.spool.model import (
     FINAL_STATES,
     NO_FILTER,
@@ -45,6 +46,11 @@ class Spool(Protocol):
 
     path: Path
     verbs: OperatorVerbs
+
+    @property
+    def closed(self) -> bool:
+        """Closed at shutdown: writes are refused for good, not for now."""
+        ...
 
     @property
     def owner(self) -> bool:
@@ -146,6 +152,7 @@ __all__ = [
     "Spool",
     "SpoolError",
     "SpoolStats",
+    "StorageBackoff",
     "StoredDelivery",
     "SubmitOutcome",
     "Throughput",

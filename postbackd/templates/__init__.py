@@ -4,11 +4,13 @@ Inside: `engine` (a configuration's templates, rendered for one event), `compile
 ``##{{`` and format-aware escaping, compiled once and cached), `escape` (JSON/XML escaping and
 content types), `output` (a rendered body must be valid JSON/XML), `check` (the linter behind
 `postbackd check` and `render`), `runtime` (undefined variables), `errors` (render errors and
-warnings with their template line) and `builtin` (the templates any trigger can name).
+warnings with their template line), `budget` (a render's time budget) and `builtin` (the
+templates any trigger can name).
 """
 
 from __future__ import annotations
 
+from postbackd.templates.budget import within as render_budget
 from postbackd.templates.builtin import BUILTIN_TEMPLATES
 from postbackd.templates.check import TemplateFinding, check_template, render_samples
 from postbackd.templates.compile import CompiledCache
@@ -25,5 +27,6 @@ __all__ = [
     "TemplateWarning",
     "check_template",
     "content_type_for",
+    "render_budget",
     "render_samples",
 ]

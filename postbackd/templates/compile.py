@@ -28,6 +28,7 @@ from jinja2.visitor import NodeTransformer
 
 from postbackd.config import TemplateConfig, TemplateFormat
 from postbackd.events import now_iso
+from postbackd.templates import budget
 from postbackd.templates.errors import RenderError, TemplateFault, TemplatePart
 from postbackd.templates.escape import DATA, EMIT, MARK_SAFE, format_filters
 from postbackd.templates.runtime import RecordingUndefined
@@ -48,12 +49,23 @@ class PostbackEnvironment(ImmutableSandboxedEnvironment):
 
         Names of dict methods (``items``, ``keys`` …) still mean the method, as in Jinja.
         """
+        budget.check()
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        budget.check()
+        return super().getitem(obj, argument)
+
+    def call(
+        __self, __context: Any, __obj: Any, *args: Any, **kwargs: Any
+    ) -> Any:  # the names Jinja's sandbox uses, so that no keyword argument can clash
+        budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         raise SecurityError(

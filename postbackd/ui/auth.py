@@ -24,6 +24,8 @@ from typing import Literal
 
 from aiohttp import web
 
+from postbackd.web import same_secret
+
 COOKIE = "postbackd_ui"
 COOKIE_PATH = "/ui/"
 LIFETIME = 12 * 3600.0
@@ -65,7 +67,7 @@ class SessionSigner:
         if len(parts) != 4 or parts[0] not in ("u", "a") or not parts[1].isdigit():
             return None
         payload = ".".join(parts[:3])
-        if not hmac.compare_digest(parts[3], self._mac(token, "session." + payload)):
+        if not same_secret(parts[3], self._mac(token, "session." + payload)):
             return None
         issued = int(parts[1])
         if (time.time() if now is None else now) - issued > LIFETIME:
@@ -77,17 +79,17 @@ class SessionSigner:
         return self._mac(token, f"csrf.{session.kind}.{session.nonce}")
 
     def csrf_ok(self, token: str | None, session: Session, sent: str | None) -> bool:
-        return bool(sent) and hmac.compare_digest(str(sent), self.csrf(token, session))
+        return bool(sent) and same_secret(str(sent), self.csrf(token, session))
 
     def _mac(self, token: str | None, message: str) -> str:
         key = hmac.new(self._secret, (token or "").encode(), hashlib.sha256).digest()
-        digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+        digest = hmac.new(key, message.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def token_matches(token: str | None, sent: str) -> bool:
     """Whether the login form's value is the admin token (constant time)."""
-    return token is not None and hmac.compare_digest(sent.strip().encode(), token.encode())
+    return token is not None and same_secret(sent.strip(), token)
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, value: str) -> None:

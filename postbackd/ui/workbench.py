@@ -104,7 +104,7 @@ class Workbench:
             event = self._event(values, default_customer=trigger.customer)
         except ValueError as exc:
             return self._show(visit, values, send_error=str(exc))
-        outcome = visit.generation.router.render(trigger, event)
+        outcome = await asyncio.to_thread(visit.generation.router.render, trigger, event)
         if outcome.rendered is None:
             return self._show(visit, values, send_error=f"render error: {outcome.error}")
         config = visit.generation.config

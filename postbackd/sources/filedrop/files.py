@@ -10,7 +10,9 @@ lines are set aside, so one typo does not hold back a day's export.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ REJECTED = "rejected"
 ERROR_SUFFIX = ".error"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_EVENTS_PER_FILE = 100_000
+READ_CHUNK = 1024 * 1024
 _IGNORED_SUFFIXES = (".tmp", ".part")
 
 
@@ -71,6 +74,7 @@ class DroppedFile:
     events: tuple[DroppedEvent, ...] = ()
     bad_lines: tuple[BadLine, ...] = ()
     errors: tuple[str, ...] = ()
+    unread: bool = False  # rejected for what the entry is (a symlink, a FIFO), never opened
 
     @property
     def rejected_whole(self) -> bool:
@@ -85,35 +89,110 @@ def list_drops(directory: Path) -> list[Path]:
             if drop_kind(entry.name) is None:
                 continue
             try:
-                if entry.is_file(follow_symlinks=False):
-                    found.append((entry.stat().st_mtime, entry.name, Path(entry.path)))
+                # Not only regular files: a symlink, FIFO or device with a drop name is found
+                # too, to be moved to rejected/ (read_drop never opens it).
+                if not entry.is_dir(follow_symlinks=False):
+                    found.append(
+                        (entry.stat(follow_symlinks=False).st_mtime, entry.name, Path(entry.path))
+                    )
             except FileNotFoundError:
                 continue
     return [path for _mtime, _name, path in sorted(found)]
 
 
-def read_drop(path: Path) -> DroppedFile | None:
-    """Read and check one file; None when it is gone (already handled)."""
+def read_drop(path: Path, max_bytes: int = MAX_FILE_BYTES) -> DroppedFile | None:
+    """Read and check one file; None when it is gone (already handled).
+
+    Only a regular file whose directory entry is in the drop directory itself is read: the
+    entry is checked with ``lstat``, opened with ``O_NOFOLLOW | O_NONBLOCK`` (a symlink swapped
+    in meanwhile fails, a FIFO cannot block the open) and checked again with ``fstat`` on what
+    was opened. A symlink (to ``/dev/zero``, to a file elsewhere), a FIFO, a device or a socket
+    is rejected whole *without being read* (`DroppedFile.unread`). At most `max_bytes` + 1
+    bytes are read, whatever the size the file system reports.
+    """
     kind = drop_kind(path.name)
     if kind is None:
         return None
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return DroppedFile(
-                path,
-                kind,
-                errors=(
-                    f"the file is {size} bytes, more than {MAX_FILE_BYTES}: split it into smaller "
-                    "files",
-                ),
-            )
-        raw = path.read_bytes()
+        entry = os.lstat(path)
     except FileNotFoundError:
         return None
+    if not stat.S_ISREG(entry.st_mode):
+        return _not_read(path, kind, entry.st_mode)
+    if entry.st_size > max_bytes:
+        return _too_large(path, kind, entry.st_size, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENODEV):  # replaced by a link/special
+            return _not_read(path, kind, None, f"it cannot be opened safely ({exc.strerror})")
+        raise
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            return _not_read(path, kind, opened.st_mode)
+        raw = _read_capped(fd, max_bytes)
+    finally:
+        os.close(fd)
+    if raw is None:
+        return _too_large(path, kind, None, max_bytes)
     if kind is DropKind.JSON:
         return _read_json(path, raw)
     return _read_jsonl(path, raw)
+
+
+def _read_capped(fd: int, max_bytes: int) -> bytes | None:
+    """The file's bytes, or None as soon as more than `max_bytes` arrive (a growing file)."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = os.read(fd, min(READ_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            return None
+
+
+def _too_large(path: Path, kind: DropKind, size: int | None, max_bytes: int) -> DroppedFile:
+    what = f"{size} bytes" if size is not None else "still growing when read"
+    return DroppedFile(
+        path,
+        kind,
+        errors=(
+            f"the file is {what}, more than max_file_size ({max_bytes} bytes): split it into "
+            "smaller files, or raise [sources.filedrop] max_file_size",
+        ),
+    )
+
+
+def _not_read(path: Path, kind: DropKind, mode: int | None, why: str = "") -> DroppedFile:
+    """A directory entry that is not a regular file: rejected without opening what it names."""
+    if not why:
+        what = _KINDS_OF_ENTRY.get(stat.S_IFMT(mode or 0), "not a regular file")
+        why = f"it is {what}"
+    return DroppedFile(
+        path,
+        kind,
+        errors=(
+            f"not read: {why}; only regular files written into the directory are read (never "
+            "through a symlink, never a FIFO, device or socket): copy the file itself in",
+        ),
+        unread=True,
+    )
+
+
+_KINDS_OF_ENTRY = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
 
 
 def _read_json(path: Path, raw: bytes) -> DroppedFile:
@@ -214,7 +293,7 @@ def sweep_processed(directory: Path, keep_seconds: float) -> int:
 def unique_target(folder: Path, name: str) -> Path:
     """`folder/name`, or with a time stamp before the suffix when that name is taken."""
     target = folder / name
-    if not target.exists() and not _error_path(target).exists():
+    if not os.path.lexists(target) and not os.path.lexists(_error_path(target)):
         return target
     kind = drop_kind(name)
     suffix = kind.value if kind is not None else ""
@@ -222,7 +301,7 @@ def unique_target(folder: Path, name: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     for attempt in range(1000):
         candidate = folder / f"{stem}.{stamp}{f'-{attempt}' if attempt else ''}{suffix}"
-        if not candidate.exists() and not _error_path(candidate).exists():
+        if not os.path.lexists(candidate) and not os.path.lexists(_error_path(candidate)):
             return candidate
     raise FileExistsError(f"{folder}: no free name for {name}; clean up the folder")
 

@@ -1,7 +1,13 @@
 """The file-drop source: event files dropped into a directory are submitted, then moved away.
 
-``[sources.filedrop]`` settings: ``directory`` (required; created when missing) and
-``keep_processed`` (default ``"7d"``; ``"0s"`` deletes a file as soon as its events are stored).
+``[sources.filedrop]`` settings: ``directory`` (required; created when missing),
+``keep_processed`` (default ``"7d"``; ``"0s"`` deletes a file as soon as its events are stored)
+and ``max_file_size`` (default ``"64MiB"``: the most bytes read of one file; a larger file is
+rejected).
+
+Only regular files are read, never through a symlink, never a FIFO or a device (see
+`filedrop_files.read_drop`); reads run on a thread of their own (`filedrop_reader`), so a read
+that hangs neither blocks shutdown nor goes unnoticed: the source reports it in ``/readyz``.
 
 A file is read once it is complete: when its writer closes it (inotify ``IN_CLOSE_WRITE``, as
 after a plain ``cp``), when it is renamed into the directory (write-then-rename, the safe way to
@@ -39,8 +45,9 @@ from postbackd.plugin import (
 )
 from postbackd.sources.filedrop import files
 from postbackd.sources.filedrop.files import BadLine, DropKind, DroppedFile
+from postbackd.sources.filedrop.reader import ReadInHand, read_off_loop
 from postbackd.sources.filedrop.watch import start_watching, stat_all, stop_watching
-from postbackd.units import format_duration, parse_duration
+from postbackd.units import format_duration, parse_duration, parse_size
 
 log = get_logger("postbackd.sources.filedrop")
 
@@ -52,21 +59,24 @@ RETRY_FIRST = 0.5
 RETRY_MAX = 60.0
 STOP_GRACE = 10.0
 SUBMIT_BATCH = 500  # events of one file committed together (a file of 100,000 lines is many)
+READ_STUCK_SECONDS = 30.0  # a read unfinished for this long makes the source not ready
 
 
 @dataclass(frozen=True)
 class FileDropSettings:
     directory: Path
     keep_processed: float = 7 * 86400.0
+    max_file_size: int = files.MAX_FILE_BYTES
 
     @classmethod
     def from_mapping(
         cls, settings: Mapping[str, Any], table: str = "sources.filedrop"
     ) -> FileDropSettings:
         """Validate a ``[sources.filedrop]`` table; raises ValueError listing every problem."""
+        known = {"directory", "keep_processed", "max_file_size"}
         problems = [
-            f"[{table}] {key}: unknown setting; known: directory, keep_processed"
-            for key in sorted(set(settings) - {"directory", "keep_processed"})
+            f"[{table}] {key}: unknown setting; known: {', '.join(sorted(known))}"
+            for key in sorted(set(settings) - known)
         ]
         directory = settings.get("directory")
         if not isinstance(directory, str) or not directory.strip():
@@ -78,9 +88,20 @@ class FileDropSettings:
             keep = parse_duration(settings.get("keep_processed", "7d"))
         except ValueError as exc:
             problems.append(f"[{table}] keep_processed: {exc}")
+        max_file_size = files.MAX_FILE_BYTES
+        try:
+            max_file_size = parse_size(settings.get("max_file_size", files.MAX_FILE_BYTES))
+            if max_file_size <= 0:
+                raise ValueError("must be more than 0 bytes")
+        except (ValueError, TypeError) as exc:
+            problems.append(f'[{table}] max_file_size: {exc} (a size such as "64MiB")')
         if problems:
             raise ValueError("\n".join(problems))
-        return cls(directory=Path(str(directory)).absolute(), keep_processed=keep)
+        return cls(
+            directory=Path(str(directory)).absolute(),
+            keep_processed=keep,
+            max_file_size=max_file_size,
+        )
 
 
 @dataclass
@@ -105,15 +126,29 @@ class FileDropSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._worker: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._in_hand: ReadInHand | None = None
+        self.read_file = files.read_drop  # how a file is read (a test may make it hang)
 
     @property
     def ready(self) -> bool:
-        """True while the directory is watched and files are being processed."""
+        """True while the directory is watched and files are being processed (no read hangs)."""
         return (
             self._observer is not None
             and self._observer.is_alive()
             and self._worker is not None
             and not self._worker.done()
+            and self.problem is None
+        )
+
+    @property
+    def problem(self) -> str | None:
+        """Why the source is stuck, for /readyz: a read that has not finished for long."""
+        in_hand = self._in_hand
+        if in_hand is None or in_hand.stuck_for() < READ_STUCK_SECONDS:
+            return None
+        return (
+            f"reading {in_hand.path} has not finished after {in_hand.stuck_for():.0f}s (a hung "
+            "file system?); later files wait: check the disk, or move that file away"
         )
 
     async def start(self, submit: Submit) -> None:
@@ -148,7 +183,10 @@ class FileDropSource:
         self._tasks = []
         if self._worker is not None:
             self._queue.put_nowait(None)
-            _done, pending = await asyncio.wait({self._worker}, timeout=STOP_GRACE)
+            # A file being read is dropped at once (it is read again next start): a read that
+            # hangs must not hold up shutdown. Events being stored get STOP_GRACE to commit.
+            grace = 0.0 if self._in_hand is not None else STOP_GRACE
+            _done, pending = await asyncio.wait({self._worker}, timeout=grace)
             for task in pending:
                 task.cancel()
                 log.warning("filedrop stop: a file was still in hand; it is read again next start")
@@ -273,11 +311,17 @@ class FileDropSource:
 
     async def _process(self, path: Path) -> None:
         assert self._submit is not None
+        self._in_hand = ReadInHand(path, time.monotonic())
         try:
-            dropped = await asyncio.to_thread(files.read_drop, path)
+            max_file_size = self.settings.max_file_size
+            dropped = await read_off_loop(
+                lambda: self.read_file(path, max_file_size), name=f"filedrop-read {path.name}"
+            )
         except OSError as exc:
             self._schedule_retry(path, f"cannot read: {exc}")
             return
+        finally:
+            self._in_hand = None
         if dropped is None:
             self._retry.pop(path, None)
             return
@@ -290,18 +334,31 @@ class FileDropSource:
             chunk = dropped.events[start : start + SUBMIT_BATCH]
             try:
                 results = await submit_many(self._submit, [item.event for item in chunk])
-            except EventRejected:
-                results = None  # nothing of the chunk was stored: find the culprit one by one
             except SpoolUnavailable as exc:
                 self._schedule_retry(path, str(exc))
                 return
+            except Exception as exc:  # one event's fault, not the chunk's
+                # Nothing of the chunk was stored: find the culprit(s) one by one, so a bad
+                # event costs only its own line, never a chunk retried forever.
+                if not isinstance(exc, EventRejected):
+                    log.warning(
+                        "filedrop: chunk refused; submitting its events one by one",
+                        file=path.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                results = None
             if results is not None:
                 duplicates += sum(result.duplicate for result in results)
                 continue
             for index, item in enumerate(chunk, start):
                 try:
                     result = await self._submit(item.event)
-                except EventRejected as exc:
+                except SpoolUnavailable as exc:
+                    self._schedule_retry(path, str(exc))
+                    return
+                except Exception as exc:  # an event nothing can store: a bad line
+                    if not isinstance(exc, EventRejected):
+                        exc = EventRejected(f"cannot be stored: {type(exc).__name__}: {exc}")
                     if dropped.kind is DropKind.JSON:
                         where = f"[{index}]" if len(dropped.events) > 1 else "event"
                         note = f"the {index} event(s) before it were accepted" if index else ""
@@ -311,9 +368,6 @@ class FileDropSource:
                         return
                     late.append(BadLine(item.line or 0, item.raw, str(exc)))
                     continue
-                except SpoolUnavailable as exc:
-                    self._schedule_retry(path, str(exc))
-                    return
                 duplicates += result.duplicate
         self._retry.pop(path, None)
         bad = sorted([*dropped.bad_lines, *late], key=lambda b: b.line)

@@ -57,7 +57,7 @@ def stat_all(paths: list[Path]) -> list[os.stat_result | None]:
     stats: list[os.stat_result | None] = []
     for path in paths:
         try:
-            stats.append(path.stat())
+            stats.append(path.lstat())  # the entry itself: never follow a symlink
         except FileNotFoundError:
             stats.append(None)
     return stats

@@ -47,10 +47,24 @@ def storage_error(path: Path, exc: BaseException, *, writing: bool) -> BaseExcep
     return exc
 
 
+FRESH = 0.1  # a measurement younger than this is trusted for a refusal
+
+
 class FreeSpaceGuard:
-    """Refuses intake below `min_free` free bytes; measures at most once per INTERVAL."""
+    """Refuses intake that would take the spool's file system below `min_free` free bytes.
+
+    Free space is measured at most once per INTERVAL (a ``statvfs`` costs a thread hop), so a
+    burst of large batches between two measurements could fill the disk past `min_free`. Each
+    admitted write therefore counts what it will take (`write_cost`: the rows land in the WAL
+    and again in the database file, plus indexes) against the last measurement until the next
+    one: intake refuses before the disk fills, not a second after. Before refusing, and after a
+    write failed for want of space, it measures again, so it lets intake in as soon as space
+    returns.
+    """
 
     INTERVAL = 1.0
+    OVERHEAD_FACTOR = 3  # WAL copy + database page + index and free-page slack
+    BATCH_OVERHEAD = 16 * 1024  # page headers, the deliveries' rows, the commit record
 
     def __init__(self, path: Path, min_free: int) -> None:
         self.path = path
@@ -58,19 +72,35 @@ class FreeSpaceGuard:
         self.free: int | None = None
         self.measured = float("-inf")
 
+    @classmethod
+    def write_cost(cls, payload_bytes: int) -> int:
+        """The disk space a batch holding `payload_bytes` of bodies may take, at most."""
+        return cls.OVERHEAD_FACTOR * payload_bytes + cls.BATCH_OVERHEAD
+
     async def measure(self) -> None:
         if self.min_free > 0:
             self.measured = time.monotonic()
             self.free = (await asyncio.to_thread(shutil.disk_usage, self.path.parent)).free
 
-    async def check(self) -> None:
-        """Raise `SpoolUnavailable` when the spool's file system is below `min_free`."""
+    def remeasure_soon(self) -> None:
+        """A write failed (the disk may be full): measure again before the next admission."""
+        self.measured = float("-inf")
+
+    async def check(self, cost: int = 0) -> None:
+        """Raise `SpoolUnavailable` when writing `cost` bytes would leave less than `min_free`;
+        else count `cost` as taken until the next measurement."""
         if self.min_free <= 0:
             return
         if time.monotonic() - self.measured >= self.INTERVAL:
             await self.measure()
-        if self.free is not None and self.free < self.min_free:
+        if self.free is None:
+            return
+        if self.free - cost < self.min_free and time.monotonic() - self.measured >= FRESH:
+            await self.measure()  # before refusing, look again: space may have been freed
+        if self.free - cost < self.min_free:
             raise SpoolUnavailable(
-                f"spool {self.path}: only {self.free // 2**20} MiB free on its file system, "
-                f"below min_free ({self.min_free // 2**20} MiB); free disk space"
+                f"spool {self.path}: {self.free // 2**20} MiB free on its file system; this "
+                f"write needs up to {-(-cost // 2**20)} MiB, which would leave it below min_free "
+                f"({self.min_free // 2**20} MiB); free disk space (or send smaller batches)"
             )
+        self.free -= cost

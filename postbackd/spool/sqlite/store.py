@@ -165,6 +165,11 @@ class SqliteSpool:
         return self._writer.commits
 
     @property
+    def closed(self) -> bool:
+        """Closed at shutdown: writes are refused for good, not for now."""
+        return self._closed
+
+    @property
     def owner(self) -> bool:
         """Whether this process owns the spool (recovered it at open, holds its lock)."""
         return self._lock_fd is not None
@@ -204,10 +209,17 @@ class SqliteSpool:
                 body=event.to_json(),
             )
             rows.append((row, deliveries))
-        await self._disk.check()
-        outcomes: list[SubmitOutcome] = await self._write(
-            lambda conn: [writes.submit(conn, row, news) for row, news in rows]
+        payload = sum(
+            len(row.body) + sum(len(new.body or b"") for new in news) for row, news in rows
         )
+        await self._disk.check(FreeSpaceGuard.write_cost(payload))
+        try:
+            outcomes: list[SubmitOutcome] = await self._write(
+                lambda conn: [writes.submit(conn, row, news) for row, news in rows]
+            )
+        except SpoolUnavailable:
+            self._disk.remeasure_soon()
+            raise
         return outcomes
 
     # ------------------------------------------------------------------ dispatcher

@@ -363,3 +363,31 @@ async def test_a_source_can_be_stopped_and_started_again(
     assert source.ready
     await collector.wait_count(1, timeout=10)
     await eventually(lambda: listing(incoming / "processed") == ["while-stopped.json"], timeout=10)
+
+
+async def test_a_read_that_hangs_is_reported_and_does_not_hold_up_stop(
+    make_source: MakeSource, incoming: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read stuck in the kernel (a hung network file system) cannot be made on demand, so the
+    source's reader is swapped for one that blocks until released: /readyz must say which file
+    hangs, and stop() must return at once, leaving the blocked thread behind."""
+    import threading
+
+    from postbackd.sources.filedrop import source as filedrop
+
+    release = threading.Event()
+    source = await running(make_source, Collector())
+
+    def hanging_read(path: Path, max_bytes: int) -> Any:
+        release.wait(30)
+        return None
+
+    source.read_file = hanging_read
+    monkeypatch.setattr(filedrop, "READ_STUCK_SECONDS", 0.2)
+    (incoming / "slow.json").write_text(json.dumps(event(1)))
+    await eventually(lambda: not source.ready, what="the source to report the hung read")
+    assert source.problem is not None and "slow.json" in source.problem
+    started = time.monotonic()
+    await source.stop()
+    assert time.monotonic() - started < 2.0
+    release.set()

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from postbackd import jsoncodec
+from postbackd.web.guard import ConnectionLimits, deadlines, guarded_runner, guarded_site
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -30,13 +32,23 @@ def json_error(status: int, message: str, field: str | None = None) -> web.Respo
     return json_response({"error": message, "field": field}, status)
 
 
+def same_secret(sent: str, expected: str) -> bool:
+    """Whether credential `sent` equals `expected`, in constant time for equal lengths; never
+    raises. `hmac.compare_digest` raises TypeError for a str that is not ASCII (a bearer token,
+    a session cookie or a CSRF field with one "é" was a 500): both are compared as UTF-8 bytes
+    instead, lone surrogates kept apart (``surrogatepass``) so they never equal a real token."""
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def bearer_ok(request: web.Request, token: str | None) -> bool:
     """Whether the request carries `token` (always true when no token is configured)."""
     if not token:
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+    return scheme.lower() == "bearer" and same_secret(value.strip(), token)
 
 
 def unauthorized() -> web.Response:
@@ -54,10 +66,23 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except RequestPayloadError as exc:  # e.g. a Content-Encoding: gzip body that is not gzip
+        response = json_error(
+            400,
+            f"the request body cannot be read: {' '.join(str(exc).split())}; send it "
+            "uncompressed or as valid gzip/deflate matching Content-Encoding",
+            "body",
+        )
+        # The rest of the body cannot be read either: close the connection after answering,
+        # and mark the body ended so that aiohttp does not try to drain it (which would raise
+        # the same error again, outside any handler, as a logged traceback).
+        response.force_close()
+        request.content.feed_eof()
+        return response
 
 
 def build_app(routes: list[web.RouteDef], *, max_body: int = 1024 * 1024) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=max_body)
+    app = web.Application(middlewares=[deadlines, json_errors], client_max_size=max_body)
     app.router.add_routes(routes)
     return app
 
@@ -96,17 +121,24 @@ class ListenerUnavailable(OSError):
         return self.message
 
 
-async def start_site(runner: web.AppRunner, listen: str, label: str) -> web.TCPSite:
-    """Bind and start `runner` on `listen`; ListenerUnavailable (naming `label`) if it cannot."""
+async def serve(
+    app: web.Application, listen: str, label: str, limits: ConnectionLimits
+) -> web.AppRunner:
+    """Start `app` on `listen`, every connection held to `limits` (`guard`); returns its runner.
+
+    ListenerUnavailable (naming `label`) if the address cannot be bound: nothing is left
+    running then.
+    """
     host, port = split_listen(listen)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    runner = await guarded_runner(app, limits, listen)
     try:
-        await site.start()
-    except ListenerUnavailable:
-        raise
+        await guarded_site(runner, host, port, app).start()
     except OSError as exc:
+        await runner.cleanup()
+        if isinstance(exc, ListenerUnavailable):
+            raise
         raise ListenerUnavailable(label, listen, exc) from exc
-    return site
+    return runner
 
 
 async def probe_listen(listen: str, label: str) -> None:
