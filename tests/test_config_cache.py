@@ -17,6 +17,7 @@ import pytest
 from postbackd import config_cache
 from postbackd.config import ConfigCache, ConfigError, load_config, load_config_with_warnings
 from postbackd.config_model import Config
+from tests.support.example import example_conf
 
 TEMPLATES = """
 [[template]]
@@ -312,9 +313,9 @@ def test_warnings_come_back_from_the_cache(conf: CachedConf) -> None:
 
 
 def test_the_repository_example_loads_the_same_with_a_cache(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    example = Path(__file__).resolve().parents[1] / "conf.d"
+    example = example_conf(tmp_path)
     monkeypatch.chdir(example.parent)
     cache = ConfigCache()
     cold = load_config(example, environ={})
