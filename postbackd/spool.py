@@ -27,6 +27,9 @@ from postbackd.spool_checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from postbackd.spool_errors import FreeSpaceGuard, storage_error
 from postbackd.spool_lock import acquire_owner_lock
 from postbackd.spool_model import (
+    ID_MATCHES_SHOWN,
+    MIN_ID_PREFIX,
+    AmbiguousDeliveryId,
     AttemptResult,
     DeliveryDetail,
     DeliveryState,
@@ -36,6 +39,7 @@ from postbackd.spool_model import (
     StoredDelivery,
     SubmitOutcome,
     TriggerSync,
+    UnknownDeliveryId,
 )
 from postbackd.spool_rows import decode_cursor, id_list, parse_state
 from postbackd.spool_schema import open_checkpointer, open_reader, open_writer
@@ -332,6 +336,26 @@ class Spool(OperatorVerbs):
             lambda conn: spool_reads.get_delivery(conn, delivery_id)
         )
         return detail
+
+    async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
+        """The delivery ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more
+        characters) may stand for, in id order, at most `limit`."""
+        ids: list[str] = await self._read(
+            lambda conn: spool_reads.ids_with_prefix(conn, given, MIN_ID_PREFIX, limit)
+        )
+        return ids
+
+    async def resolve_delivery_id(self, given: str) -> str:
+        """The one delivery id that `given` names: itself, or the one id it is a prefix of.
+
+        Raises `UnknownDeliveryId`, or `AmbiguousDeliveryId` listing the ids it starts.
+        """
+        ids = await self.match_delivery_ids(given)
+        if not ids:
+            raise UnknownDeliveryId(given)
+        if len(ids) > 1:
+            raise AmbiguousDeliveryId(given, ids[:ID_MATCHES_SHOWN], len(ids) > ID_MATCHES_SHOWN)
+        return ids[0]
 
     # ------------------------------------------------------------------ plumbing
 

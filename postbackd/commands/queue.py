@@ -32,7 +32,7 @@ from postbackd.commands.spool_access import (
     short_duration,
 )
 from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState
+from postbackd.spool_model import MIN_ID_PREFIX, DeliveryState
 from postbackd.spool_verbs import RETRYABLE
 
 
@@ -50,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(listing, _list)
 
     show = verbs.add_parser("show", help="one delivery: event, template, requests, responses")
-    show.add_argument("id", metavar="ID", help="delivery id (or its first 8+ characters)")
+    show.add_argument(
+        "id", metavar="ID", help=f"delivery id (or its first {MIN_ID_PREFIX}+ characters)"
+    )
     show.add_argument("--json", action="store_true", help="the delivery as one JSON object")
     _common(show, _show)
 

@@ -24,15 +24,23 @@ from postbackd.commands.spool_access import (
     ListQuery,
     add_filter_options,
     add_spool_options,
+    id_problem,
     iter_deliveries,
     plural,
     print_json_line,
-    resolve_ids,
     run_on_spool,
     short_duration,
 )
 from postbackd.spool import Spool
-from postbackd.spool_model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
+from postbackd.spool_model import (
+    MIN_ID_PREFIX,
+    AmbiguousDeliveryId,
+    AttemptRecord,
+    DeliveryDetail,
+    DeliveryIdError,
+    DeliveryState,
+    DeliverySummary,
+)
 
 INDENT = "  "
 SHORT_ID = 8
@@ -91,8 +99,13 @@ async def list_requests(spool: Spool, args: argparse.Namespace) -> int:
 
 async def show_delivery(spool: Spool, delivery_id: str, as_json: bool) -> int:
     """Print one delivery's four stages; an unknown id is an error (exit 1)."""
-    (resolved,) = await resolve_ids(spool, [delivery_id])
-    detail = await spool.get_delivery(resolved)
+    try:
+        resolved = await spool.resolve_delivery_id(delivery_id)
+    except DeliveryIdError as exc:
+        if isinstance(exc, AmbiguousDeliveryId) or len(delivery_id) < MIN_ID_PREFIX:
+            raise CommandFailed(id_problem(exc)) from None
+        resolved = None
+    detail = None if resolved is None else await spool.get_delivery(resolved)
     if detail is None:
         raise CommandFailed(
             f"no delivery {delivery_id}: it may have been pruned or purged "

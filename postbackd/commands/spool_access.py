@@ -23,12 +23,18 @@ from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool import Spool
-from postbackd.spool_model import DeliveryState, DeliverySummary, SpoolError
+from postbackd.spool_model import (
+    MIN_ID_PREFIX,
+    AmbiguousDeliveryId,
+    DeliveryIdError,
+    DeliveryState,
+    DeliverySummary,
+    SpoolError,
+)
 from postbackd.units import parse_duration
 
 PAGE = 500
 FULL_ID_LENGTH = 36  # a delivery id is a UUID (router.delivery_id)
-MIN_PREFIX = 8
 STATE_NAMES = tuple(state.value for state in DeliveryState)
 
 
@@ -221,7 +227,8 @@ def add_id_arguments(parser: argparse.ArgumentParser) -> None:
         "ids",
         nargs="*",
         metavar="ID",
-        help="delivery ids (or their first 8+ characters); - reads ids from stdin, one a line",
+        help=f"delivery ids (or their first {MIN_ID_PREFIX}+ characters); - reads ids from "
+        "stdin, one a line",
     )
 
 
@@ -238,38 +245,36 @@ def read_ids(values: Sequence[str], stdin: Iterable[str] | None = None) -> list[
 
 
 async def resolve_ids(spool: Spool, ids: Sequence[str]) -> list[str]:
-    """Full ids as given; an id prefix (8 or more characters) replaced by the one id it starts.
+    """Whole ids as given; a shorter one (a prefix, `MIN_ID_PREFIX` characters or more)
+    replaced by the one delivery id it starts (`Spool.resolve_delivery_id`).
 
-    Raises `CommandFailed` when a prefix matches no delivery or several.
+    Raises `CommandFailed` listing every prefix that matches no delivery or several (with
+    the ids it starts).
     """
-    prefixes = [
-        i for i in ids if MIN_PREFIX <= len(i) < FULL_ID_LENGTH and not await _exists(spool, i)
-    ]
-    if not prefixes:
-        return list(ids)
-    found: dict[str, list[str]] = {prefix: [] for prefix in prefixes}
-    async for summary in iter_deliveries(spool, ListQuery()):
-        for prefix, matches in found.items():
-            if summary.id.startswith(prefix):
-                matches.append(summary.id)
-        if all(len(matches) > 1 for matches in found.values()):
-            break
-    problems = []
-    for prefix, matches in found.items():
-        if not matches:
-            problems.append(f"no delivery id starts with {prefix!r}")
-        elif len(matches) > 1:
-            problems.append(
-                f"{prefix!r} starts several delivery ids ({', '.join(matches[:3])}): "
-                "give more of the id"
-            )
+    resolved: list[str] = []
+    problems: list[str] = []
+    for given in ids:
+        if len(given) >= FULL_ID_LENGTH:  # a whole id, as `queue list --json | jq` gives
+            resolved.append(given)
+            continue
+        try:
+            resolved.append(await spool.resolve_delivery_id(given))
+        except DeliveryIdError as exc:
+            problems.append(id_problem(exc))
     if problems:
         raise CommandFailed("\n".join(problems))
-    return [found[i][0] if i in found else i for i in ids]
+    return list(dict.fromkeys(resolved))
 
 
-async def _exists(spool: Spool, delivery_id: str) -> bool:
-    return await spool.get_delivery(delivery_id) is not None
+def id_problem(exc: DeliveryIdError) -> str:
+    """What to say on stderr about an id that names no delivery or several."""
+    if isinstance(exc, AmbiguousDeliveryId):
+        lines = [f"delivery id {exc.given} is ambiguous; it starts:"]
+        lines += [f"  {match}" for match in exc.matches] + (["  …"] if exc.more else [])
+        return "\n".join([*lines, "give more of the id"])
+    if len(exc.given) < MIN_ID_PREFIX:
+        return f"no delivery {exc.given} (an id prefix needs at least {MIN_ID_PREFIX} characters)"
+    return f"no delivery id starts with {exc.given!r}"
 
 
 # ---------------------------------------------------------------------- asking
