@@ -63,10 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.words:
-        return run_on_spool(args, lambda spool: list_requests(spool, args))
+        return run_on_spool(args, lambda spool: list_requests(spool, args), read_only=True)
     if len(args.words) == 2 and args.words[0] == "show":
         delivery_id = args.words[1]
-        return run_on_spool(args, lambda spool: show_delivery(spool, delivery_id, args.json))
+        return run_on_spool(
+            args, lambda spool: show_delivery(spool, delivery_id, args.json), read_only=True
+        )
     print(
         f"postbackd requests: unexpected {' '.join(args.words)!r}; use 'requests [options]' "
         "or 'requests show ID'",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
@@ -32,6 +33,9 @@ from postbackd.spool_model import (
     SpoolError,
 )
 from postbackd.units import parse_duration
+
+if TYPE_CHECKING:
+    from postbackd.config_report import Diagnostic
 
 PAGE = 500
 FULL_ID_LENGTH = 36  # a delivery id is a UUID (router.delivery_id)
@@ -153,10 +157,16 @@ class ListQuery:
 SpoolCommand = Callable[[Spool], Awaitable[int]]
 
 
-def run_on_spool(args: argparse.Namespace, command: SpoolCommand) -> int:
-    """Open the spool `args` name, run `command` on it, close it; errors become exit codes."""
+def run_on_spool(
+    args: argparse.Namespace, command: SpoolCommand, *, read_only: bool = False
+) -> int:
+    """Open the spool `args` name, run `command` on it, close it; errors become exit codes.
+
+    A `read_only` command (the request log, stats) also runs while the configuration has
+    errors: it finds the spool in what can be read (`spool_path`).
+    """
     try:
-        path = spool_path(args)
+        path = spool_path(args, read_only=read_only)
         return asyncio.run(_with_spool(path, command))
     except CommandFailed as exc:
         print(exc.message, file=sys.stderr)
@@ -174,8 +184,13 @@ async def _with_spool(path: Path, command: SpoolCommand) -> int:
         await spool.close()
 
 
-def spool_path(args: argparse.Namespace) -> Path:
-    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist."""
+def spool_path(args: argparse.Namespace, *, read_only: bool = False) -> Path:
+    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist.
+
+    When the configuration has errors, a command that changes the spool refuses (the setting
+    may be in the broken file, and the wrong spool must not be changed); a `read_only` one
+    warns on stderr and takes the setting from the files that can be read.
+    """
     if args.spool is not None:
         path: Path = args.spool
         if not path.is_file():
@@ -185,20 +200,58 @@ def spool_path(args: argparse.Namespace) -> Path:
 
     conf_dir = resolve_conf_dir(args.conf_dir)
     try:
-        config = load_config(conf_dir, expand_secrets=False)
+        path = load_config(conf_dir, expand_secrets=False).daemon.spool
     except ConfigError as exc:
         errors = "\n".join(str(diagnostic) for diagnostic in exc.errors)
-        raise CommandFailed(
-            f"{errors}\ncannot find the spool in this configuration: fix it, or give the "
-            "spool file with --spool PATH"
-        ) from None
-    path = config.daemon.spool
+        if not read_only or not conf_dir.is_dir():
+            raise CommandFailed(
+                f"{errors}\ncannot find the spool in this configuration: fix it, or give the "
+                "spool file with --spool PATH"
+            ) from None
+        path = _readable_spool_setting(conf_dir, exc.errors)
     if not path.is_file():
         raise CommandFailed(
             f"spool {path} not found ([daemon] spool of {conf_dir}): is this the daemon's "
             "configuration (-c DIR)? The daemon creates it at its first start; or give the "
             "file with --spool PATH"
         )
+    return path
+
+
+WARNINGS_SHOWN = 5
+
+
+def _readable_spool_setting(conf_dir: Path, errors: Sequence[Diagnostic]) -> Path:
+    """``[daemon] spool`` as far as the files that parse tell (else the default), after a
+    warning on stderr that names the configuration's errors."""
+    from postbackd.config import default_spool
+    from postbackd.config_files import config_paths, read_files
+    from postbackd.config_report import Reporter
+    from postbackd.config_table import Table
+
+    report = Reporter()
+    read = read_files(config_paths(conf_dir), {}, None, report)
+    path: Path | None = None
+    for file in read.files:
+        if isinstance(file.raw.get("daemon"), dict):
+            path = Table(file, ("daemon",), "[daemon]", report).path_value("spool")
+            break
+    shown = [f"  {diagnostic}" for diagnostic in errors[:WARNINGS_SHOWN]]
+    if len(errors) > WARNINGS_SHOWN:
+        shown.append(f"  … and {len(errors) - WARNINGS_SHOWN} more ('postbackd check' lists all)")
+    lines = [
+        f"postbackd: warning: the configuration in {conf_dir} has errors:",
+        *shown,
+    ]
+    if path is None:
+        path = default_spool(os.environ)
+        if read.broken:
+            lines.append(
+                f"postbackd: warning: no [daemon] spool in the files that can be read; trying "
+                f"the default {path} (give --spool PATH if a broken file sets it)"
+            )
+    lines.append(f"postbackd: warning: reading the spool {path} all the same")
+    print("\n".join(lines), file=sys.stderr)
     return path
 
 
