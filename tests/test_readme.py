@@ -6,6 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from tests.support.example import example_conf
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -39,3 +41,12 @@ def test_the_virtualenv_is_activated_before_a_bare_postbackd() -> None:
     bare = re.search(r"^(?:\$ )?postbackd ", after_first, re.M)
     assert bare is not None and note < bare.start()
     assert "activate" not in README[: README.index(first_command())]
+
+
+def test_the_example_configuration_points_only_to_files_in_the_repository(tmp_path: Path) -> None:
+    example = example_conf(tmp_path)
+    for path in sorted(example.rglob("*.toml")):
+        text = path.read_text()
+        assert "DESIGN" not in text, path
+        for reference in re.findall(r"[\w./-]+\.md\b", text):
+            assert (REPO / reference).is_file(), f"{path.name} names {reference}"
