@@ -42,6 +42,7 @@ from postbackd.sdnotify import Notifier
 from postbackd.sources_runner import SourceSet, source_problems
 from postbackd.spool import Spool
 from postbackd.spool_model import SpoolError
+from postbackd.units import plural
 
 log = get_logger("postbackd.daemon")
 
@@ -404,8 +405,8 @@ class Daemon:
     def _status(self) -> str:
         config = self.current().config
         return (
-            f"generation {self.current().number}: {len(config.customers)} customers, "
-            f"{len(config.triggers)} triggers"
+            f"generation {self.current().number}: {plural(len(config.customers), 'customer')}, "
+            f"{plural(len(config.triggers), 'trigger')}"
         )
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
+from postbackd.units import plural
 
 if TYPE_CHECKING:
     from postbackd.config_model import Config
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
         failed |= check_connectivity(config, plugins)
     print(
-        f"{conf_dir}: {len(config.customers)} customers, {len(config.triggers)} triggers, "
-        f"{len(config.templates)} templates, {len(config.lookups)} lookups"
-        + (f", {len(warnings)} warnings" if warnings else "")
+        f"{conf_dir}: {plural(len(config.customers), 'customer')}, "
+        f"{plural(len(config.triggers), 'trigger')}, "
+        f"{plural(len(config.templates), 'template')}, {plural(len(config.lookups), 'lookup')}"
+        + (f", {plural(len(warnings), 'warning')}" if warnings else "")
         + (" — FAILED" if failed else " — ok")
     )
     return 1 if failed else 0

@@ -23,7 +23,6 @@ from postbackd.commands.spool_access import (
     add_spool_options,
     ask,
     iter_deliveries,
-    plural,
     print_json_line,
     read_ids,
     require_consent,
@@ -34,6 +33,7 @@ from postbackd.commands.spool_access import (
 from postbackd.spool import Spool
 from postbackd.spool_model import MIN_ID_PREFIX, DeliveryState
 from postbackd.spool_verbs import RETRYABLE
+from postbackd.units import plural
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

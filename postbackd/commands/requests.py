@@ -26,7 +26,6 @@ from postbackd.commands.spool_access import (
     add_spool_options,
     id_problem,
     iter_deliveries,
-    plural,
     print_json_line,
     run_on_spool,
     short_duration,
@@ -41,6 +40,7 @@ from postbackd.spool_model import (
     DeliveryState,
     DeliverySummary,
 )
+from postbackd.units import plural
 
 INDENT = "  "
 SHORT_ID = 8

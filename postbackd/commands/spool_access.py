@@ -347,11 +347,6 @@ def ask(question: str) -> None:
         raise CommandFailed("cancelled: nothing changed")
 
 
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """`1 delivery`, `3 deliveries`: `nouns` defaults to `noun` + "s"."""
-    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
-
-
 # ---------------------------------------------------------------------- output
 
 

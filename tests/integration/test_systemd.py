@@ -90,7 +90,7 @@ async def test_sd_notify_lifecycle(receiver, daemon_factory, notify):
     ready = await notify.wait_for("READY=1", timeout=20)
     await daemon.wait_ready()
     status = [line for line in notify.messages[ready][1] if line.startswith("STATUS=")]
-    assert status == ["STATUS=generation 1: 1 customers, 1 triggers"]
+    assert status == ["STATUS=generation 1: 1 customer, 1 trigger"]
 
     first_ping = await notify.wait_for("WATCHDOG=1", after=ready)
     await asyncio.sleep(2.2)
@@ -108,14 +108,14 @@ async def test_sd_notify_lifecycle(receiver, daemon_factory, notify):
     now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     assert 0 < now_usec - int(usec.split("=")[1]) < 10_000_000
     again = await notify.wait_for("READY=1", after=reloading)
-    assert "STATUS=generation 2: 1 customers, 1 triggers" in notify.messages[again][1]
+    assert "STATUS=generation 2: 1 customer, 1 trigger" in notify.messages[again][1]
 
     mark = len(notify.messages)
     broken = daemon.conf_dir / "broken.toml"
     broken.write_text("[[customer]]\nid = 7\n")  # rejected: READY=1 still follows
     reloading = await notify.wait_for("RELOADING=1", after=mark)
     again = await notify.wait_for("READY=1", after=reloading)
-    assert "STATUS=generation 2: 1 customers, 1 triggers" in notify.messages[again][1]
+    assert "STATUS=generation 2: 1 customer, 1 trigger" in notify.messages[again][1]
 
     await daemon.post(event("sd-1"))
     await receiver.wait_for(1, timeout=5)
