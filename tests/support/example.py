@@ -34,7 +34,15 @@ def example_conf(tmp_path: Path) -> Path:
         shutil.copytree(REPO / EXAMPLE, dest)
         return dest
     subprocess.run(
-        ["git", "-C", str(REPO), "checkout-index", "-z", "--stdin", f"--prefix={tmp_path}/"],
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "checkout-index",
+            "-z",
+            "--stdin",
+            f"--prefix={tmp_path.resolve()}/",
+        ],
         input=listed.stdout,
         capture_output=True,
         timeout=30,
