@@ -21,7 +21,7 @@ from postbackd.events import EventRejected, parse_event
 from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.samples import load_sample
-from postbackd.spool import ListFilter, Spool, parse_state
+from postbackd.spool import AmbiguousDeliveryId, DeliveryIdError, ListFilter, Spool, parse_state
 from postbackd.templates import RenderError, render_budget
 from postbackd.ui import UiRoutes
 from postbackd.web import Handler, bearer_ok, json_error, json_response, unauthorized
@@ -46,6 +46,15 @@ class AdminBackend(Protocol):
     def wake(self) -> None: ...
 
     async def refresh_gauges(self) -> object: ...
+
+
+def delivery_id_error(exc: DeliveryIdError) -> web.Response:
+    """404 for an id (or prefix) of no delivery; 409 for a prefix of several, with `matches`
+    (and `more` when not all of them are listed)."""
+    if isinstance(exc, AmbiguousDeliveryId):
+        body = {"error": exc.message, "field": "id", "matches": list(exc.matches), "more": exc.more}
+        return json_response(body, 409)
+    return json_error(404, exc.message, "id")
 
 
 class AdminApi:
@@ -121,13 +130,20 @@ class AdminApi:
         return json_response({"deliveries": [r.to_dict() for r in rows], "next_cursor": cursor})
 
     async def get_delivery(self, request: web.Request) -> web.Response:
-        detail = await self.backend.spool.get_delivery(request.match_info["id"])
-        if detail is None:
-            return json_error(404, f"no delivery with id {request.match_info['id']}", "id")
+        try:
+            delivery_id = await self.backend.spool.resolve_delivery_id(request.match_info["id"])
+        except DeliveryIdError as exc:
+            return delivery_id_error(exc)
+        detail = await self.backend.spool.get_delivery(delivery_id)
+        if detail is None:  # purged or pruned in between
+            return json_error(404, f"no delivery with id {delivery_id}", "id")
         return json_response(detail.to_dict())
 
     async def retry_delivery(self, request: web.Request) -> web.Response:
-        delivery_id = request.match_info["id"]
+        try:
+            delivery_id = await self.backend.spool.resolve_delivery_id(request.match_info["id"])
+        except DeliveryIdError as exc:
+            return delivery_id_error(exc)
         changed = await self.backend.spool.verbs.retry([delivery_id])
         if not changed:
             detail = await self.backend.spool.get_delivery(delivery_id)

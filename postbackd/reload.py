@@ -25,6 +25,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugins import PluginError
 from postbackd.redaction import NO_SECRETS, Redactor
 from postbackd.sdnotify import Notifier
+from postbackd.units import plural
 
 log = get_logger("postbackd.reload")
 
@@ -85,8 +86,8 @@ class Reloader:
         generation = self.current()
         config = generation.config
         return (
-            f"generation {generation.number}: {_count(len(config.customers), 'customer')}, "
-            f"{_count(len(config.triggers), 'trigger')}"
+            f"generation {generation.number}: {plural(len(config.customers), 'customer')}, "
+            f"{plural(len(config.triggers), 'trigger')}"
         )
 
     async def load_first(self, check: Callable[[Config], list[str]]) -> Generation:
@@ -218,7 +219,3 @@ class Reloader:
                 error=error,
             )
         return {"ok": False, "generation": self.current().number, "error": self.last_error}
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

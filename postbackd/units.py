@@ -1,4 +1,5 @@
-"""Human units in configuration: durations ("5s", "30m", "1h30m") and sizes ("64MiB")."""
+"""Human units: durations ("5s", "30m", "1h30m") and sizes ("64MiB") in configuration, and
+counted nouns in messages ("1 customer", "3 customers")."""
 
 from __future__ import annotations
 
@@ -72,3 +73,8 @@ def format_duration(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:.3g}s"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 delivery`, `3 deliveries`: `nouns` defaults to `noun` + "s"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A private, loopback-only RabbitMQ node for postbackd's tests and local experiments.
 #
-#   scripts/rabbitmq.sh start     install rabbitmq-server (apt) when missing, start, wait ready
+#   scripts/rabbitmq.sh start     install rabbitmq-server (apt) when missing, start, wait ready;
+#                                 prints one word on stdout: `started` when this call started
+#                                 the node, `running` when it was already running (reused: a
+#                                 caller that did not start it must not stop it)
 #   scripts/rabbitmq.sh stop      stop the node (and epmd when nothing else uses it)
 #   scripts/rabbitmq.sh status    exit 0 when the node answers, 1 otherwise
 #   scripts/rabbitmq.sh ctl ARGS  rabbitmqctl against this node (e.g. `ctl stop_app`)
@@ -90,7 +93,9 @@ cmd_start() {
     if node_answers; then
         ctl -q --timeout "$START_TIMEOUT" await_startup >/dev/null 2>&1 ||
             die "node $NODE is up but its app does not start (see $BASE/log)"
-        say "already running: node $NODE, amqp://guest:guest@127.0.0.1:$PORT/"
+        say "already running: node $NODE, amqp://guest:guest@127.0.0.1:$PORT/ (not started \
+by this call: reused and left running)"
+        echo running
         return 0
     fi
     if port_open; then
@@ -112,6 +117,7 @@ set RABBITMQ_NODE_PORT to a free port"
     ctl -q --timeout "$START_TIMEOUT" await_startup >/dev/null ||
         die "node $NODE did not finish booting within ${START_TIMEOUT}s (logs: $BASE/log)"
     say "ready: amqp://guest:guest@127.0.0.1:$PORT/"
+    echo started
 }
 
 # rabbitmqctl starts epmd (Erlang's name server) when it is not running; end it again when no

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -12,8 +13,14 @@ from pathlib import Path
 import pytest
 
 from postbackd.cli import main
-from postbackd.events import CANONICAL_TYPES
-from postbackd.samples import UnknownSample, load_sample, sample_event, sample_types
+from postbackd.events import CANONICAL_TYPES, parse_event
+from postbackd.samples import (
+    UnknownSample,
+    fresh_event_id,
+    load_sample,
+    sample_event,
+    sample_types,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FULFILLMENT_FIELDS = {
@@ -106,10 +113,32 @@ def test_command_lists_types(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_command_prints_one_sample_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["samples", "Order delivered"]) == 0
+    assert main(["samples", "Order delivered", "--fixed-id"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out) == load_sample("order.delivered")
     assert out.startswith('{\n  "id": ')
+
+
+def test_command_gives_a_fresh_event_id_each_time(capsys: pytest.CaptureFixture[str]) -> None:
+    """Repeating the README's "Try it" makes a new event, not a silent duplicate."""
+    printed = []
+    for _ in range(2):
+        assert main(["samples", "order.shipped"]) == 0
+        printed.append(json.loads(capsys.readouterr().out))
+    first, second = printed
+    fixed = load_sample("order.shipped")
+    assert first["id"] != second["id"]
+    assert fixed["id"] not in (first["id"], second["id"])
+    for sample in printed:
+        assert re.fullmatch(r"evt_[0-9A-HJKMNP-TV-Z]{26}", sample["id"])
+        assert {**sample, "id": fixed["id"]} == fixed
+        assert parse_event(sample).id == sample["id"]  # a valid event id
+    assert list(first) == list(fixed)  # the id stays the first key
+
+
+def test_fresh_event_ids_sort_by_time() -> None:
+    assert fresh_event_id(1_000.0) < fresh_event_id(1_000.002) < fresh_event_id(2_000_000_000)
+    assert fresh_event_id(0.0).startswith("evt_0000000000")
 
 
 def test_command_rejects_an_unknown_type(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from postbackd.generation import Plugins, build_engine, template_errors
 from postbackd.plugin import ConnectionCheck
 from postbackd.supervisor import source_problems
 from postbackd.templates import TemplateEngine, check_template
+from postbackd.units import plural
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -67,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.connect:
         failed |= check_connections(config, plugins)
     print(
-        f"{conf_dir}: {len(config.customers)} customers, {len(config.triggers)} triggers, "
-        f"{len(config.templates)} templates, {len(config.lookups)} lookups"
-        + (f", {len(warnings)} warnings" if warnings else "")
+        f"{conf_dir}: {plural(len(config.customers), 'customer')}, "
+        f"{plural(len(config.triggers), 'trigger')}, "
+        f"{plural(len(config.templates), 'template')}, {plural(len(config.lookups), 'lookup')}"
+        + (f", {plural(len(warnings), 'warning')}" if warnings else "")
         + (" — FAILED" if failed else " — ok")
     )
     return 1 if failed else 0

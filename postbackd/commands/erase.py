@@ -24,11 +24,11 @@ from postbackd.commands.spool_access import (
     add_spool_options,
     ask,
     iter_deliveries,
-    plural,
     require_consent,
     run_on_spool,
 )
 from postbackd.spool import Spool
+from postbackd.units import plural
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,6 @@ from postbackd.commands.spool_access import (
     add_spool_options,
     ask,
     iter_deliveries,
-    plural,
     print_json_line,
     read_ids,
     require_consent,
@@ -31,7 +30,8 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
-from postbackd.spool import RETRYABLE, DeliveryState, Spool
+from postbackd.spool import MIN_ID_PREFIX, RETRYABLE, DeliveryState, Spool
+from postbackd.units import plural
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,12 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     listing = verbs.add_parser("list", help="deliveries in every state, newest first")
     add_filter_options(listing, default_limit=None)
-    _common(listing, _list)
+    _common(listing, _list, read_only=True)
 
     show = verbs.add_parser("show", help="one delivery: event, template, requests, responses")
-    show.add_argument("id", metavar="ID", help="delivery id (or its first 8+ characters)")
+    show.add_argument(
+        "id", metavar="ID", help=f"delivery id (or its first {MIN_ID_PREFIX}+ characters)"
+    )
     show.add_argument("--json", action="store_true", help="the delivery as one JSON object")
-    _common(show, _show)
+    _common(show, _show, read_only=True)
 
     retry = verbs.add_parser(
         "retry",
@@ -93,17 +95,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     stats = verbs.add_parser("stats", help="deliveries per state, oldest pending, events")
     stats.add_argument("--json", action="store_true", help="one JSON object")
-    _common(stats, _stats)
+    _common(stats, _stats, read_only=True)
 
 
 Verb = Callable[[Spool, argparse.Namespace], Awaitable[int]]
 
 
-def _common(parser: argparse.ArgumentParser, verb: Verb, selectors: str | None = None) -> None:
+def _common(
+    parser: argparse.ArgumentParser,
+    verb: Verb,
+    selectors: str | None = None,
+    *,
+    read_only: bool = False,
+) -> None:
     """Spool options, and the verb to run; `selectors` names the ways to say which deliveries
-    a verb acts on, when it needs one (it never acts on the whole spool by default)."""
+    a verb acts on, when it needs one (it never acts on the whole spool by default). A
+    `read_only` verb runs while the configuration has errors (see `spool_path`)."""
     add_spool_options(parser)
-    parser.set_defaults(func=run, verb=verb, selectors=selectors)
+    parser.set_defaults(func=run, verb=verb, selectors=selectors, read_only=read_only)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     verb: Verb = args.verb
-    return run_on_spool(args, lambda spool: verb(spool, args))
+    return run_on_spool(args, lambda spool: verb(spool, args), read_only=args.read_only)
 
 
 # ---------------------------------------------------------------------- verbs

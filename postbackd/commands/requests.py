@@ -24,14 +24,23 @@ from postbackd.commands.spool_access import (
     ListQuery,
     add_filter_options,
     add_spool_options,
+    id_problem,
     iter_deliveries,
-    plural,
     print_json_line,
-    resolve_ids,
     run_on_spool,
     short_duration,
 )
-from postbackd.spool import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary, Spool
+from postbackd.spool import (
+    MIN_ID_PREFIX,
+    AmbiguousDeliveryId,
+    AttemptRecord,
+    DeliveryDetail,
+    DeliveryIdError,
+    DeliveryState,
+    DeliverySummary,
+    Spool,
+)
+from postbackd.units import plural
 
 INDENT = "  "
 SHORT_ID = 8
@@ -54,10 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.words:
-        return run_on_spool(args, lambda spool: list_requests(spool, args))
+        return run_on_spool(args, lambda spool: list_requests(spool, args), read_only=True)
     if len(args.words) == 2 and args.words[0] == "show":
         delivery_id = args.words[1]
-        return run_on_spool(args, lambda spool: show_delivery(spool, delivery_id, args.json))
+        return run_on_spool(
+            args, lambda spool: show_delivery(spool, delivery_id, args.json), read_only=True
+        )
     print(
         f"postbackd requests: unexpected {' '.join(args.words)!r}; use 'requests [options]' "
         "or 'requests show ID'",
@@ -90,8 +101,13 @@ async def list_requests(spool: Spool, args: argparse.Namespace) -> int:
 
 async def show_delivery(spool: Spool, delivery_id: str, as_json: bool) -> int:
     """Print one delivery's four stages; an unknown id is an error (exit 1)."""
-    (resolved,) = await resolve_ids(spool, [delivery_id])
-    detail = await spool.get_delivery(resolved)
+    try:
+        resolved = await spool.resolve_delivery_id(delivery_id)
+    except DeliveryIdError as exc:
+        if isinstance(exc, AmbiguousDeliveryId) or len(delivery_id) < MIN_ID_PREFIX:
+            raise CommandFailed(id_problem(exc)) from None
+        resolved = None
+    detail = None if resolved is None else await spool.get_delivery(resolved)
     if detail is None:
         raise CommandFailed(
             f"no delivery {delivery_id}: it may have been pruned or purged "

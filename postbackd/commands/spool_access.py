@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postbackd import jsoncodec
 from postbackd.commands.common import add_conf_dir_option, resolve_conf_dir
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool import (
+    MIN_ID_PREFIX,
+    AmbiguousDeliveryId,
+    DeliveryIdError,
     DeliveryState,
     DeliverySummary,
     ListFilter,
@@ -33,9 +37,11 @@ from postbackd.spool import (
 )
 from postbackd.units import parse_duration
 
+if TYPE_CHECKING:
+    from postbackd.config import Diagnostic
+
 PAGE = 500
 FULL_ID_LENGTH = 36  # a delivery id is a UUID (router.delivery_id)
-MIN_PREFIX = 8
 STATE_NAMES = tuple(state.value for state in DeliveryState)
 
 
@@ -160,10 +166,16 @@ class ListQuery:
 SpoolCommand = Callable[[Spool], Awaitable[int]]
 
 
-def run_on_spool(args: argparse.Namespace, command: SpoolCommand) -> int:
-    """Open the spool `args` name, run `command` on it, close it; errors become exit codes."""
+def run_on_spool(
+    args: argparse.Namespace, command: SpoolCommand, *, read_only: bool = False
+) -> int:
+    """Open the spool `args` name, run `command` on it, close it; errors become exit codes.
+
+    A `read_only` command (the request log, stats) also runs while the configuration has
+    errors: it finds the spool in what can be read (`spool_path`).
+    """
     try:
-        path = spool_path(args)
+        path = spool_path(args, read_only=read_only)
         return asyncio.run(_with_spool(path, command))
     except CommandFailed as exc:
         print(exc.message, file=sys.stderr)
@@ -181,8 +193,13 @@ async def _with_spool(path: Path, command: SpoolCommand) -> int:
         await spool.close()
 
 
-def spool_path(args: argparse.Namespace) -> Path:
-    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist."""
+def spool_path(args: argparse.Namespace, *, read_only: bool = False) -> Path:
+    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist.
+
+    When the configuration has errors, a command that changes the spool refuses (the setting
+    may be in the broken file, and the wrong spool must not be changed); a `read_only` one
+    warns on stderr and takes the setting from the files that can be read.
+    """
     if args.spool is not None:
         path: Path = args.spool
         if not path.is_file():
@@ -192,20 +209,49 @@ def spool_path(args: argparse.Namespace) -> Path:
 
     conf_dir = resolve_conf_dir(args.conf_dir)
     try:
-        config = load_config(conf_dir, expand_secrets=False)
+        path = load_config(conf_dir, expand_secrets=False).daemon.spool
     except ConfigError as exc:
         errors = "\n".join(str(diagnostic) for diagnostic in exc.errors)
-        raise CommandFailed(
-            f"{errors}\ncannot find the spool in this configuration: fix it, or give the "
-            "spool file with --spool PATH"
-        ) from None
-    path = config.daemon.spool
+        if not read_only or not conf_dir.is_dir():
+            raise CommandFailed(
+                f"{errors}\ncannot find the spool in this configuration: fix it, or give the "
+                "spool file with --spool PATH"
+            ) from None
+        path = _readable_spool_setting(conf_dir, exc.errors)
     if not path.is_file():
         raise CommandFailed(
             f"spool {path} not found ([daemon] spool of {conf_dir}): is this the daemon's "
             "configuration (-c DIR)? The daemon creates it at its first start; or give the "
             "file with --spool PATH"
         )
+    return path
+
+
+WARNINGS_SHOWN = 5
+
+
+def _readable_spool_setting(conf_dir: Path, errors: Sequence[Diagnostic]) -> Path:
+    """``[daemon] spool`` as far as the files that parse tell (else the default), after a
+    warning on stderr that names the configuration's errors."""
+    from postbackd.config import default_spool, readable_spool_setting
+
+    path, some_broken = readable_spool_setting(conf_dir)
+    shown = [f"  {diagnostic}" for diagnostic in errors[:WARNINGS_SHOWN]]
+    if len(errors) > WARNINGS_SHOWN:
+        shown.append(f"  … and {len(errors) - WARNINGS_SHOWN} more ('postbackd check' lists all)")
+    lines = [
+        f"postbackd: warning: the configuration in {conf_dir} has errors:",
+        *shown,
+    ]
+    if path is None:
+        path = default_spool(os.environ)
+        if some_broken:
+            lines.append(
+                f"postbackd: warning: no [daemon] spool in the files that can be read; trying "
+                f"the default {path} (give --spool PATH if a broken file sets it)"
+            )
+    lines.append(f"postbackd: warning: reading the spool {path} all the same")
+    print("\n".join(lines), file=sys.stderr)
     return path
 
 
@@ -235,7 +281,8 @@ def add_id_arguments(parser: argparse.ArgumentParser) -> None:
         "ids",
         nargs="*",
         metavar="ID",
-        help="delivery ids (or their first 8+ characters); - reads ids from stdin, one a line",
+        help=f"delivery ids (or their first {MIN_ID_PREFIX}+ characters); - reads ids from "
+        "stdin, one a line",
     )
 
 
@@ -252,38 +299,36 @@ def read_ids(values: Sequence[str], stdin: Iterable[str] | None = None) -> list[
 
 
 async def resolve_ids(spool: Spool, ids: Sequence[str]) -> list[str]:
-    """Full ids as given; an id prefix (8 or more characters) replaced by the one id it starts.
+    """Whole ids as given; a shorter one (a prefix, `MIN_ID_PREFIX` characters or more)
+    replaced by the one delivery id it starts (`Spool.resolve_delivery_id`).
 
-    Raises `CommandFailed` when a prefix matches no delivery or several.
+    Raises `CommandFailed` listing every prefix that matches no delivery or several (with
+    the ids it starts).
     """
-    prefixes = [
-        i for i in ids if MIN_PREFIX <= len(i) < FULL_ID_LENGTH and not await _exists(spool, i)
-    ]
-    if not prefixes:
-        return list(ids)
-    found: dict[str, list[str]] = {prefix: [] for prefix in prefixes}
-    async for summary in iter_deliveries(spool, ListQuery()):
-        for prefix, matches in found.items():
-            if summary.id.startswith(prefix):
-                matches.append(summary.id)
-        if all(len(matches) > 1 for matches in found.values()):
-            break
-    problems = []
-    for prefix, matches in found.items():
-        if not matches:
-            problems.append(f"no delivery id starts with {prefix!r}")
-        elif len(matches) > 1:
-            problems.append(
-                f"{prefix!r} starts several delivery ids ({', '.join(matches[:3])}): "
-                "give more of the id"
-            )
+    resolved: list[str] = []
+    problems: list[str] = []
+    for given in ids:
+        if len(given) >= FULL_ID_LENGTH:  # a whole id, as `queue list --json | jq` gives
+            resolved.append(given)
+            continue
+        try:
+            resolved.append(await spool.resolve_delivery_id(given))
+        except DeliveryIdError as exc:
+            problems.append(id_problem(exc))
     if problems:
         raise CommandFailed("\n".join(problems))
-    return [found[i][0] if i in found else i for i in ids]
+    return list(dict.fromkeys(resolved))
 
 
-async def _exists(spool: Spool, delivery_id: str) -> bool:
-    return await spool.get_delivery(delivery_id) is not None
+def id_problem(exc: DeliveryIdError) -> str:
+    """What to say on stderr about an id that names no delivery or several."""
+    if isinstance(exc, AmbiguousDeliveryId):
+        lines = [f"delivery id {exc.given} is ambiguous; it starts:"]
+        lines += [f"  {match}" for match in exc.matches] + (["  …"] if exc.more else [])
+        return "\n".join([*lines, "give more of the id"])
+    if len(exc.given) < MIN_ID_PREFIX:
+        return f"no delivery {exc.given} (an id prefix needs at least {MIN_ID_PREFIX} characters)"
+    return f"no delivery id starts with {exc.given!r}"
 
 
 # ---------------------------------------------------------------------- asking
@@ -301,11 +346,6 @@ def ask(question: str) -> None:
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
         raise CommandFailed("cancelled: nothing changed")
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """`1 delivery`, `3 deliveries`: `nouns` defaults to `noun` + "s"."""
-    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 # ---------------------------------------------------------------------- output

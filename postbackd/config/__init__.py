@@ -10,6 +10,7 @@ line of a key), `report` (diagnostics) and `watch` (reload when a file is closed
 from __future__ import annotations
 
 from postbackd.config.cache import ConfigCache
+from postbackd.config.files import readable_spool_setting
 from postbackd.config.items import CUSTOMER_ID
 from postbackd.config.load import (
     BUILTIN_TEMPLATE_NAMES,
@@ -66,4 +67,5 @@ __all__ = [
     "default_spool",
     "load_config",
     "load_config_with_warnings",
+    "readable_spool_setting",
 ]

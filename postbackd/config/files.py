@@ -128,3 +128,16 @@ def read_files(
         else:
             result.files.append(conf_file(parsed, resolver, report))
     return result
+
+
+def readable_spool_setting(conf_dir: Path) -> tuple[Path | None, bool]:
+    """``[daemon] spool`` as far as the files that parse tell (None: not set in them), and
+    whether any file is broken: what the read-only commands use to find the spool while the
+    configuration has errors."""
+    report = Reporter()
+    read = read_files(config_paths(conf_dir), {}, None, report)
+    for file in read.files:
+        if isinstance(file.raw.get("daemon"), dict):
+            table = Table(file, ("daemon",), "[daemon]", report)
+            return table.path_value("spool"), bool(read.broken)
+    return None, bool(read.broken)

@@ -1,7 +1,8 @@
 """Watches the configuration directory and asks for a reload when it changes.
 
 Created, changed, moved and deleted files all count; editors' temporary files (a name, or a
-directory on the way, starting with ``.`` or ending in ``~``, ``.tmp``, ``.swp``) do not, and
+directory on the way, starting with ``.`` or ending in ``~``, ``.tmp``, ``.swp``; ``sed -i``'s
+``sedXXXXXX``) do not, and
 neither does the "directory modified" notice the kernel adds to each of those — otherwise
 opening a file in vim would reload. A burst of changes (an editor saving, ``cp -r``, a
 config-management run) is coalesced into one reload once the directory has been quiet for
@@ -16,6 +17,7 @@ which could otherwise drop a trigger for a moment and cancel its waiting deliver
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -34,14 +36,21 @@ IGNORED_EVENTS = ("opened", "closed_no_write")
 WRITING_EVENTS = ("created", "modified")  # the writer may still be at it: wait for "closed"
 
 
+SED_TEMPORARY = re.compile(r"sed[A-Za-z0-9]{6}")
+"""The temporary file of ``sed -i`` (GNU and busybox: ``sedXXXXXX`` beside the file it edits,
+renamed over it at the end): only the rename, named by the file edited, counts."""
+
+
 def relevant(path: str, directory: Path) -> bool:
     """Whether a change to `path` (inside `directory`) may change the configuration."""
     try:
         parts = Path(path).relative_to(directory).parts
     except ValueError:
         return False
-    return bool(parts) and not any(
-        is_ignored(part) or part.endswith(EXTRA_IGNORED_SUFFIXES) for part in parts
+    return (
+        bool(parts)
+        and not any(is_ignored(part) or part.endswith(EXTRA_IGNORED_SUFFIXES) for part in parts)
+        and not SED_TEMPORARY.fullmatch(parts[-1])
     )
 
 

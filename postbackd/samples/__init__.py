@@ -8,6 +8,8 @@ package (``order.shipped.json`` …), so they work from an installed wheel too.
 from __future__ import annotations
 
 import json
+import os
+import time
 from importlib import resources
 from typing import Any
 
@@ -45,6 +47,18 @@ def load_sample(type_or_alias: str) -> dict[str, Any]:
     text = resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8")
     value: dict[str, Any] = json.loads(text)
     return value
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def fresh_event_id(now: float | None = None) -> str:
+    """A new event id in the samples' style: ``evt_`` and a ULID (48 bits of milliseconds, 80
+    random bits, Crockford base32), so ids sort by creation time and never repeat."""
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    digits = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
+    return "evt_" + "".join(digits)
 
 
 def sample_event(type_or_alias: str) -> Event:

@@ -17,11 +17,15 @@ from postbackd.events import Event
 from postbackd.spool.backoff import StorageBackoff
 from postbackd.spool.model import (
     FINAL_STATES,
+    ID_MATCHES_SHOWN,
+    MIN_ID_PREFIX,
     NO_FILTER,
     TRIGGER_INACTIVE,
+    AmbiguousDeliveryId,
     AttemptRecord,
     AttemptResult,
     DeliveryDetail,
+    DeliveryIdError,
     DeliveryState,
     DeliverySummary,
     ErasedCounts,
@@ -35,6 +39,8 @@ from postbackd.spool.model import (
     SubmitOutcome,
     Throughput,
     TriggerSync,
+    UnknownDeliveryId,
+    choose_delivery_id,
     parse_state,
 )
 from postbackd.spool.sqlite import SqliteSpool
@@ -115,6 +121,15 @@ class Spool(Protocol):
 
     async def get_delivery(self, delivery_id: str) -> DeliveryDetail | None: ...
 
+    async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
+        """The ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more characters) may
+        stand for, in id order, at most `limit`."""
+        ...
+
+    async def resolve_delivery_id(self, given: str) -> str:
+        """The one delivery `given` names (`choose_delivery_id` over `match_delivery_ids`)."""
+        ...
+
 
 async def open_spool(
     target: Path | str,
@@ -135,12 +150,16 @@ async def open_spool(
 
 __all__ = [
     "FINAL_STATES",
+    "ID_MATCHES_SHOWN",
+    "MIN_ID_PREFIX",
     "NO_FILTER",
     "RETRYABLE",
     "TRIGGER_INACTIVE",
+    "AmbiguousDeliveryId",
     "AttemptRecord",
     "AttemptResult",
     "DeliveryDetail",
+    "DeliveryIdError",
     "DeliveryState",
     "DeliverySummary",
     "ErasedCounts",
@@ -157,6 +176,8 @@ __all__ = [
     "SubmitOutcome",
     "Throughput",
     "TriggerSync",
+    "UnknownDeliveryId",
+    "choose_delivery_id",
     "open_spool",
     "parse_state",
 ]

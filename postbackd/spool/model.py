@@ -6,7 +6,7 @@ CLI, UI) is one of these; a backend's rows never leave its package (`postbackd.s
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,6 +35,48 @@ TRIGGER_INACTIVE = "trigger inactive"
 
 class SpoolError(RuntimeError):
     """The spool file cannot be used at all (newer schema, not a spool, unreadable)."""
+
+
+MIN_ID_PREFIX = 4
+"""The shortest delivery id prefix `Spool.resolve_delivery_id` looks up (a shorter text
+matches only a whole id)."""
+ID_MATCHES_SHOWN = 10
+"""How many of the ids an ambiguous prefix starts are listed (`AmbiguousDeliveryId.matches`)."""
+
+
+class DeliveryIdError(LookupError):
+    """A delivery id or id prefix that does not name exactly one delivery."""
+
+    def __init__(self, given: str, message: str) -> None:
+        super().__init__(message)
+        self.given = given
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownDeliveryId(DeliveryIdError):
+    """No delivery has this id, nor (for `MIN_ID_PREFIX` characters or more) one starting so."""
+
+    def __init__(self, given: str) -> None:
+        short = len(given) < MIN_ID_PREFIX
+        hint = f" (an id prefix needs at least {MIN_ID_PREFIX} characters)" if short else ""
+        super().__init__(given, f"no delivery with id {given}{hint}")
+
+
+class AmbiguousDeliveryId(DeliveryIdError):
+    """Several delivery ids start with the prefix: `matches` (the first `ID_MATCHES_SHOWN` in
+    id order), `more` when there are others besides."""
+
+    def __init__(self, given: str, matches: Sequence[str], more: bool) -> None:
+        self.matches = tuple(matches)
+        self.more = more
+        listed = ", ".join(self.matches) + (", …" if more else "")
+        super().__init__(
+            given,
+            f"delivery id prefix {given} is ambiguous: it starts {listed}; give more of the id",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,3 +386,15 @@ class Throughput:
         """Share of finished deliveries that were done (None when none finished)."""
         total = self.done + self.failed
         return None if total == 0 else self.done / total
+
+
+def choose_delivery_id(given: str, matches: Sequence[str]) -> str:
+    """The one id of `matches` (what a backend found for `given`, up to ``ID_MATCHES_SHOWN + 1``
+    of them); UnknownDeliveryId or AmbiguousDeliveryId otherwise."""
+    if not matches:
+        raise UnknownDeliveryId(given)
+    if len(matches) > 1:
+        raise AmbiguousDeliveryId(
+            given, matches[:ID_MATCHES_SHOWN], len(matches) > ID_MATCHES_SHOWN
+        )
+    return matches[0]

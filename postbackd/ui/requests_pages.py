@@ -14,7 +14,16 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from postbackd.events import CANONICAL_TYPES
-from postbackd.spool import RETRYABLE, DeliveryDetail, DeliveryState, DeliverySummary
+from postbackd.spool import (
+    MIN_ID_PREFIX,
+    RETRYABLE,
+    AmbiguousDeliveryId,
+    DeliveryDetail,
+    DeliveryIdError,
+    DeliveryState,
+    DeliverySummary,
+    UnknownDeliveryId,
+)
 from postbackd.ui import pretty, views
 from postbackd.ui.query import FilterError, RequestQuery
 from postbackd.ui.visit import UiBackend, Visit
@@ -102,17 +111,37 @@ class RequestsPages:
         )
 
     async def detail(self, visit: Visit) -> web.Response:
-        delivery_id = visit.request.match_info["id"]
+        given = visit.request.match_info["id"]
+        try:
+            delivery_id = await self.backend.spool.resolve_delivery_id(given)
+        except DeliveryIdError as exc:
+            return self._id_error(visit, exc)
+        if delivery_id != given:  # a prefix: the delivery's own address, for links and actions
+            query = visit.request.query_string
+            return views.redirect(_delivery_url(delivery_id) + (f"?{query}" if query else ""))
         detail = await self.backend.spool.get_delivery(delivery_id)
         if detail is None:
+            return self._id_error(visit, UnknownDeliveryId(delivery_id))
+        return visit.page("delivery.html", **self._detail_context(visit, detail))
+
+    def _id_error(self, visit: Visit, exc: DeliveryIdError) -> web.Response:
+        if isinstance(exc, AmbiguousDeliveryId):
+            more = " (and more: type more of the id)" if exc.more else ""
             return visit.page(
                 "message.html",
-                status=404,
-                title="No such delivery",
-                message=f"There is no delivery with id {delivery_id} (pruned after the "
-                "retention, erased, or never stored).",
+                status=409,
+                title="Which delivery?",
+                message=f"Several delivery ids start with {exc.given}{more}:",
+                links=[(_delivery_url(match), match) for match in exc.matches],
             )
-        return visit.page("delivery.html", **self._detail_context(visit, detail))
+        return visit.page(
+            "message.html",
+            status=404,
+            title="No such delivery",
+            message=f"There is no delivery with id {exc.given} (pruned after the retention, "
+            f"erased, or never stored; an id may be shortened to {MIN_ID_PREFIX} or more "
+            "characters).",
+        )
 
     def _detail_context(self, visit: Visit, detail: DeliveryDetail) -> dict[str, Any]:
         summary = detail.summary
@@ -138,6 +167,10 @@ class RequestsPages:
         if action not in ACTIONS:
             return visit.page("message.html", status=404, title="Unknown action", message=action)
         spool = self.backend.spool
+        try:
+            delivery_id = await spool.resolve_delivery_id(delivery_id)
+        except DeliveryIdError as exc:
+            return self._id_error(visit, exc)
         if action == "retry":
             changed = await spool.verbs.retry([delivery_id])
         elif action == "hold":
@@ -147,7 +180,7 @@ class RequestsPages:
         if changed:
             self.backend.wake()
         notice = {"retry": "retried", "hold": "held", "release": "released"}[action]
-        target = f"/ui/requests/{quote(delivery_id, safe='')}"
+        target = _delivery_url(delivery_id)
         return views.redirect(f"{target}?notice={notice if changed else 'unchanged'}")
 
     async def retry_dead(self, visit: Visit) -> web.Response:
@@ -165,3 +198,7 @@ class RequestsPages:
             self.backend.wake()
         params = urlencode({"customer": customer, "notice": "retried-dead", "n": count})
         return views.redirect(f"/ui/requests?{params}")
+
+
+def _delivery_url(delivery_id: str) -> str:
+    return f"/ui/requests/{quote(delivery_id, safe='')}"

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
-
-EXAMPLE = REPO / "conf.d"
+from tests.paths import example_conf
 
 # The hosted platform's "Order Shipped" example, exactly as its help page prints it.
 PLATFORM_SHIPPED = (
@@ -54,9 +52,11 @@ def test_help_lists_every_command():
 
 
 def test_example_configuration_checks_from_another_directory(tmp_path):
-    result = postbackd("check", "-c", str(EXAMPLE), cwd=tmp_path)
+    example = example_conf(tmp_path / "checkout")
+    (tmp_path / "elsewhere").mkdir()
+    result = postbackd("check", "-c", str(example), cwd=tmp_path / "elsewhere")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 customers, 3 triggers" in result.stdout
+    assert "1 customer, 3 triggers, 3 templates, 1 lookup" in result.stdout
     assert result.stdout.strip().endswith("ok")
 
 
@@ -216,7 +216,7 @@ def test_render_email_template_prints_subject(tmp_path):
         "--sample",
         "order.shipped",
         "-c",
-        str(EXAMPLE),
+        str(example_conf(tmp_path / "checkout")),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

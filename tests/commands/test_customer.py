@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from postbackd.config.load import load_config
-from tests.paths import REPO
+from postbackd.config import load_config
+from tests.paths import example_conf
 
 
 def postbackd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -31,9 +30,7 @@ def postbackd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
     """A copy of the repository's example configuration."""
-    root = tmp_path / "conf.d"
-    shutil.copytree(REPO / "conf.d", root)
-    return root
+    return example_conf(tmp_path)
 
 
 def test_webhook_customer(conf: Path, tmp_path: Path) -> None:

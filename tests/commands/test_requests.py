@@ -79,10 +79,16 @@ async def test_id_prefixes_resolve_to_one_delivery(spool: Spool) -> None:
     second = "aaaaaaaa-2222-4000-8000-000000000002"
     await add(spool, "e1", new_delivery(first), new_delivery(second, trigger="t2"))
     assert await resolve_ids(spool, [first, "aaaaaaaa-2"]) == [first, second]
-    assert await resolve_ids(spool, ["short"]) == ["short"]  # too short to be a prefix
-    with pytest.raises(CommandFailed, match="starts several delivery ids") as ambiguous:
-        await resolve_ids(spool, ["aaaaaaaa"])
-    assert first in ambiguous.value.message and second in ambiguous.value.message
+    assert await resolve_ids(spool, ["aaaaaaaa-1", first]) == [first]  # the same one twice
+    with pytest.raises(CommandFailed, match="at least 4 characters"):
+        await resolve_ids(spool, ["aaa"])  # too short to be a prefix
+    with pytest.raises(CommandFailed, match="delivery id aaaa is ambiguous") as ambiguous:
+        await resolve_ids(spool, ["aaaa"])
+    assert ambiguous.value.message.splitlines()[1:] == [
+        f"  {first}",
+        f"  {second}",
+        "give more of the id",
+    ]
     with pytest.raises(CommandFailed, match="no delivery id starts with 'bbbbbbbb'"):
         await resolve_ids(spool, ["bbbbbbbb", first])
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import postbackd.config.cache as config_cache
-from postbackd.config.load import ConfigCache, ConfigError, load_config, load_config_with_warnings
+from postbackd.config import ConfigCache, ConfigError, load_config, load_config_with_warnings
 from postbackd.config.model import Config
-from tests.paths import EXAMPLE_CONF
+from tests.paths import example_conf
 
 TEMPLATES = """
 [[template]]
@@ -313,9 +313,9 @@ def test_warnings_come_back_from_the_cache(conf: CachedConf) -> None:
 
 
 def test_the_repository_example_loads_the_same_with_a_cache(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    example = EXAMPLE_CONF
+    example = example_conf(tmp_path)
     monkeypatch.chdir(example.parent)
     cache = ConfigCache()
     cold = load_config(example, environ={})

@@ -27,7 +27,7 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import Config, SmtpConfig
 from postbackd.config.tomllines import TomlLines, declared_names
-from tests.paths import REPO
+from tests.paths import example_conf
 
 CUSTOMER = """
 [[customer]]
@@ -978,9 +978,12 @@ print(json.dumps({
 
 
 def test_example_conf_d_loads_from_any_directory_without_environment(tmp_path: Path) -> None:
+    example = example_conf(tmp_path / "checkout")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     completed = subprocess.run(
-        [sys.executable, "-c", _EXAMPLE_PROBE, str(REPO / "conf.d")],
-        cwd=tmp_path,
+        [sys.executable, "-c", _EXAMPLE_PROBE, str(example)],
+        cwd=elsewhere,
         env={},
         capture_output=True,
         text=True,
@@ -989,9 +992,9 @@ def test_example_conf_d_loads_from_any_directory_without_environment(tmp_path: P
     assert completed.returncode == 0, completed.stderr
     probe = json.loads(completed.stdout)
     assert probe["warnings"] == []
-    assert probe["spool"] == str(tmp_path.resolve() / "var/spool.db")
+    assert probe["spool"] == str(elsewhere.resolve() / "var/spool.db")
     assert probe["sources"]["http"]["listen"] == "127.0.0.1:8787"
-    assert probe["sources"]["filedrop"]["directory"] == str(REPO / "var/incoming")
+    assert probe["sources"]["filedrop"]["directory"] == str(example.parent / "var/incoming")
     assert probe["smtp"] == ["localhost", 1025, "none"]
     assert probe["private"] is True
     assert probe["lookups"] == ["carriers"]

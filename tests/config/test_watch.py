@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,6 +61,10 @@ def test_relevant_names(tmp_path):
     assert relevant(str(conf / "templates" / "acme.json.j2"), conf)  # body_file templates count
     for ignored in (".acme.toml.swp", "acme.toml~", "acme.toml.tmp", "x.swx", "x.part", ".git"):
         assert not relevant(str(conf / ignored), conf), ignored
+    for sed_temporary in ("sedAb12Cd", "sed4xYz9q", "customers/sedQQQQQQ"):
+        assert not relevant(str(conf / sed_temporary), conf), sed_temporary
+    for kept in ("sedona.toml", "seda.toml", "sedAb12Cd/acme.toml", "sedAb12Cde"):
+        assert relevant(str(conf / kept), conf), kept
     assert not relevant(str(conf / ".git" / "objects" / "ab"), conf)
     assert not relevant(str(conf), conf)
     assert not relevant(str(tmp_path / "elsewhere.toml"), conf)
@@ -75,6 +80,21 @@ async def test_editor_temporary_files_do_not_reload(watched):
     os.unlink(conf / "acme.toml~")
     await asyncio.sleep(QUIET)
     assert recorder.reasons == []
+
+
+async def test_sed_in_place_is_one_reload_named_by_the_file_edited(watched):
+    """``sed -i`` writes ``sedXXXXXX`` beside the file and renames it over the file: the
+    temporary name is never a reload reason."""
+    conf, recorder = watched
+    (conf / "daemon.toml").write_text("[daemon]\ngrace = '5s'\n")
+    (first,) = await recorder.wait(1)
+    assert first == "files changed: daemon.toml"
+    subprocess.run(["sed", "-i", "s/5s/7s/", str(conf / "daemon.toml")], check=True, timeout=10)
+    reasons = await recorder.wait(2)
+    await asyncio.sleep(QUIET)
+    assert recorder.reasons == [first, "files changed: daemon.toml"]
+    assert "7s" in (conf / "daemon.toml").read_text()
+    assert reasons[1] == "files changed: daemon.toml"
 
 
 async def test_created_changed_moved_deleted_each_reload(watched):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -12,10 +11,9 @@ from pathlib import Path
 from postbackd.testing import PostbackdDaemon, free_port
 from tests.configs import event
 from tests.deliveries.email.smtp_fixtures import smtp_server_factory, tls_cert
+from tests.paths import example_conf
 
 __all__ = ["smtp_server_factory", "tls_cert"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def email_files(
@@ -160,8 +158,7 @@ to = "gone@acme.example"
 
 def test_example_email_trigger_works_against_a_local_smtp_server(tmp_path, smtp_server_factory):
     server = smtp_server_factory()
-    conf = tmp_path / "conf.d"
-    shutil.copytree(REPO / "conf.d", conf)
+    conf = example_conf(tmp_path)
     smtp = conf / "smtp.toml"
     smtp.write_text(smtp.read_text().replace("1025", str(server.port)))
     result = subprocess.run(

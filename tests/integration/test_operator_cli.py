@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from postbackd.events import parse_event
+from postbackd.spool import open_spool
 from postbackd.testing import PostbackdDaemon, free_port
 from tests.configs import event, webhook_config
+from tests.spool.test_spool import new_delivery
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -353,3 +356,52 @@ async def test_missing_spool_is_reported_not_created(tmp_path):
     assert f"spool {spool} not found" in configured.stderr and "--spool" in configured.stderr
     assert direct.returncode == 1 and "not found" in direct.stderr
     assert not spool.exists() and not (tmp_path / "other.db").exists()
+
+
+async def test_read_only_commands_work_while_a_configuration_file_is_broken(tmp_path):
+    """`requests` and `queue list/show/stats` find the spool in the files that can be read and
+    warn about the broken one; a command that changes the spool still refuses."""
+    spool_path = tmp_path / "var" / "spool.db"
+    spool = await open_spool(spool_path)
+    try:
+        await spool.submit(
+            parse_event(event("evt-broken")),
+            [new_delivery("3c3f544b-0000-5000-8000-000000000001")],
+            source="test",
+        )
+    finally:
+        await spool.close()
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    (conf / "daemon.toml").write_text('[daemon]\nspool = "../var/spool.db"\n')
+    (conf / "broken.toml").write_text("[[customer]\nid = 'x'\n")
+    daemon = PostbackdDaemon(conf, port=0)
+    listed, shown, stats, queued, retry = await asyncio.gather(
+        cli(daemon, "requests", "--json"),
+        cli(daemon, "requests", "show", "3c3f544b"),
+        cli(daemon, "queue", "stats", "--json"),
+        cli(daemon, "queue", "list"),
+        cli(daemon, "queue", "retry", "--all"),
+    )
+    for result in (listed, shown, stats, queued):
+        assert result.returncode == 0, result.stderr
+        assert f"{conf / 'broken.toml'}:1:" in result.stderr
+        assert f"reading the spool {spool_path.resolve()} all the same" in result.stderr
+    assert [d["event_id"] for d in json_lines(listed)] == ["evt-broken"]
+    assert json.loads(stats.stdout)["events"] == 1
+    assert retry.returncode == 1 and "cannot find the spool" in retry.stderr
+
+    # the [daemon] table itself unreadable: the default spool, and a hint at --spool
+    (conf / "daemon.toml").write_text('[daemon\nspool = "../var/spool.db"\n')
+    elsewhere = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "postbackd", "queue", "stats", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"},
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr  # ./var/spool.db is the default
+    assert "no [daemon] spool in the files that can be read" in elsewhere.stderr
+    assert "--spool PATH" in elsewhere.stderr

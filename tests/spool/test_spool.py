@@ -20,12 +20,15 @@ from postbackd.events import Event
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.model import (
+    ID_MATCHES_SHOWN,
     TRIGGER_INACTIVE,
+    AmbiguousDeliveryId,
     AttemptResult,
     DeliveryState,
     NewDelivery,
     SpoolError,
     SubmitOutcome,
+    UnknownDeliveryId,
 )
 from postbackd.spool.sqlite.schema import SCHEMA_VERSION
 
@@ -330,6 +333,38 @@ async def test_min_free_refuses_intake_but_records_outcomes(tmp_path: Path) -> N
 async def test_new_delivery_state_is_checked(spool: Spool) -> None:
     with pytest.raises(ValueError, match="cannot be done"):
         await add(spool, "e1", new_delivery("d1", state=S.DONE))
+
+
+# ---------------------------------------------------------------------- id prefixes
+
+
+async def test_a_delivery_id_prefix_resolves_to_the_one_id_it_starts(spool: Spool) -> None:
+    ids = ["3c3f544b-0001", "3c3f9999-0002", "3c3e0000-0003", "3c3g0000-0004", "d1"]
+    await add(spool, "e1", *(new_delivery(i, trigger=f"t{n}") for n, i in enumerate(ids)))
+    assert await spool.resolve_delivery_id("3c3f544b-0001") == "3c3f544b-0001"  # whole
+    assert await spool.resolve_delivery_id("3c3f5") == "3c3f544b-0001"
+    assert await spool.resolve_delivery_id("3c3e") == "3c3e0000-0003"
+    assert await spool.resolve_delivery_id("d1") == "d1"  # a short whole id still works
+    with pytest.raises(AmbiguousDeliveryId) as ambiguous:
+        await spool.resolve_delivery_id("3c3f")
+    assert ambiguous.value.matches == ("3c3f544b-0001", "3c3f9999-0002")
+    assert not ambiguous.value.more
+    assert "3c3f544b-0001, 3c3f9999-0002" in str(ambiguous.value)
+    for unknown in ("3c3d", "3c3f544c", "3c3", "d", "", "ü3c3f", "3c3f%"):
+        with pytest.raises(UnknownDeliveryId):
+            await spool.resolve_delivery_id(unknown)
+    with pytest.raises(UnknownDeliveryId, match="at least 4 characters"):
+        await spool.resolve_delivery_id("3c3")
+
+
+async def test_an_ambiguous_prefix_lists_a_bounded_number_of_ids(spool: Spool) -> None:
+    many = [f"abcd{n:04d}" for n in range(ID_MATCHES_SHOWN + 5)]
+    await add(spool, "e1", *(new_delivery(i, trigger=i) for i in many))
+    assert await spool.match_delivery_ids("abcd", limit=3) == many[:3]
+    with pytest.raises(AmbiguousDeliveryId) as ambiguous:
+        await spool.resolve_delivery_id("abcd")
+    assert ambiguous.value.matches == tuple(many[:ID_MATCHES_SHOWN])
+    assert ambiguous.value.more and str(ambiguous.value).count("abcd0") == ID_MATCHES_SHOWN
 
 
 # ---------------------------------------------------------------------- claiming

@@ -42,6 +42,22 @@ def where_of(filters: ListFilter) -> tuple[list[str], list[Any]]:
     return terms, params
 
 
+def ids_with_prefix(conn: sqlite3.Connection, given: str, min_prefix: int, limit: int) -> list[str]:
+    """The delivery ids `given` may stand for, in id order, at most `limit`: ``[given]`` when
+    it is a whole id, else the ids starting with it — when it has `min_prefix` characters or
+    more (a range scan of the id's unique index, never the whole table)."""
+    if conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (given,)).fetchone() is not None:
+        return [given]
+    if len(given) < min_prefix or not given.isascii():
+        return []
+    upper = given[:-1] + chr(ord(given[-1]) + 1)  # the first text past every `given…`
+    rows = conn.execute(
+        "SELECT id FROM deliveries WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+        (given, upper, limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def get_delivery(conn: sqlite3.Connection, delivery_id: str) -> DeliveryDetail | None:
     row = conn.execute(
         f"SELECT {SUMMARY_COLUMNS}, body, subject, format, content_type, render_error "

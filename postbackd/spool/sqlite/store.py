@@ -24,6 +24,8 @@ from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool.model import (
+    ID_MATCHES_SHOWN,
+    MIN_ID_PREFIX,
     NO_FILTER,
     AttemptResult,
     DeliveryDetail,
@@ -36,6 +38,7 @@ from postbackd.spool.model import (
     SubmitOutcome,
     Throughput,
     TriggerSync,
+    choose_delivery_id,
 )
 from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
@@ -347,6 +350,21 @@ class SqliteSpool:
             lambda conn: reads.get_delivery(conn, delivery_id)
         )
         return detail
+
+    async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
+        """The delivery ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more
+        characters) may stand for, in id order, at most `limit`."""
+        ids: list[str] = await self._read(
+            lambda conn: reads.ids_with_prefix(conn, given, MIN_ID_PREFIX, limit)
+        )
+        return ids
+
+    async def resolve_delivery_id(self, given: str) -> str:
+        """The one delivery id that `given` names: itself, or the one id it is a prefix of.
+
+        Raises `UnknownDeliveryId`, or `AmbiguousDeliveryId` listing the ids it starts.
+        """
+        return choose_delivery_id(given, await self.match_delivery_ids(given))
 
     # ------------------------------------------------------------------ plumbing
 
