@@ -22,6 +22,7 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import (
     DEFAULT_RETRY_SCHEDULE,
+    AllowedDestination,
     Config,
     Customer,
     DaemonConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "BUILTIN_TEMPLATE_NAMES",
     "CUSTOMER_ID",
     "DEFAULT_RETRY_SCHEDULE",
+    "AllowedDestination",
     "Config",
     "ConfigCache",
     "ConfigError",
