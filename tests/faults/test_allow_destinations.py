@@ -62,7 +62,7 @@ async def test_a_listed_port_is_delivered_and_another_port_of_the_same_host_refu
     assert refused["state"] in ("failed", "dead"), refused
     (attempt,) = (await daemon.delivery(refused["id"]))["attempts"]
     assert attempt["status"] is None
-    assert f"allow_destinations = [\"127.0.0.1:{other_receiver.port}\"]" in attempt["error"]
+    assert f'allow_destinations = ["127.0.0.1:{other_receiver.port}"]' in attempt["error"]
     # nothing reached the unlisted port; the listed one and the named one got theirs
     assert [r.path for r in other_receiver.requests] == ["/named"]
     assert [r.path for r in webhook_receiver.requests] == ["/hook"]
