@@ -23,6 +23,7 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import (
     DEFAULT_RETRY_SCHEDULE,
+    AllowedDestination,
     Config,
     Customer,
     DaemonConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "BUILTIN_TEMPLATE_NAMES",
     "CUSTOMER_ID",
     "DEFAULT_RETRY_SCHEDULE",
+    "AllowedDestination",
     "Config",
     "ConfigCache",
     "ConfigError",

@@ -35,11 +35,56 @@ class Location:
 
 
 @dataclass(frozen=True)
+class AllowedDestination:
+    """One `[daemon] allow_destinations` entry: a network (an address is a /32 or /128) or a
+    host name, and the one port it is allowed on (None: every port; a host name always has one).
+
+    A port narrows the exception to the receiver that needs it: ``"10.1.2.3:8443"`` lets
+    postbacks reach that receiver without also opening the admin ports of the same machine.
+    A host name is trusted for whatever it resolves to, which is why it needs a port.
+    """
+
+    network: Network | None = None
+    host: str | None = None  # lower case, no trailing dot
+    port: int | None = None
+
+    def matches(
+        self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int | None
+    ) -> bool:
+        """Whether a connection to `address` (which `host` resolved to) on `port` is allowed.
+
+        A port-limited entry never matches when the port is unknown (None).
+        """
+        if self.port is not None and self.port != port:
+            return False
+        if self.host is not None:
+            return normal_host(host) == self.host
+        return self.network is not None and address in self.network
+
+    def __str__(self) -> str:
+        """As it would be written in `allow_destinations` (IPv6 with a port in brackets)."""
+        if self.host is not None:
+            return f"{self.host}:{self.port}"
+        assert self.network is not None
+        where = str(self.network)
+        if self.network.num_addresses == 1:
+            where = str(self.network.network_address)
+        if self.port is None:
+            return str(self.network)
+        return f"[{where}]:{self.port}" if self.network.version == 6 else f"{where}:{self.port}"
+
+
+def normal_host(host: str) -> str:
+    """A host name as entries and URLs are compared: lower case, no trailing dot or brackets."""
+    return host.strip("[]").lower().rstrip(".")
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     spool: Path
     plugin_dirs: tuple[Path, ...] = ()
     allow_private_destinations: bool = False
-    allow_destinations: tuple[Network, ...] = ()
+    allow_destinations: tuple[AllowedDestination, ...] = ()
     breaker_failures: int = 10
     breaker_cooldown: float = 30.0
     retention: float = 30 * 86400.0

@@ -12,13 +12,22 @@ public listener without a token.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from postbackd.config.model import DaemonConfig, Network, SmtpConfig, SourceConfig, UiConfig
+from postbackd.config.model import (
+    AllowedDestination,
+    DaemonConfig,
+    Network,
+    SmtpConfig,
+    SourceConfig,
+    UiConfig,
+    normal_host,
+)
 from postbackd.config.table import Table
 
 DAEMON_KEYS = frozenset(f.name for f in fields(DaemonConfig))
@@ -28,6 +37,7 @@ TLS_MODES = ("starttls", "implicit", "none")
 SYNCHRONOUS = ("FULL", "NORMAL")
 PATH_KEYS = frozenset({"directory", "path"})
 PATH_SUFFIXES = ("_dir", "_directory", "_path", "_file")
+HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -73,7 +83,7 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         allow_private_destinations=table.boolean(
             "allow_private_destinations", d.allow_private_destinations
         ),
-        allow_destinations=_networks(table, "allow_destinations"),
+        allow_destinations=_allowed_destinations(table, "allow_destinations"),
         # 0 turns the breaker off (DESIGN §6)
         breaker_failures=table.integer("breaker_failures", d.breaker_failures, minimum=0),
         breaker_cooldown=table.duration("breaker_cooldown", d.breaker_cooldown),
@@ -141,19 +151,101 @@ def _paths(table: Table, key: str) -> tuple[Path, ...]:
     return tuple((table.file.directory / name).resolve() for name in names)
 
 
-def _networks(table: Table, key: str) -> tuple[Network, ...]:
-    networks: list[Network] = []
+def _allowed_destinations(table: Table, key: str) -> tuple[AllowedDestination, ...]:
+    allowed: list[AllowedDestination] = []
     for index, text in enumerate(table.strings(key) or []):
         try:
-            networks.append(ipaddress.ip_network(text.strip(), strict=True))
+            allowed.append(parse_allowed_destination(text))
         except ValueError as exc:
-            hint = ""
-            try:
-                hint = f' (did you mean "{ipaddress.ip_network(text.strip(), strict=False)}"?)'
-            except ValueError:
-                pass
-            table.error(f'not a network like "10.1.2.0/24" or an address: {exc}{hint}', key, index)
-    return tuple(networks)
+            table.error(str(exc), key, index)
+    return tuple(allowed)
+
+
+ALLOWED_FORMS = (
+    '"10.1.2.0/24", "10.1.2.3", "10.1.2.3:8443", "10.1.2.0/24:443", "[fd00::7]:8443" '
+    'or "receiver.internal:8443"'
+)
+
+
+def parse_allowed_destination(text: str) -> AllowedDestination:
+    """One `allow_destinations` entry: a network or address, optionally ``:port``, or
+    ``host:port``. Raises ValueError with the message `check` shows.
+
+    An IPv6 address with a port takes brackets (``[fd00::7]:8443``): unbracketed, ``::1:80``
+    is itself an address. A host name without a port is refused, since naming a host trusts
+    whatever it resolves to; the port keeps that to one receiver.
+    """
+    entry = text.strip()
+    if entry.startswith("["):
+        inner, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f'expected "[IPv6 address]:port" like "[fd00::7]:8443", got {text!r}')
+        network = _network(inner)
+        if network.version != 6:
+            raise ValueError(f"brackets are for IPv6 addresses only, got {text!r}")
+        return AllowedDestination(network, port=_port(rest[1:], text) if rest else None)
+    try:
+        return AllowedDestination(ipaddress.ip_network(entry, strict=True))
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            raise ValueError(_network_error(entry, exc)) from None
+    where, colon, port_text = entry.rpartition(":")
+    if not colon:
+        if _is_host_name(entry):
+            raise ValueError(
+                f"a host name needs a port ({entry!r} would trust every port of whatever it "
+                f'resolves to): write "{entry}:443" (the receiver\'s port), or use an address'
+            )
+        raise ValueError(f"not a network, an address or host:port like {ALLOWED_FORMS}: {text!r}")
+    port = _port(port_text, text)
+    if "/" in where or _address_or_none(where) is not None:
+        return AllowedDestination(_network(where), port=port)
+    if ":" in where:
+        raise ValueError(
+            f'an IPv6 address with a port takes brackets, like "[fd00::7]:8443": {text!r}'
+        )
+    if not _is_host_name(where):
+        raise ValueError(f"not a network, an address or host:port like {ALLOWED_FORMS}: {text!r}")
+    return AllowedDestination(host=normal_host(where), port=port)
+
+
+def _network(text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ValueError(_network_error(text, exc)) from None
+
+
+def _network_error(text: str, exc: ValueError) -> str:
+    hint = ""
+    try:
+        hint = f' (did you mean "{ipaddress.ip_network(text, strict=False)}"?)'
+    except ValueError:
+        pass
+    return f'not a network like "10.1.2.0/24" or an address: {exc}{hint}'
+
+
+def _port(text: str, entry: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"not a port number (1-65535): {text!r} in {entry!r}")
+    return int(text)
+
+
+def _address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_host_name(text: str) -> bool:
+    """A DNS name as a URL carries it (letters, digits, ``-``, ``_``, dots; not all digits)."""
+    labels = text.rstrip(".").split(".")
+    return (
+        0 < len(text) <= 253
+        and all(0 < len(label) <= 63 and HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 def _check_listen(table: Table, key: str) -> tuple[str, int] | None:

@@ -4,6 +4,10 @@ The guard reads the configuration in force at each request: ``[ui] enabled = fal
 every UI route into 404 (a reload switches it either way); with an admin token, a visitor
 without a logged-in session sees only the login page; with none (a loopback listener), every
 visitor gets an anonymous session at once — it still carries the CSRF token every POST needs.
+
+Logins are throttled per client address (`auth.LoginThrottle`: a few free failures, then a
+doubling wait answered with 429 and Retry-After) and every failure is logged with the address,
+never with what was typed. Logging out ends the session on the server as well.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from postbackd.logs import get_logger
 from postbackd.ui import auth, views
 from postbackd.ui.overview import Overview
 from postbackd.ui.requests_pages import RequestsPages
@@ -23,11 +28,19 @@ Page = Callable[[Visit], Awaitable[web.Response]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_FORM_FIELD = 512 * 1024
 
+log = get_logger(__name__)
+
 
 class UiRoutes:
-    def __init__(self, backend: UiBackend, signer: auth.SessionSigner | None = None) -> None:
+    def __init__(
+        self,
+        backend: UiBackend,
+        signer: auth.SessionSigner | None = None,
+        throttle: auth.LoginThrottle | None = None,
+    ) -> None:
         self.backend = backend
         self.signer = signer or auth.SessionSigner()
+        self.throttle = throttle or auth.LoginThrottle()
         self.requests = RequestsPages(backend)
         self.workbench = Workbench(backend)
         self.overview = Overview(backend)
@@ -118,9 +131,35 @@ class UiRoutes:
         if session is None or not self.signer.csrf_ok(token, session, form.get("csrf")):
             return _forbidden("the login form was stale: open the login page again")
         target = auth.safe_next(form.get("next"))
+        client = request.remote
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            # Refused before the token is compared: guessing faster cannot skip the wait.
+            if self.throttle.first_refusal(client):
+                log.warning(
+                    "ui login throttled",
+                    client=auth.client_key(client),
+                    retry_after=auth.retry_after_header(wait),
+                )
+            return self._login_form(request, token, session, target, status=429, wait=wait)
         if not auth.token_matches(token, form.get("token", "")):
+            failure = self.throttle.failed(client)
+            log.warning(
+                "ui login failed",
+                client=failure.client,
+                failures=failure.failures,
+                retry_after=auth.retry_after_header(failure.retry_after)
+                if failure.retry_after > 0
+                else None,
+            )
+            if failure.retry_after > 0:
+                return self._login_form(
+                    request, token, session, target, status=429, wait=failure.retry_after
+                )
             return self._login_form(request, token, session, target, status=401)
+        self.throttle.succeeded(client)
         _, cookie = self.signer.issue(token, "u")
+        log.info("ui login", client=auth.client_key(client))
         response = views.redirect(target)
         auth.set_cookie(response, request, cookie)
         return response
@@ -132,7 +171,9 @@ class UiRoutes:
         session: auth.Session | None,
         target: str,
         status: int = 200,
+        wait: float = 0.0,
     ) -> web.Response:
+        """The login page; 401 after a wrong token, 429 (with Retry-After) while throttled."""
         cookie = None
         if session is None:
             session, cookie = self.signer.issue(token, "a")
@@ -142,13 +183,21 @@ class UiRoutes:
             csrf=self.signer.csrf(token, session),
             next=target,
             failed=status == 401,
+            wait=auth.retry_after_header(wait) if status == 429 else None,
         )
         response = views.html(text, status)
+        if status == 429:
+            response.headers["Retry-After"] = auth.retry_after_header(wait)
         if cookie is not None:
             auth.set_cookie(response, request, cookie)
         return response
 
     async def logout(self, visit: Visit) -> web.Response:
+        """Ends the session here too, so a copy of the cookie no longer opens the UI."""
+        token = visit.generation.config.daemon.admin_token
+        session = self.signer.read(token, visit.request.cookies.get(auth.COOKIE))
+        if session is not None:
+            self.signer.end(session)
         response = views.redirect("/ui/login" if visit.login else "/ui/")
         auth.clear_cookie(response)
         return response

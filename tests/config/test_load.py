@@ -25,7 +25,7 @@ from postbackd.config.load import (
     load_config,
     load_config_with_warnings,
 )
-from postbackd.config.model import Config, SmtpConfig
+from postbackd.config.model import AllowedDestination, Config, SmtpConfig
 from postbackd.config.tomllines import TomlLines, declared_names
 from tests.paths import example_conf
 
@@ -177,8 +177,8 @@ def test_design_example_loads_typed(conf: Conf, tmp_path: Path) -> None:
     assert daemon.spool == Path("/var/lib/postbackd/spool.db")
     assert daemon.plugin_dirs == (Path("/etc/postbackd/plugins"),)
     assert daemon.allow_destinations == (
-        ipaddress.ip_network("10.1.2.0/24"),
-        ipaddress.ip_network("192.0.2.7/32"),
+        AllowedDestination(ipaddress.ip_network("10.1.2.0/24")),
+        AllowedDestination(ipaddress.ip_network("192.0.2.7/32")),
     )
     assert (daemon.breaker_cooldown, daemon.retention, daemon.grace) == (30, 30 * 86400, 10)
     assert daemon.min_free == 64 * 1024 * 1024
@@ -709,8 +709,9 @@ def test_bad_networks(conf: Conf) -> None:
     assert conf.errors() == [
         'a.toml:4: [daemon] allow_destinations[1]: not a network like "10.1.2.0/24" or an '
         'address: 10.1.2.3/24 has host bits set (did you mean "10.1.2.0/24"?)',
-        'a.toml:5: [daemon] allow_destinations[2]: not a network like "10.1.2.0/24" or an '
-        "address: 'intranet' does not appear to be an IPv4 or IPv6 network",
+        "a.toml:5: [daemon] allow_destinations[2]: a host name needs a port ('intranet' would "
+        'trust every port of whatever it resolves to): write "intranet:443" (the receiver\'s '
+        "port), or use an address",
     ]
 
 

@@ -4,7 +4,10 @@ A webhook URL is written by whoever edits a trigger, and the daemon often runs n
 that must not be reachable from it (a cloud metadata service at 169.254.169.254, an admin port
 on localhost, the office network). So every address a destination resolves to is checked, and
 one non-public address refuses the whole destination — unless `[daemon]
-allow_private_destinations = true`, or the address lies in an `allow_destinations` network.
+allow_private_destinations = true`, or an `allow_destinations` entry allows it: a network (every
+port), a network or address with a port (``"10.1.2.3:8443"``: that receiver, not the machine's
+other ports), or ``host:port`` (that name on that port, whatever it resolves to). So the port a
+destination is reached on is part of every check.
 
 The check sits in the aiohttp connector's resolver (`GuardedResolver`): the addresses checked
 are the very addresses the connector then connects to, so a name that answers with a public
@@ -31,7 +34,7 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 if TYPE_CHECKING:
-    from postbackd.config import DaemonConfig, Network
+    from postbackd.config import AllowedDestination, DaemonConfig
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -101,10 +104,13 @@ class DestinationRefused(OSError):
     in `aiohttp.ClientConnectorDNSError`, whose ``os_error`` is this exception).
     """
 
-    def __init__(self, host: str, address: Address, kind: AddressKind) -> None:
+    def __init__(
+        self, host: str, address: Address, kind: AddressKind, port: int | None = None
+    ) -> None:
         self.host = host
         self.address = address
         self.kind = kind
+        self.port = port
         super().__init__(self.message)
 
     @property
@@ -117,11 +123,25 @@ class DestinationRefused(OSError):
         inner = embedded_ipv4(self.address)
         if inner is not None:
             head += f" (IPv4 {inner} inside an IPv6 address)"
-        network = f"{inner}/32" if inner is not None else f"{target}/{self.address.max_prefixlen}"
         return (
             f"{head}; allow it with [daemon] allow_private_destinations = true "
-            f'or allow_destinations = ["{network}"]'
+            f'or allow_destinations = ["{self.suggestion}"]'
         )
+
+    @property
+    def suggestion(self) -> str:
+        """The narrowest `allow_destinations` entry that lets this destination through: the
+        address on its port when the port is known (not every port of that machine)."""
+        inner = embedded_ipv4(self.address)
+        if self.port is None:
+            if inner is not None:
+                return f"{inner}/32"
+            return f"{_plain(self.address)}/{self.address.max_prefixlen}"
+        if inner is not None:
+            return f"{inner}:{self.port}"
+        if self.address.version == 6:
+            return f"[{_plain(self.address)}]:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def __str__(self) -> str:
         return self.message
@@ -136,12 +156,13 @@ def _plain(address: Address) -> str:
 class AddressPolicy:
     """Which addresses may be connected to: public ones, plus what `[daemon]` allows.
 
-    ``exempt`` holds (host, port) pairs that are never checked: the configured proxy, which
-    the operator chose and which is usually on loopback.
+    ``allow`` holds the `allow_destinations` entries; ``exempt`` holds (host, port) pairs that
+    are never checked: the configured proxy, which the operator chose and which is usually on
+    loopback.
     """
 
     allow_private: bool = False
-    allow: tuple[Network, ...] = ()
+    allow: tuple[AllowedDestination, ...] = ()
     exempt: frozenset[tuple[str, int]] = field(default_factory=frozenset)
 
     @classmethod
@@ -153,20 +174,26 @@ class AddressPolicy:
                 exempt = frozenset({(proxy.host.lower().rstrip("."), proxy.port)})
         return cls(daemon.allow_private_destinations, daemon.allow_destinations, exempt)
 
-    def allows(self, address: Address) -> bool:
+    def allows(self, address: Address, host: str = "", port: int | None = None) -> bool:
+        """Whether `address`, which `host` resolved to, may be connected to on `port`.
+
+        With no port (None), only entries without one can allow a non-public address.
+        """
         if self.allow_private or classify(address) is None:
             return True
         inner = embedded_ipv4(address)
         candidates = (address,) if inner is None else (address, inner)
-        return any(a in network for network in self.allow for a in candidates)
+        return any(
+            entry.matches(host, candidate, port) for entry in self.allow for candidate in candidates
+        )
 
-    def check(self, host: str, addresses: Sequence[Address]) -> None:
+    def check(self, host: str, addresses: Sequence[Address], port: int | None = None) -> None:
         """Raise `DestinationRefused` naming the first refused address, if any is refused."""
         for address in addresses:
-            if not self.allows(address):
+            if not self.allows(address, host, port):
                 kind = classify(address)
                 assert kind is not None
-                raise DestinationRefused(host, address, kind)
+                raise DestinationRefused(host, address, kind, port)
 
     def is_exempt(self, host: str, port: int) -> bool:
         return (host.lower().rstrip("."), port) in self.exempt
@@ -190,7 +217,7 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         policy = self._policy()
         if not policy.is_exempt(host, port):
-            policy.check(host, [ipaddress.ip_address(r["host"]) for r in results])
+            policy.check(host, [ipaddress.ip_address(r["host"]) for r in results], port or None)
         return results
 
     async def vet(self, host: str, port: int) -> None:
@@ -198,10 +225,10 @@ class GuardedResolver(AbstractResolver):
         policy = self._policy()
         literal = parse_ip(host)
         if literal is not None:
-            policy.check(host, [literal])
+            policy.check(host, [literal], port or None)
             return
         results = await self._inner.resolve(host, port, socket.AF_UNSPEC)
-        policy.check(host, [ipaddress.ip_address(r["host"]) for r in results])
+        policy.check(host, [ipaddress.ip_address(r["host"]) for r in results], port or None)
 
     async def close(self) -> None:
         await self._inner.close()

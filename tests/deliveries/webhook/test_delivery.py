@@ -23,9 +23,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
+from yarl import URL
 
 from postbackd import __version__
-from postbackd.config.model import Config, DaemonConfig, SmtpConfig, UiConfig
+from postbackd.config.model import AllowedDestination, Config, DaemonConfig, SmtpConfig, UiConfig
 from postbackd.deliveries.webhook import WebhookDelivery, postbackd_register_deliveries
 from postbackd.plugin import Delivery, OutcomeKind, PluginContext
 
@@ -371,10 +372,11 @@ async def test_url_credentials_are_sent_and_masked(
 # ------------------------------------------------------------------ the SSRF guard
 
 
-def _refused(outcome: Any, host: str, address: str, kind: str) -> None:
+def _refused(outcome: Any, host: str, address: str, kind: str, port: int) -> None:
+    """A refusal whose message suggests allowing that address on that port only."""
     assert outcome.kind is OutcomeKind.FAIL and outcome.breaker is False
     assert outcome.status is None
-    network = f"{address}/{128 if ':' in address else 32}"
+    network = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     subject = f"is {kind}" if host == address else f"resolves to {address}, {kind}"
     assert outcome.error == (
         f"destination {host} {subject}; allow it with [daemon] allow_private_destinations = "
@@ -409,20 +411,21 @@ async def test_private_destinations_are_refused_before_connecting(
     kind: str,
 ) -> None:
     config[0] = make_config(config[0].conf_dir)
-    outcome = await webhook.deliver(DELIVERY, {"url": url.format(port=receiver.server.port)})
-    _refused(outcome, host, address, kind)
+    url = url.format(port=receiver.server.port)
+    outcome = await webhook.deliver(DELIVERY, {"url": url})
+    _refused(outcome, host, address, kind, URL(url).port or 0)
     assert receiver.requests == [] and connects == []
 
 
 async def test_allow_destinations_lets_a_listed_address_through(
     webhook: WebhookDelivery, receiver: Receiver, config: list[Config], connects: list[str]
 ) -> None:
-    allow = (ipaddress.ip_network("127.0.0.1/32"),)
+    allow = (AllowedDestination(ipaddress.ip_network("127.0.0.1/32")),)
     config[0] = make_config(config[0].conf_dir, allow_destinations=allow)
     assert (await webhook.deliver(DELIVERY, {"url": receiver.url()})).succeeded
     assert (await webhook.deliver(DELIVERY, {"url": receiver.url(host="localhost")})).succeeded
     refused = await webhook.deliver(DELIVERY, {"url": "http://127.0.0.2:9/"})
-    _refused(refused, "127.0.0.2", "127.0.0.2", "a loopback address")
+    _refused(refused, "127.0.0.2", "127.0.0.2", "a loopback address", 9)
     assert len(receiver.requests) == 2 and set(connects) == {"127.0.0.1"}
 
 
@@ -437,6 +440,7 @@ async def test_a_reload_applies_to_the_next_attempt(
         "localhost",
         "127.0.0.1",
         "a loopback address",
+        URL(url).port or 0,
     )
     config[0] = make_config(config[0].conf_dir, allow_private_destinations=True)
     assert (await webhook.deliver(DELIVERY, {"url": url})).succeeded
@@ -475,7 +479,7 @@ async def test_proxy_carries_allowed_destinations_and_the_guard_still_checks(
     assert outcome.response["body"] == "proxied"
     assert seen == ["http://93.184.216.34/hook"]
     refused = await webhook.deliver(DELIVERY, {"url": "http://localhost:8080/hook"})
-    _refused(refused, "localhost", "127.0.0.1", "a loopback address")
+    _refused(refused, "localhost", "127.0.0.1", "a loopback address", 8080)
     assert len(seen) == 1 and connects == ["127.0.0.1"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,7 +22,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from postbackd.config.model import DaemonConfig
+from postbackd.config.model import AllowedDestination, DaemonConfig
+from postbackd.config.sections import parse_allowed_destination
 from postbackd.deliveries.webhook.netguard import (
     AddressKind,
     AddressPolicy,
@@ -32,7 +34,11 @@ from postbackd.deliveries.webhook.netguard import (
 )
 
 ip = ipaddress.ip_address
-net = ipaddress.ip_network
+
+
+def net(text: str) -> AllowedDestination:
+    """A plain `allow_destinations` network entry: every port."""
+    return AllowedDestination(ipaddress.ip_network(text))
 
 
 class FixedResolver(AbstractResolver):
@@ -310,3 +316,105 @@ async def test_concurrent_attempts_after_a_change_share_one_new_session() -> Non
     first, *after = seen
     assert first.closed and len(set(map(id, after))) == 1 and after[0] is not first
     assert after[0].closed
+
+
+# ------------------------------------------------------------------ entries with a port
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("10.1.2.0/24", "10.1.2.0/24"),
+        ("10.1.2.3", "10.1.2.3/32"),
+        ("10.1.2.3:8443", "10.1.2.3:8443"),
+        ("10.1.2.0/24:443", "10.1.2.0/24:443"),
+        ("[fd00::7]:8443", "[fd00::7]:8443"),
+        ("[fd00::/8]:443", "[fd00::/8]:443"),
+        ("fd00::/8:443", "[fd00::/8]:443"),
+        ("::1", "::1/128"),
+        (" Receiver.Internal.:8443 ", "receiver.internal:8443"),
+    ],
+)
+def test_allow_destinations_entries_parse(text: str, shown: str) -> None:
+    assert str(parse_allowed_destination(text)) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("intranet", "a host name needs a port ('intranet' would trust every port"),
+        ("intranet:0", "not a port number (1-65535): '0'"),
+        ("intranet:99999", "not a port number (1-65535): '99999'"),
+        ("10.1.2.3/24:80", 'has host bits set (did you mean "10.1.2.0/24"?)'),
+        ("[10.0.0.1]:80", "brackets are for IPv6 addresses only"),
+        ("[fd00::7:80", 'expected "[IPv6 address]:port"'),
+        ("fd00::7:80x", "not a port number"),
+        ("no space:80", "not a network, an address or host:port like"),
+        ("", "not a network, an address or host:port like"),
+    ],
+)
+def test_bad_allow_destinations_entries_say_what_to_write(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        parse_allowed_destination(text)
+
+
+def test_an_entry_with_a_port_allows_that_port_only() -> None:
+    policy = AddressPolicy(
+        allow=tuple(
+            parse_allowed_destination(text)
+            for text in ("10.1.2.3:8443", "[fd00::7]:443", "10.9.0.0/16:80", "fc00::/8")
+        )
+    )
+    policy.check("10.1.2.3", [ip("10.1.2.3")], 8443)
+    policy.check("mapped", [ip("::ffff:10.1.2.3")], 8443)
+    policy.check("fd00::7", [ip("fd00::7")], 443)
+    policy.check("net", [ip("10.9.4.5")], 80)
+    policy.check("every-port", [ip("fc00::9")], 22)
+    for host, address, port in (
+        ("10.1.2.3", "10.1.2.3", 22),
+        ("10.1.2.3", "10.1.2.3", None),  # an unknown port is never a listed one
+        ("fd00::7", "fd00::7", 8443),
+        ("net", "10.9.4.5", 8080),
+        ("10.1.2.4", "10.1.2.4", 8443),
+    ):
+        with pytest.raises(DestinationRefused):
+            policy.check(host, [ip(address)], port)
+
+
+def test_a_host_entry_allows_that_name_on_that_port_whatever_it_resolves_to() -> None:
+    policy = AddressPolicy(allow=(parse_allowed_destination("Receiver.Internal:8443"),))
+    policy.check("receiver.internal", [ip("10.0.0.5"), ip("127.0.0.1")], 8443)
+    policy.check("RECEIVER.internal.", [ip("10.0.0.5")], 8443)
+    with pytest.raises(DestinationRefused):
+        policy.check("receiver.internal", [ip("10.0.0.5")], 8444)
+    with pytest.raises(DestinationRefused):
+        policy.check("other.internal", [ip("10.0.0.5")], 8443)  # same address, other name
+
+
+def test_a_refusal_with_a_port_suggests_that_port_only() -> None:
+    for host, address, port, entry in (
+        ("hooks.example", "10.0.0.5", 8443, "10.0.0.5:8443"),
+        ("::1", "::1", 80, "[::1]:80"),
+        ("mapped", "::ffff:169.254.169.254", 80, "169.254.169.254:80"),
+    ):
+        with pytest.raises(DestinationRefused) as excinfo:
+            AddressPolicy().check(host, [ip(address)], port)
+        assert str(excinfo.value).endswith(f'allow_destinations = ["{entry}"]')
+        # and the suggested entry does let it through
+        AddressPolicy(allow=(parse_allowed_destination(entry),)).check(host, [ip(address)], port)
+
+
+async def test_connector_allows_a_name_on_its_listed_port_only(
+    connects: list[str], receiver: tuple[TestServer, list[str]]
+) -> None:
+    server, hits = receiver
+    dns = FixedResolver({"receiver.test": ["127.0.0.1"]})
+    policy = AddressPolicy(allow=(parse_allowed_destination(f"127.0.0.1:{server.port}"),))
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(lambda: policy, dns))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"http://receiver.test:{server.port}/x") as answer:
+            assert answer.status == 200
+        with pytest.raises(aiohttp.ClientConnectorDNSError) as excinfo:
+            await session.get(f"http://receiver.test:{server.port + 1}/x")
+        assert isinstance(excinfo.value.os_error, DestinationRefused)
+    assert connects == ["127.0.0.1"] and len(hits) == 1
