@@ -90,7 +90,7 @@ class DaemonConfig:
     retention: float = 30 * 86400.0
     admin_listen: str = "127.0.0.1:8787"
     admin_token: str | None = None
-    admin_header_timeout: float = 10.0  # slow clients of admin_listen (postbackd.http_guard)
+    admin_header_timeout: float = 10.0  # slow clients of admin_listen (postbackd.web.guard)
     admin_body_timeout: float = 30.0
     admin_max_connections: int = 256
     concurrency: int = 256

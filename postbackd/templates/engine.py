@@ -1,7 +1,7 @@
 """The template engine: an event and a template in, a payload that is valid for its format out.
 
 Templates run in a Jinja2 sandbox (they read the event, never touch the host) with
-format-aware escaping (`templates_escape`), so no value in an event can break the JSON or XML
+format-aware escaping (`escape`), so no value in an event can break the JSON or XML
 around it. A json/xml body is checked after rendering; anything wrong is a `RenderError` that
 names the template and line, and an undefined variable is a `TemplateWarning`.
 

@@ -1,7 +1,7 @@
 """Format-aware escaping: a value from an event can never break the payload it is put into.
 
 Every ``{{ expression }}`` of a template goes through the `emit` filter of the template's
-format (the compiler wraps it, see `templates_compile`): in ``json`` the value is escaped as the
+format (the compiler wraps it, see `compile`): in ``json`` the value is escaped as the
 inside of a JSON string, in ``xml`` and ``html`` it is XML-escaped, in ``text`` it is inserted
 as is. A `Safe` string — made by ``| raw``, ``| tojson``, a macro call or a ``{% set %}``
 block — is already in the output format and is inserted verbatim, never escaped twice.
@@ -192,7 +192,7 @@ def format_filters(format: TemplateFormat) -> dict[str, Callable[..., Any]]:
     @pass_context
     def data(context: Context, text: str) -> str:
         # Template text; taking the context keeps Jinja from folding it into a constant, so
-        # each piece of output keeps its template line (see templates_output).
+        # each piece of output keeps its template line (see `output`).
         return text
 
     return {

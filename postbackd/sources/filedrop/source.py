@@ -6,7 +6,7 @@ and ``max_file_size`` (default ``"64MiB"``: the most bytes read of one file; a l
 rejected).
 
 Only regular files are read, never through a symlink, never a FIFO or a device (see
-`filedrop_files.read_drop`); reads run on a thread of their own (`filedrop_reader`), so a read
+`files.read_drop`); reads run on a thread of their own (`reader`), so a read
 that hangs neither blocks shutdown nor goes unnoticed: the source reports it in ``/readyz``.
 
 A file is read once it is complete: when its writer closes it (inotify ``IN_CLOSE_WRITE``, as

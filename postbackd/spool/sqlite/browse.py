@@ -25,7 +25,7 @@ INDEXES = {
     "state": "deliveries_state",
     "event_type": "deliveries_event_type",
 }
-"""The spool's index (spool_schema) that serves each filter newest first: (column, seq)."""
+"""The spool's index (`schema`) that serves each filter newest first: (column, seq)."""
 ORDER_INDEX = "deliveries_order"
 PROBES = (1_000, 10_000, 100_000)
 MAX_SEQ = 2**63 - 1
@@ -67,7 +67,7 @@ def choose_index(
 ) -> str | None:
     """The spool index to walk for these filters (None: no filter, walk the rowid).
 
-    Every filtered column has an index ending in ``seq`` (see `spool_schema`), so any of them
+    Every filtered column has an index ending in ``seq`` (see `schema`), so any of them
     yields rows newest first; the best is the one that leaves the fewest rows to look at.
     SQLite has no statistics on a spool (no ANALYZE) and guesses, and a wrong guess walks a
     big customer's whole history to find its few held deliveries. So with several filters

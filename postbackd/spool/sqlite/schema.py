@@ -64,7 +64,7 @@ _V1 = (
         destination TEXT
     )
     """,
-    # claim_due: pending rows by schedule, and by destination (see spool_claim)
+    # claim_due: pending rows by schedule, and by destination (see postbackd.spool.sqlite.claim)
     "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, destination) "
     "WHERE state = 'pending'",
     "CREATE INDEX deliveries_destination ON deliveries(destination, next_attempt_at) "
