@@ -16,13 +16,14 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
+from postbackd.spool.codec import decode_cursor
 from postbackd.spool.model import (
     NO_FILTER,
     AttemptResult,
@@ -41,7 +42,7 @@ from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.lock import acquire_owner_lock
-from postbackd.spool.sqlite.rows import decode_cursor, id_list
+from postbackd.spool.sqlite.rows import id_list
 from postbackd.spool.sqlite.schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool.sqlite.threads import ConnectionThread, Operation, WriterThread
 from postbackd.spool.sqlite.verbs import SqliteVerbStore
@@ -168,6 +169,17 @@ class SqliteSpool:
     def owner(self) -> bool:
         """Whether this process owns the spool (recovered it at open, holds its lock)."""
         return self._lock_fd is not None
+
+    @property
+    def available(self) -> bool:
+        """A file is always there once open; a full disk shows as `SpoolUnavailable` on
+        intake (min_free), not here."""
+        return not self._closed
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        """Nothing to listen to: the daemon is the only process that delivers from this
+        file, it wakes its own dispatcher on intake, and a CLI command's retry is seen at the
+        dispatcher's next poll (within a second)."""
 
     # ------------------------------------------------------------------ intake
 
