@@ -31,7 +31,7 @@ def webhook_config(
     receiver_url: str,
     *,
     port: int,
-    spool: Path,
+    spool: Path | str,
     extra_trigger: str = "",
     daemon_extra: str = "",
     token: str | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -65,9 +66,9 @@ async def get_delivery(conn: asyncpg.Connection, delivery_id: str) -> DeliveryDe
     event_body = await conn.fetchval("SELECT body FROM events WHERE id = $1", summary.event_id)
     event: dict[str, Any] = {} if event_body is None else json.loads(event_body)
     attempts = [
-        attempt_from_row(list(attempt.values()))
+        replace(attempt_from_row(list(attempt.values())[:-1]), node=attempt["node"])
         for attempt in await conn.fetch(
-            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            f"SELECT {ATTEMPT_COLUMNS}, node FROM attempts WHERE delivery_id = $1 ORDER BY id",
             delivery_id,
         )
     ]
