@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from postbackd import jsoncodec
 from postbackd.spool.model import AttemptRecord, DeliveryState, DeliverySummary, StoredDelivery
@@ -87,3 +88,12 @@ def decode_cursor(cursor: str | None) -> int | None:
         raise ValueError(
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from None
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages (a literal password must not be logged)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

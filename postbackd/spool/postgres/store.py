@@ -21,14 +21,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
-from postbackd.spool.codec import decode_cursor
+from postbackd.spool.codec import decode_cursor, redacted
+from postbackd.spool.copy import TableRows
 from postbackd.spool.model import (
     NO_FILTER,
     AttemptResult,
@@ -70,15 +70,6 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 """Errors that mean "the database cannot be reached now", not "this write is wrong"."""
 
 T = TypeVar("T")
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages (a literal password must not be logged)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 class PostgresSpool:
@@ -394,6 +385,26 @@ class PostgresSpool:
             lambda conn: reads.get_delivery(conn, delivery_id)
         )
         return detail
+
+    # ------------------------------------------------------------------ spool copy
+
+    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
+        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+        rows = await self._transact(
+            lambda conn: conn.fetch(f"SELECT {columns} FROM {table} ORDER BY {order_by}")
+        )
+        return [tuple(row.values()) for row in rows]
+
+    async def load(self, tables: Sequence[TableRows]) -> None:
+        """COPY the rows in, every table in one transaction."""
+
+        async def insert(conn: asyncpg.Connection) -> None:
+            for rows in tables:
+                await conn.copy_records_to_table(
+                    rows.table, records=rows.rows, columns=list(rows.columns)
+                )
+
+        await self._transact(insert)
 
     # ------------------------------------------------------------------ plumbing
 

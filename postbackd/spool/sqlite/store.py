@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
 from postbackd.spool.codec import decode_cursor
+from postbackd.spool.copy import TableRows
 from postbackd.spool.model import (
     NO_FILTER,
     AttemptResult,
@@ -347,6 +349,30 @@ class SqliteSpool:
             lambda conn: reads.get_delivery(conn, delivery_id)
         )
         return detail
+
+    # ------------------------------------------------------------------ spool copy
+
+    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
+        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+        rows: list[tuple[Any, ...]] = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {columns} FROM {table} ORDER BY {order_by}"
+            ).fetchall()
+        )
+        return rows
+
+    async def load(self, tables: Sequence[TableRows]) -> None:
+        """Insert copied rows, every table in one transaction."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            for rows in tables:
+                marks = ", ".join("?" for _ in rows.columns)
+                conn.executemany(
+                    f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
+                    rows.rows,
+                )
+
+        await self._write(insert)
 
     # ------------------------------------------------------------------ plumbing
 
