@@ -25,6 +25,7 @@ from postbackd.commands import (
     run,
     samples,
     send,
+    spool,
     test,
 )
 from postbackd.logs import configure_logging
@@ -42,6 +43,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     requests,
     queue,
     erase,
+    spool,
 )
 """In the order `postbackd --help` lists them."""
 

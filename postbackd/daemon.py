@@ -95,7 +95,12 @@ class Daemon:
         )
         daemon = generation.config.daemon
         self.spool = self._opened = spool = await open_spool(
-            daemon.spool, synchronous=daemon.synchronous, min_free=daemon.min_free, exclusive=True
+            daemon.spool,
+            synchronous=daemon.synchronous,
+            min_free=daemon.min_free,
+            exclusive=True,
+            node=daemon.node,
+            lease=daemon.lease,
         )
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
@@ -103,6 +108,7 @@ class Daemon:
             spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
         )
         self.dispatcher = Dispatcher(spool, self.current, self.breakers, runner)
+        spool.on_new_work(self.wake)  # another node's intake, a retry from elsewhere
         self.intake = Intake(spool, self.current, self.metrics, self._committed)
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
@@ -273,9 +279,11 @@ class Daemon:
     def readiness(self) -> dict[str, Any]:
         sources = self.sources.readiness() if self.sources is not None else {}
         errors = self.sources.errors() if self.sources is not None else {}
-        ready = self.reloader.loaded and all(sources.values())
+        spool = self._opened is not None and self._opened.available
+        ready = self.reloader.loaded and all(sources.values()) and spool
         return {
             "ready": ready,
+            "spool": spool,
             "generation": self.current().number,
             "sources": sources,
             "source_errors": errors,

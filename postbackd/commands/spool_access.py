@@ -32,8 +32,10 @@ from postbackd.spool import (
     ListFilter,
     Spool,
     SpoolError,
+    is_database_url,
     open_spool,
     parse_state,
+    spool_missing,
 )
 from postbackd.units import parse_duration
 
@@ -61,9 +63,10 @@ def add_spool_options(parser: argparse.ArgumentParser) -> None:
     add_conf_dir_option(parser)
     parser.add_argument(
         "--spool",
-        type=Path,
-        metavar="PATH",
-        help="the spool file to open (default: [daemon] spool of the configuration)",
+        type=spool_target,
+        metavar="PATH|URL",
+        help="the spool file, or postgresql:// URL, to open (default: [daemon] spool of the "
+        "configuration)",
     )
 
 
@@ -185,7 +188,12 @@ def run_on_spool(
         return 1
 
 
-async def _with_spool(path: Path, command: SpoolCommand) -> int:
+def spool_target(text: str) -> Path | str:
+    """A spool named on the command line: a database URL as given, else a file path."""
+    return text if is_database_url(text) else Path(text)
+
+
+async def _with_spool(path: Path | str, command: SpoolCommand) -> int:
     spool = await open_spool(path)
     try:
         return await command(spool)
@@ -193,16 +201,16 @@ async def _with_spool(path: Path, command: SpoolCommand) -> int:
         await spool.close()
 
 
-def spool_path(args: argparse.Namespace, *, read_only: bool = False) -> Path:
-    """`--spool PATH`, else ``[daemon] spool`` of the configuration; it must exist.
+def spool_path(args: argparse.Namespace, *, read_only: bool = False) -> Path | str:
+    """`--spool PATH|URL`, else ``[daemon] spool`` of the configuration; a file must exist.
 
     When the configuration has errors, a command that changes the spool refuses (the setting
     may be in the broken file, and the wrong spool must not be changed); a `read_only` one
     warns on stderr and takes the setting from the files that can be read.
     """
     if args.spool is not None:
-        path: Path = args.spool
-        if not path.is_file():
+        path: Path | str = args.spool
+        if spool_missing(path):
             raise CommandFailed(f"spool {path} not found: give the path of an existing spool file")
         return path
     from postbackd.config import ConfigError, load_config
@@ -218,7 +226,7 @@ def spool_path(args: argparse.Namespace, *, read_only: bool = False) -> Path:
                 "spool file with --spool PATH"
             ) from None
         path = _readable_spool_setting(conf_dir, exc.errors)
-    if not path.is_file():
+    if spool_missing(path):
         raise CommandFailed(
             f"spool {path} not found ([daemon] spool of {conf_dir}): is this the daemon's "
             "configuration (-c DIR)? The daemon creates it at its first start; or give the "

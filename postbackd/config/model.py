@@ -8,6 +8,7 @@ still name file and line.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,7 @@ def normal_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    spool: Path
+    spool: Path | str  # a SQLite file, or a postgresql:// URL a fleet of nodes shares
     plugin_dirs: tuple[Path, ...] = ()
     allow_private_destinations: bool = False
     allow_destinations: tuple[AllowedDestination, ...] = ()
@@ -99,6 +100,10 @@ class DaemonConfig:
     min_free: int = 64 * 1024 * 1024
     proxy: str | None = None
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # a fleet's node: its name in claims and the request log, and how long its claims last
+    # unless renewed (a dead node's deliveries go out from another one after that)
+    node: str = field(default_factory=socket.gethostname)
+    lease: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,14 @@ from postbackd.config.model import (
     normal_host,
 )
 from postbackd.config.table import Table
+from postbackd.spool import is_database_url
 
 DAEMON_KEYS = frozenset(f.name for f in fields(DaemonConfig))
 SMTP_KEYS = frozenset(f.name for f in fields(SmtpConfig)) - {"location"}
 UI_KEYS = frozenset(f.name for f in fields(UiConfig))
 TLS_MODES = ("starttls", "implicit", "none")
 SYNCHRONOUS = ("FULL", "NORMAL")
+MIN_LEASE = 1.0
 PATH_KEYS = frozenset({"directory", "path"})
 PATH_SUFFIXES = ("_dir", "_directory", "_path", "_file")
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
@@ -78,7 +80,7 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             table.error('expected an http:// or https:// URL like "http://127.0.0.1:4750"', "proxy")
     return DaemonConfig(
-        spool=table.path_value("spool") or default_spool,
+        spool=_spool(table) or default_spool,
         plugin_dirs=_paths(table, "plugin_dirs"),
         allow_private_destinations=table.boolean(
             "allow_private_destinations", d.allow_private_destinations
@@ -99,7 +101,38 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         min_free=table.size("min_free", d.min_free),
         proxy=proxy,
         synchronous=cast(Any, table.choice("synchronous", SYNCHRONOUS, d.synchronous)),
+        node=_node(table) or d.node,
+        lease=_lease(table, d.lease),
     )
+
+
+def _spool(table: Table) -> Path | str | None:
+    """A ``postgresql://`` URL as written (secret references expanded), else a file path."""
+    value = table.string("spool")
+    if value is not None and is_database_url(value):
+        return value
+    return table.path_value("spool")
+
+
+def _node(table: Table) -> str | None:
+    value = table.string("node")
+    if value is not None and not value.strip():
+        table.error(
+            "must not be empty: name this node, or remove node to use the host name", "node"
+        )
+        return None
+    return value
+
+
+def _lease(table: Table, default: float) -> float:
+    lease = table.duration("lease", default)
+    if lease < MIN_LEASE:
+        table.error(
+            f"must be at least {MIN_LEASE:g}s: a node renews its claims every third of it",
+            "lease",
+        )
+        return default
+    return lease
 
 
 def _token(table: Table, key: str) -> str | None:

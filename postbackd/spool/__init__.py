@@ -3,13 +3,14 @@
 `Spool` is everything the event path (intake, dispatcher, attempts), the operator's verbs
 (``spool.verbs``), the CLI, the admin API and the UI ask of a spool; nothing above this package
 knows which backend answers. `open_spool` picks the backend from ``[daemon] spool``: a path is
-the embedded SQLite spool (`postbackd.spool.sqlite`).
+the embedded SQLite spool (`postbackd.spool.sqlite`), a ``postgresql://`` URL the database a
+fleet of nodes shares (`postbackd.spool.postgres`, with the optional extra asyncpg).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -50,7 +51,6 @@ from postbackd.spool.verbs import RETRYABLE, OperatorVerbs
 class Spool(Protocol):
     """A spool, open; `close()` it at the end."""
 
-    path: Path
     verbs: OperatorVerbs
 
     @property
@@ -61,6 +61,17 @@ class Spool(Protocol):
     @property
     def owner(self) -> bool:
         """Whether this process recovered the spool at open and may hand its work out."""
+        ...
+
+    @property
+    def available(self) -> bool:
+        """Whether the spool can take writes now (False while its database is unreachable:
+        ``/readyz`` answers 503 and intake 503 until it is back)."""
+        ...
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when work may have become due that this process did not write itself
+        (another node's intake, an operator's retry from elsewhere)."""
         ...
 
     async def close(self) -> None: ...
@@ -131,18 +142,46 @@ class Spool(Protocol):
         ...
 
 
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(target: Path | str) -> bool:
+    """Whether ``[daemon] spool`` names a database server rather than a file."""
+    return isinstance(target, str) and target.startswith(DATABASE_SCHEMES)
+
+
+def spool_missing(target: Path | str) -> bool:
+    """Whether the spool is certainly not there (a file that does not exist): commands that
+    only read must not create an empty spool by a typo. A database answers for itself."""
+    return not is_database_url(target) and not Path(target).is_file()
+
+
 async def open_spool(
     target: Path | str,
     *,
     synchronous: str = "FULL",
     min_free: int = 0,
     exclusive: bool = False,
+    node: str | None = None,
+    lease: float = 30.0,
 ) -> Spool:
     """Open (create, migrate) the spool named by ``[daemon] spool``.
 
     `exclusive=True` (the daemon) insists on owning it and raises `SpoolError` when another
-    process keeps it; otherwise ownership is taken only if free (the CLI).
+    process keeps it; otherwise ownership is taken only if free (the CLI). On a database every
+    daemon is a node of one fleet: `node` names it (default the host name) in claims and the
+    request log, `lease` is how long its claims last unless renewed; it waits for a database
+    that cannot be reached yet, where the CLI fails at once.
     """
+    if is_database_url(target):
+        try:
+            from postbackd.spool.postgres.store import PostgresSpool
+        except ImportError as exc:
+            raise SpoolError(
+                f"[daemon] spool is a PostgreSQL URL but asyncpg cannot be imported ({exc}): "
+                "install postbackd[postgres]"
+            ) from None
+        return await PostgresSpool.open(str(target), node=node, lease=lease, daemon=exclusive)
     return await SqliteSpool.open(
         Path(target), synchronous=synchronous, min_free=min_free, exclusive=exclusive
     )
@@ -178,6 +217,8 @@ __all__ = [
     "TriggerSync",
     "UnknownDeliveryId",
     "choose_delivery_id",
+    "is_database_url",
     "open_spool",
     "parse_state",
+    "spool_missing",
 ]

@@ -219,10 +219,12 @@ class AttemptRecord:
     error: str | None
     request: Mapping[str, Any] | None = field(compare=False)
     response: Mapping[str, Any] | None = field(compare=False)
+    node: str | None = None  # the fleet node that made it (a shared spool); None in SQLite
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "number": self.number,
+            "node": self.node,
             "started_at": self.started_at,
             "duration": self.duration,
             "outcome": self.outcome,

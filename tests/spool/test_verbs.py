@@ -10,10 +10,20 @@ import pytest
 
 from postbackd.spool import ListFilter, Spool
 from postbackd.spool.model import TRIGGER_INACTIVE, DeliveryState, ErasedCounts, TriggerSync
-from tests.spool.test_spool import add, new_delivery, result, soon, spool, state_of
+from tests.spool.test_spool import (
+    add,
+    count_rows,
+    new_delivery,
+    pg_cluster,
+    result,
+    soon,
+    spool,
+    spool_target,
+    state_of,
+)
 
 S = DeliveryState
-__all__ = ["spool"]  # the fixture, shared with test_spool.py
+__all__ = ["pg_cluster", "spool", "spool_target"]  # the contract suite's fixtures
 
 
 async def make_dead(spool: Spool, delivery_id: str, **options: object) -> None:
@@ -117,10 +127,7 @@ async def test_purge_deletes_deliveries_and_attempts(spool: Spool) -> None:
         await spool.verbs.purge()
     assert await spool.verbs.purge(state="dead") == 1
     assert await spool.get_delivery("a") is None
-    attempts = await spool._reader.call(
-        lambda conn: conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
-    )
-    assert attempts == 0
+    assert await count_rows(spool, "attempts") == 0
     assert await state_of(spool, "b") is S.PENDING
     assert await spool.verbs.purge(["b", "missing"]) == 1
     assert (await spool.stats()).deliveries == 0
@@ -253,10 +260,7 @@ async def test_prune_removes_finished_deliveries_and_their_events_in_batches(spo
     stats = await spool.stats()
     assert (stats.deliveries, stats.events) == (1, 1)
     assert await state_of(spool, "waiting") is S.PENDING
-    attempts = await spool._reader.call(
-        lambda conn: conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
-    )
-    assert attempts == 0
+    assert await count_rows(spool, "attempts") == 0
 
 
 async def test_erase_order_removes_its_personal_data(spool: Spool) -> None:
@@ -272,6 +276,7 @@ async def test_erase_order_removes_its_personal_data(spool: Spool) -> None:
     assert await spool.verbs.erase_order("o1") == ErasedCounts(0, 0, 0)
 
 
+@pytest.mark.sqlite_only  # the files of a SQLite spool; PostgreSQL erases inside the database
 async def test_erase_order_leaves_no_copy_in_any_spool_file_while_open(spool: Spool) -> None:
     """Rows updated several times (claimed, retried, dead) and then erased: the raw bytes of
     the database, its write-ahead log and its shared memory hold no trace of the order, with

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 
+from postbackd.spool.codec import SUMMARY_COLUMNS, summary_from_row
 from postbackd.spool.model import DeliverySummary, ListFilter, MinuteCount, Throughput
 from postbackd.spool.sqlite.reads import where_of
-from postbackd.spool.sqlite.rows import SUMMARY_COLUMNS, summary_from_row
 
 INDEXES = {
     "trigger_name": "deliveries_trigger",

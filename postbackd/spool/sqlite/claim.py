@@ -20,8 +20,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+from postbackd.spool.codec import SEQ_COLUMN, STORED_COLUMNS, stored_from_row
 from postbackd.spool.model import DeliveryState, StoredDelivery
-from postbackd.spool.sqlite.rows import SEQ_COLUMN, STORED_COLUMNS, id_list, stored_from_row
+from postbackd.spool.sqlite.rows import id_list
 
 WINDOW = 2048  # due index entries looked at before merging per destination
 CHUNK = 64

@@ -7,17 +7,17 @@ import sqlite3
 import time
 from typing import Any
 
+from postbackd.spool.codec import (
+    ATTEMPT_COLUMNS,
+    SUMMARY_COLUMNS,
+    attempt_from_row,
+    summary_from_row,
+)
 from postbackd.spool.model import (
     DeliveryDetail,
     DeliveryState,
     ListFilter,
     SpoolStats,
-)
-from postbackd.spool.sqlite.rows import (
-    ATTEMPT_COLUMNS,
-    SUMMARY_COLUMNS,
-    attempt_from_row,
-    summary_from_row,
 )
 
 

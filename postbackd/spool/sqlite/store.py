@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from postbackd.events import Event
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable
+from postbackd.spool.codec import decode_cursor
+from postbackd.spool.copy import TableRows
 from postbackd.spool.model import (
     ID_MATCHES_SHOWN,
     MIN_ID_PREFIX,
@@ -44,7 +47,7 @@ from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.lock import acquire_owner_lock
-from postbackd.spool.sqlite.rows import decode_cursor, id_list
+from postbackd.spool.sqlite.rows import id_list
 from postbackd.spool.sqlite.schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool.sqlite.threads import ConnectionThread, Operation, WriterThread
 from postbackd.spool.sqlite.verbs import SqliteVerbStore
@@ -176,6 +179,17 @@ class SqliteSpool:
     def owner(self) -> bool:
         """Whether this process owns the spool (recovered it at open, holds its lock)."""
         return self._lock_fd is not None
+
+    @property
+    def available(self) -> bool:
+        """A file is always there once open; a full disk shows as `SpoolUnavailable` on
+        intake (min_free), not here."""
+        return not self._closed
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        """Nothing to listen to: the daemon is the only process that delivers from this
+        file, it wakes its own dispatcher on intake, and a CLI command's retry is seen at the
+        dispatcher's next poll (within a second)."""
 
     # ------------------------------------------------------------------ intake
 
@@ -365,6 +379,30 @@ class SqliteSpool:
         Raises `UnknownDeliveryId`, or `AmbiguousDeliveryId` listing the ids it starts.
         """
         return choose_delivery_id(given, await self.match_delivery_ids(given))
+
+    # ------------------------------------------------------------------ spool copy
+
+    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
+        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+        rows: list[tuple[Any, ...]] = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {columns} FROM {table} ORDER BY {order_by}"
+            ).fetchall()
+        )
+        return rows
+
+    async def load(self, tables: Sequence[TableRows]) -> None:
+        """Insert copied rows, every table in one transaction."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            for rows in tables:
+                marks = ", ".join("?" for _ in rows.columns)
+                conn.executemany(
+                    f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
+                    rows.rows,
+                )
+
+        await self._write(insert)
 
     # ------------------------------------------------------------------ plumbing
 

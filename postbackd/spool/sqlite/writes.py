@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from postbackd.spool.codec import log_json
 from postbackd.spool.model import (
     FINAL_STATES,
     TRIGGER_INACTIVE,
@@ -21,7 +22,7 @@ from postbackd.spool.model import (
     TriggerSync,
 )
 from postbackd.spool.sqlite.claim import wake_successor
-from postbackd.spool.sqlite.rows import id_list, log_json
+from postbackd.spool.sqlite.rows import id_list
 
 
 @dataclass(frozen=True, slots=True)

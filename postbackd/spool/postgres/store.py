@@ -1,0 +1,502 @@
+"""The spool in PostgreSQL: one database shared by a fleet of nodes (DESIGN §10).
+
+Every node (daemon) and every CLI command pointed at the database sees and acts on the same
+events, deliveries and request log. A daemon node (`daemon=True`) also:
+
+- claims with a lease and renews it, every `lease / 3`, for everything it holds (claimed and not
+  yet recorded or released), so a long attempt keeps its delivery and a dead node's run out;
+- listens on `WORK_CHANNEL`, so a delivery committed, retried or unblocked on any node wakes
+  its dispatcher at once (`on_new_work`) instead of at its next poll;
+- rides out outages: while the database is unreachable, intake raises `SpoolUnavailable` (503),
+  `available` is False (``/readyz`` 503), claims find nothing, outcomes are retried with
+  backoff until written, and the pool reconnects by itself. Nothing here ever ends the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from postbackd.events import Event
+from postbackd.logs import get_logger
+from postbackd.plugin import SpoolUnavailable
+from postbackd.spool.codec import decode_cursor, redacted
+from postbackd.spool.copy import TableRows
+from postbackd.spool.model import (
+    ID_MATCHES_SHOWN,
+    MIN_ID_PREFIX,
+    NO_FILTER,
+    AttemptResult,
+    DeliveryDetail,
+    DeliveryState,
+    DeliverySummary,
+    ListFilter,
+    NewDelivery,
+    SpoolError,
+    SpoolStats,
+    StoredDelivery,
+    SubmitOutcome,
+    Throughput,
+    TriggerSync,
+    choose_delivery_id,
+)
+from postbackd.spool.postgres import claim, reads, writes
+from postbackd.spool.postgres.schema import WORK_CHANNEL, migrate
+from postbackd.spool.postgres.verbs import PostgresVerbStore
+from postbackd.spool.verbs import OperatorVerbs
+
+log = get_logger("postbackd.spool.postgres")
+
+S = DeliveryState
+NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
+RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
+POOL_SIZE = 10
+CONNECT_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 30.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown
+    asyncpg.exceptions.CannotConnectNowError,  # the server is starting or stopping
+)
+"""Errors that mean "the database cannot be reached now", not "this write is wrong"."""
+
+T = TypeVar("T")
+
+
+class PostgresSpool:
+    """Open with `await PostgresSpool.open(url, ...)`; `await spool.close()` at the end."""
+
+    def __init__(
+        self, url: str, pool: asyncpg.Pool, *, node: str, lease: float, daemon: bool
+    ) -> None:
+        self.url = url
+        self.where = redacted(url)
+        self.node = node
+        self.lease = lease
+        self._pool = pool
+        self._daemon = daemon
+        self._closed = False
+        self._down_since: float | None = None
+        self._held: set[str] = set()  # claimed by this node, not yet recorded or released
+        self._wakers: list[Callable[[], None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[bool]] = set()
+        self.verbs = OperatorVerbs(PostgresVerbStore(self._transact))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls, url: str, *, node: str | None = None, lease: float = 30.0, daemon: bool = False
+    ) -> PostgresSpool:
+        """Connect, migrate, and (a daemon node) start renewing leases and listening.
+
+        A daemon node waits for an unreachable database, retrying with backoff (a fleet's
+        nodes may start before their database); a CLI command fails at once with the reason.
+        """
+        where = redacted(url)
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                pool = await asyncpg.create_pool(
+                    url,
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    timeout=CONNECT_TIMEOUT,
+                    command_timeout=COMMAND_TIMEOUT,
+                )
+                break
+            except asyncpg.InvalidAuthorizationSpecificationError as exc:
+                raise SpoolError(
+                    f"PostgreSQL spool {where} refused the login: {exc}; check the user and "
+                    "password in [daemon] spool (or PGPASSWORD / ~/.pgpass)"
+                ) from None
+            except asyncpg.InvalidCatalogNameError as exc:
+                raise SpoolError(
+                    f"PostgreSQL spool {where}: {exc}; create the database (createdb) or fix "
+                    "its name in [daemon] spool"
+                ) from None
+            except UNREACHABLE as exc:
+                if not daemon:
+                    raise SpoolError(
+                        f"cannot reach the PostgreSQL spool {where}: {exc}; check that the "
+                        "server runs and the host and port in [daemon] spool"
+                    ) from None
+                log.warning(
+                    "PostgreSQL spool unreachable; retrying",
+                    spool=where,
+                    error=str(exc),
+                    retry_in_s=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, where)
+        except BaseException:
+            await pool.close()
+            raise
+        spool = cls(url, pool, node=node or socket.gethostname(), lease=lease, daemon=daemon)
+        if daemon:
+            recovered = await spool._transact(lambda conn: writes.recover_own(conn, spool.node))
+            if recovered:
+                log.warning(
+                    "deliveries this node left in flight put back to pending",
+                    spool=where,
+                    node=spool.node,
+                    count=recovered,
+                )
+            spool._keeper = asyncio.create_task(spool._keep(), name="spool-keeper")
+        return spool
+
+    async def close(self) -> None:
+        """Stop renewing and listening; outcomes still being retried are given up (their
+        deliveries' leases run out and they go again)."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [*self._retries, *([self._keeper] if self._keeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._listener is not None:
+            with contextlib.suppress(*UNREACHABLE):
+                await self._listener.close(timeout=2)
+        await self._pool.close()
+
+    async def __aenter__(self) -> PostgresSpool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def owner(self) -> bool:
+        """A daemon node hands work out; every node of the fleet does."""
+        return self._daemon
+
+    @property
+    def closed(self) -> bool:
+        """Closed at shutdown: writes are refused for good, not for now."""
+        return self._closed
+
+    @property
+    def available(self) -> bool:
+        """Whether the database answered the last time it was asked."""
+        return self._down_since is None and not self._closed
+
+    def on_new_work(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when any node commits work that may be due (NOTIFY), and when the
+        connection comes back after an outage (notifications may have been missed)."""
+        self._wakers.append(wake)
+
+    # ------------------------------------------------------------------ intake
+
+    async def submit(
+        self, event: Event, deliveries: Sequence[NewDelivery], *, source: str
+    ) -> SubmitOutcome:
+        (outcome,) = await self.submit_many([(event, deliveries)], source=source)
+        return outcome
+
+    async def submit_many(
+        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+    ) -> list[SubmitOutcome]:
+        """Commit events with their deliveries in one transaction: all stored, or none."""
+        batch: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
+        for event, deliveries in routed:
+            for new in deliveries:
+                if new.state not in NEW_STATES:
+                    raise ValueError(f"delivery {new.id}: a new delivery cannot be {new.state}")
+            row = writes.EventRow(
+                id=event.id,
+                type=event.type,
+                customer=event.customer,
+                order_id=event.order_id,
+                time=event.time,
+                source=source,
+                body=event.to_json(),
+            )
+            batch.append((row, deliveries))
+
+        async def run(conn: asyncpg.Connection) -> list[SubmitOutcome]:
+            await writes.lock_orders(conn, batch)
+            outcomes = [await writes.submit(conn, row, news) for row, news in batch]
+            if any(not o.duplicate and o.deliveries for o in outcomes):
+                await writes.notify_work(conn)
+            return outcomes
+
+        return await self._transact(run)
+
+    # ------------------------------------------------------------------ dispatcher
+
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        exclude: Collection[str] = (),
+        *,
+        exclude_destinations: Collection[str] = (),
+    ) -> list[StoredDelivery]:
+        """Claim up to `limit` due deliveries for this node with a lease; nothing while the
+        database is unreachable (the dispatcher looks again at its next poll)."""
+        if limit <= 0:
+            return []
+
+        async def run(conn: asyncpg.Connection) -> list[StoredDelivery]:
+            expired = await claim.recover_expired(conn, now)
+            if expired:
+                log.warning(
+                    "leases ran out: deliveries of nodes that stopped renewing them are due again",
+                    count=len(expired),
+                    nodes=sorted({str(node) for node in expired}),
+                )
+            return await claim.claim_due(
+                conn, now, limit, exclude, exclude_destinations, self.node, self.lease
+            )
+
+        try:
+            claimed = await self._transact(run)
+        except SpoolUnavailable:
+            return []
+        self._held.update(d.id for d in claimed)
+        return claimed
+
+    async def next_due_at(self, exclude_destinations: Collection[str] = ()) -> float | None:
+        try:
+            due: float | None = await self._transact(
+                lambda conn: claim.next_due_at(conn, exclude_destinations)
+            )
+        except SpoolUnavailable:
+            return None
+        return due
+
+    def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
+        """Log the attempt and move its delivery on, in one transaction; retried with backoff
+        while the database is unreachable, so an outcome is not lost to an outage."""
+        if result.new_state not in RECORDED_STATES:
+            raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
+        if result.outcome not in ("ok", "retry", "fail"):
+            raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
+        self._ensure_open()
+        task = asyncio.ensure_future(self._record_until_written(result))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+        return task
+
+    async def _record_until_written(self, result: AttemptResult) -> bool:
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                written = await self._transact(
+                    lambda conn: writes.record_attempt(conn, result, self.node)
+                )
+            except SpoolUnavailable:
+                if self._closed:
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            self._held.discard(result.delivery_id)
+            if not written:
+                log.info(
+                    "attempt for a delivery no longer in the spool", delivery_id=result.delivery_id
+                )
+            return written
+
+    async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int:
+        """inflight → pending at `next_attempt_at`; while the database is unreachable nothing
+        (the leases run out and the deliveries go again)."""
+        if not ids:
+            return 0
+        self._held.difference_update(ids)
+        try:
+            count: int = await self._transact(
+                lambda conn: writes.release_inflight(conn, ids, next_attempt_at, self.node)
+            )
+        except SpoolUnavailable:
+            return 0
+        return count
+
+    async def hold_inflight(self, delivery_id: str, reason: str) -> bool:
+        self._held.discard(delivery_id)
+        try:
+            held: bool = await self._transact(
+                lambda conn: writes.hold_inflight(conn, delivery_id, reason, self.node)
+            )
+        except SpoolUnavailable:
+            return False
+        return held
+
+    async def set_rendered(
+        self,
+        delivery_id: str,
+        body: bytes | None,
+        subject: str | None,
+        render_error: str | None,
+        *,
+        format: str | None = None,
+        content_type: str | None = None,
+    ) -> bool:
+        done: bool = await self._transact(
+            lambda conn: writes.set_rendered(
+                conn, delivery_id, body, subject, render_error, format, content_type
+            )
+        )
+        return done
+
+    async def sync_triggers(
+        self, active: Collection[str], inactive: Collection[str]
+    ) -> TriggerSync:
+        on, off = list(active), list(inactive)
+        sync: TriggerSync = await self._transact(lambda conn: writes.sync_triggers(conn, on, off))
+        return sync
+
+    # ------------------------------------------------------------------ queries
+
+    async def stats(self) -> SpoolStats:
+        result: SpoolStats = await self._transact(reads.stats)
+        return result
+
+    async def list_deliveries(
+        self, filters: ListFilter = NO_FILTER, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[DeliverySummary], str | None]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        after = decode_cursor(cursor)
+        page, next_seq = await self._transact(
+            lambda conn: reads.list_page(conn, filters, limit, after)
+        )
+        return page, None if next_seq is None else str(next_seq)
+
+    async def throughput(self, minutes: int = 60, now: float | None = None) -> Throughput:
+        end = time.time() if now is None else now
+        result: Throughput = await self._transact(
+            lambda conn: reads.finished_per_minute(conn, end, minutes)
+        )
+        return result
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryDetail | None:
+        detail: DeliveryDetail | None = await self._transact(
+            lambda conn: reads.get_delivery(conn, delivery_id)
+        )
+        return detail
+
+    async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
+        """The delivery ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more
+        characters) may stand for, in id order, at most `limit`."""
+        ids: list[str] = await self._transact(
+            lambda conn: reads.ids_with_prefix(conn, given, MIN_ID_PREFIX, limit)
+        )
+        return ids
+
+    async def resolve_delivery_id(self, given: str) -> str:
+        """The one delivery id that `given` names: itself, or the one id it is a prefix of."""
+        return choose_delivery_id(given, await self.match_delivery_ids(given))
+
+    # ------------------------------------------------------------------ spool copy
+
+    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
+        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+        rows = await self._transact(
+            lambda conn: conn.fetch(f"SELECT {columns} FROM {table} ORDER BY {order_by}")
+        )
+        return [tuple(row.values()) for row in rows]
+
+    async def load(self, tables: Sequence[TableRows]) -> None:
+        """COPY the rows in, every table in one transaction."""
+
+        async def insert(conn: asyncpg.Connection) -> None:
+            for rows in tables:
+                await conn.copy_records_to_table(
+                    rows.table, records=rows.rows, columns=list(rows.columns)
+                )
+
+        await self._transact(insert)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _transact(self, operation: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `operation` in one transaction on a pooled connection; an unreachable database
+        becomes `SpoolUnavailable` (and `available` False until it answers again)."""
+        self._ensure_open()
+        try:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn, conn.transaction():
+                result = await operation(conn)
+        except UNREACHABLE as exc:
+            self._went_down(exc)
+            raise SpoolUnavailable(
+                f"PostgreSQL spool {self.where} is unreachable ({exc or type(exc).__name__}); "
+                "postbackd reconnects by itself: send again later"
+            ) from None
+        self._came_back()
+        return result
+
+    def _went_down(self, exc: BaseException) -> None:
+        if self._down_since is None and not self._closed:
+            self._down_since = time.monotonic()
+            log.error(
+                "PostgreSQL spool unreachable: intake answers 503 and outcomes are kept until "
+                "it is back",
+                spool=self.where,
+                error=str(exc) or type(exc).__name__,
+            )
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                "PostgreSQL spool reachable again",
+                spool=self.where,
+                down_s=round(time.monotonic() - self._down_since, 1),
+            )
+            self._down_since = None
+            self._wake()
+
+    def _wake(self) -> None:
+        for wake in self._wakers:
+            wake()
+
+    def _notified(self, *_: Any) -> None:
+        self._wake()
+
+    async def _keep(self) -> None:
+        """A daemon node's upkeep: renew its leases, keep its LISTEN connection, notice the
+        database coming back even when nothing else asks it."""
+        interval = max(0.2, min(self.lease / 3, 10.0))
+        backoff = BACKOFF_FIRST
+        while True:
+            try:
+                if self._listener is None or self._listener.is_closed():
+                    self._listener = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+                    await self._listener.add_listener(WORK_CHANNEL, self._notified)
+                    self._wake()  # notifications sent while it was not listening are lost
+                await self._transact(functools.partial(self._renew, list(self._held)))
+                backoff = BACKOFF_FIRST
+                await asyncio.sleep(interval)
+            except (SpoolUnavailable, *UNREACHABLE) as exc:  # type: ignore[misc]
+                if not isinstance(exc, SpoolUnavailable):
+                    self._went_down(exc)
+                if self._listener is not None:
+                    self._listener.terminate()
+                    self._listener = None
+                await asyncio.sleep(min(backoff, interval))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _renew(self, held: list[str], conn: asyncpg.Connection) -> int:
+        return await writes.renew_leases(conn, held, self.node, self.lease)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise SpoolUnavailable(f"spool {self.where} is closed (postbackd is shutting down)")

@@ -1,0 +1,105 @@
+"""`postbackd spool copy`: a SQLite spool into PostgreSQL and back, history and schedules kept,
+a non-empty target refused. Real files, the real PostgreSQL of scripts/postgres.sh, the real
+command line in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from postbackd.spool import Spool, open_spool
+from postbackd.spool.model import DeliveryState
+from tests.pg_fixtures import pg_cluster, pg_url
+from tests.spool.test_spool import add, new_delivery, result, soon
+
+S = DeliveryState
+__all__ = ["pg_cluster", "pg_url"]
+
+
+def spool_copy(source: Path | str, target: Path | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postbackd", "spool", "copy", str(source), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def fill(spool: Spool) -> float:
+    """A done delivery with its request log, one due later, one held, one unmatched event."""
+    later = time.time() + 3600
+    await add(spool, "e1", new_delivery("done", order="o1"), order="o1")
+    (claimed,) = await spool.claim_due(soon(), 1)
+    await spool.record_attempt(result(claimed.id, S.DONE, request={"url": "https://x"}))
+    await add(spool, "e2", new_delivery("later", order="o2", next_attempt_at=later), order="o2")
+    await add(spool, "e3", new_delivery("held", order="o3", ordered=True), order="o3")
+    await spool.verbs.hold(["held"])
+    await add(spool, "unmatched")
+    return later
+
+
+async def snapshot(target: Path | str) -> dict[str, tuple[object, ...]]:
+    async with await open_spool(target) as spool:
+        page, _ = await spool.list_deliveries(limit=100)
+        out: dict[str, tuple[object, ...]] = {}
+        for summary in page:
+            detail = await spool.get_delivery(summary.id)
+            assert detail is not None
+            out[summary.id] = (
+                summary.state,
+                summary.next_attempt_at,
+                summary.attempts,
+                summary.held_reason,
+                detail.body,
+                detail.event,
+                [(a.number, a.status, a.request) for a in detail.attempts],
+            )
+        stats = await spool.stats()
+        out["stats"] = (stats.events, stats.unmatched_events, dict(stats.by_state))
+        return out
+
+
+async def test_sqlite_into_postgresql_and_back(tmp_path: Path, pg_url: str) -> None:
+    source = tmp_path / "spool.db"
+    async with await open_spool(source) as spool:
+        later = await fill(spool)
+    original = await snapshot(source)
+    assert original["later"][1] == later
+
+    done = spool_copy(source, pg_url)
+    assert done.returncode == 0, done.stderr
+    assert "copied 4 events, 3 deliveries and 1 request log entries" in done.stdout
+    assert await snapshot(pg_url) == original
+
+    back = tmp_path / "back.db"
+    done = spool_copy(pg_url, back)
+    assert done.returncode == 0, done.stderr
+    assert await snapshot(back) == original
+
+
+async def test_a_non_empty_target_and_a_missing_source_are_refused(
+    tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "spool.db"
+    async with await open_spool(source) as spool:
+        await fill(spool)
+    assert spool_copy(source, pg_url).returncode == 0
+    again = spool_copy(source, pg_url)
+    assert again.returncode == 1
+    assert "already holds 4 events and 3 deliveries: copy into an empty spool" in again.stderr
+    missing = spool_copy(tmp_path / "nope.db", tmp_path / "new.db")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert not (tmp_path / "new.db").exists()
+
+
+async def test_a_running_daemons_spool_file_is_not_copied(tmp_path: Path, pg_url: str) -> None:
+    source = tmp_path / "spool.db"
+    async with await open_spool(source, exclusive=True) as spool:  # as its daemon holds it
+        await fill(spool)
+        refused = spool_copy(source, pg_url)
+    assert refused.returncode == 1, refused.stdout
+    async with await open_spool(pg_url) as target:
+        assert (await target.stats()).events == 0
