@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from postbackd.spool import Spool, open_spool
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
 from tests.configs import webhook_config
+from tests.pg_fixtures import fresh_database, pg_cluster
+
+__all__ = ["pg_cluster"]  # the session fixture behind `spool_target`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,3 +67,24 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., PostbackdDaemon]]:
     yield make
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def spool_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where the contract suite's spool lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "spool.db"
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("tests the SQLite spool's own machinery")
+    with fresh_database(request.getfixturevalue("pg_cluster")) as url:
+        yield url
+
+
+@pytest.fixture
+async def spool(spool_target: Path | str) -> AsyncIterator[Spool]:
+    opened = await open_spool(spool_target)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -15,7 +15,7 @@ from postbackd.breaker import BreakerBoard
 from postbackd.dispatcher import BUFFER_FACTOR, Dispatcher
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.model import DeliveryState, StoredDelivery
-from tests.spool.test_spool import make_event, new_delivery, result
+from tests.spool.helpers import make_event, new_delivery, result
 
 DESTINATION = "https://hooks.example:443"
 

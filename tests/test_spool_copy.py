@@ -12,7 +12,7 @@ from pathlib import Path
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.model import DeliveryState
 from tests.pg_fixtures import pg_cluster, pg_url
-from tests.spool.test_spool import add, new_delivery, result, soon
+from tests.spool.helpers import add, new_delivery, result, soon
 
 S = DeliveryState
 __all__ = ["pg_cluster", "pg_url"]

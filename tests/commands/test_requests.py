@@ -25,11 +25,10 @@ from postbackd.commands.spool_access import (
 )
 from postbackd.spool import Spool
 from postbackd.spool.model import AttemptRecord, DeliveryDetail, DeliveryState, DeliverySummary
-from tests.spool.test_spool import add, new_delivery, spool
+from tests.spool.helpers import add, new_delivery
 
 S = DeliveryState
 NOW = 1_800_000_000.0
-__all__ = ["spool"]  # the fixture
 
 
 def summary(**changes: object) -> DeliverySummary:

@@ -21,7 +21,7 @@ from postbackd.events import parse_event
 from postbackd.spool import open_spool
 from postbackd.testing import PostbackdDaemon, free_port
 from tests.configs import event, webhook_config
-from tests.spool.test_spool import new_delivery
+from tests.spool.helpers import new_delivery
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 

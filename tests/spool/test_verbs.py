@@ -10,20 +10,9 @@ import pytest
 
 from postbackd.spool import ListFilter, Spool
 from postbackd.spool.model import TRIGGER_INACTIVE, DeliveryState, ErasedCounts, TriggerSync
-from tests.spool.test_spool import (
-    add,
-    count_rows,
-    new_delivery,
-    pg_cluster,
-    result,
-    soon,
-    spool,
-    spool_target,
-    state_of,
-)
+from tests.spool.helpers import add, count_rows, new_delivery, result, soon, state_of
 
 S = DeliveryState
-__all__ = ["pg_cluster", "spool", "spool_target"]  # the contract suite's fixtures
 
 
 async def make_dead(spool: Spool, delivery_id: str, **options: object) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.model import DeliveryState, DeliverySummary, ListFilter
 from postbackd.spool.sqlite.browse import INDEXES, ORDER_INDEX, choose_index, list_page
-from tests.spool.test_spool import add, new_delivery, result
+from tests.spool.helpers import add, new_delivery, result
 
 S = DeliveryState
 CUSTOMERS = ("acme", "globex", "initech")

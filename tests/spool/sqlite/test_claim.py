@@ -10,12 +10,11 @@ import pytest
 import postbackd.spool.sqlite.claim as spool_claim
 from postbackd.spool import Spool
 from postbackd.spool.model import DeliveryState
-from tests.spool.test_spool import add, new_delivery, pg_cluster, result, spool, spool_target
+from tests.spool.helpers import add, new_delivery, result
 
 S = DeliveryState
 DOWN = "https://down.example:443"
 UP = "https://up.example:443"
-__all__ = ["pg_cluster", "spool", "spool_target"]
 
 
 @pytest.fixture(autouse=True)

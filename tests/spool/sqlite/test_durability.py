@@ -18,7 +18,7 @@ import postbackd.spool.sqlite.lock as spool_lock
 from postbackd.spool import open_spool
 from postbackd.spool.model import DeliveryState, SpoolError
 from tests.paths import REPO
-from tests.spool.test_spool import make_event, new_delivery, result
+from tests.spool.helpers import make_event, new_delivery, result
 
 S = DeliveryState
 
@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     import asyncio, sys, time
     from pathlib import Path
     from postbackd.spool import Spool, open_spool
-    from tests.spool.test_spool import make_event, new_delivery
+    from tests.spool.helpers import make_event, new_delivery
 
     async def main():
         spool = await open_spool(Path(sys.argv[1]), exclusive=True)
