@@ -8,7 +8,8 @@ Both backends name their columns alike, so a row read by either becomes the same
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,8 +24,11 @@ LOGGED_ATTEMPTS = (
 STORED_COLUMNS = (
     "id, event_id, trigger_name, plugin, customer, event_type, order_id, format, content_type, "
     "subject, body, render_error, state, attempts, ordered, created_at, next_attempt_at, seq, "
-    f"destination, {LOGGED_ATTEMPTS}"
+    "destination"
 )
+"""What a claim reads. Without the logged attempt number: as a column of ``UPDATE … RETURNING``
+(or of a sorted claim) the subquery ran for every row considered, not per claimed row — 1 ms of
+writer time per delivery. Claims fill it afterwards for what they took (`with_logged_attempts`)."""
 SUMMARY_COLUMNS = (
     "id, event_id, order_id, customer, trigger_name, event_type, plugin, state, "
     f"{LOGGED_ATTEMPTS}, created_at, next_attempt_at, last_status, last_error, destination, "
@@ -39,6 +43,14 @@ def stored_from_row(row: Sequence[Any]) -> StoredDelivery:
     values[12] = DeliveryState(values[12])
     values[14] = bool(values[14])
     return StoredDelivery(*values)
+
+
+def with_logged_attempts(
+    claimed: list[StoredDelivery], numbers: Mapping[str, int]
+) -> list[StoredDelivery]:
+    """`claimed` with each one's last logged attempt number (`numbers`: id → max(number), only
+    for deliveries attempted before)."""
+    return [replace(d, logged_attempts=numbers[d.id]) if d.id in numbers else d for d in claimed]
 
 
 def summary_from_row(row: Sequence[Any]) -> DeliverySummary:

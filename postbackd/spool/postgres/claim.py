@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import asyncpg
 
-from postbackd.spool.codec import STORED_COLUMNS, stored_from_row
+from postbackd.spool.codec import STORED_COLUMNS, stored_from_row, with_logged_attempts
 from postbackd.spool.model import DeliveryState, StoredDelivery
 from postbackd.spool.postgres.schema import DB_NOW
 
@@ -75,7 +75,16 @@ async def claim_due(
                 continue
         taken.append(delivery)
     await _mark(conn, [d.seq for d in taken[marked:]], now, node, lease)
-    return [replace(d, state=DeliveryState.INFLIGHT) for d in taken]
+    numbers: dict[str, int] = {}
+    if taken:
+        rows = await conn.fetch(
+            "SELECT delivery_id, max(number) FROM attempts "
+            "WHERE delivery_id = ANY($1::text[]) GROUP BY delivery_id",
+            [d.id for d in taken],
+        )
+        numbers = {row[0]: row[1] for row in rows}
+    claimed = [replace(d, state=DeliveryState.INFLIGHT) for d in taken]
+    return with_logged_attempts(claimed, numbers)
 
 
 async def _mark(

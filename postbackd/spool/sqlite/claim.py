@@ -20,7 +20,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from postbackd.spool.codec import SEQ_COLUMN, STORED_COLUMNS, stored_from_row
+from postbackd.spool.codec import (
+    SEQ_COLUMN,
+    STORED_COLUMNS,
+    stored_from_row,
+    with_logged_attempts,
+)
 from postbackd.spool.model import DeliveryState, StoredDelivery
 from postbackd.spool.sqlite.rows import id_list
 
@@ -52,12 +57,24 @@ def claim_due(
             claimer.take(head)
             if claimer.full or len(head) < batch:
                 break
-        return claimer.claimed
-    claimer.take(_window(conn, now, exclude_destinations))
-    if not claimer.full and _beyond_window(conn, now):
-        groups = [d for d in pending_destinations(conn) if d not in exclude_destinations]
-        claimer.take(heapq.merge(*(_due_of(conn, group, now) for group in groups)))
-    return claimer.claimed
+    else:
+        claimer.take(_window(conn, now, exclude_destinations))
+        if not claimer.full and _beyond_window(conn, now):
+            groups = [d for d in pending_destinations(conn) if d not in exclude_destinations]
+            claimer.take(heapq.merge(*(_due_of(conn, group, now) for group in groups)))
+    return with_logged_attempts(claimer.claimed, _logged_numbers(conn, claimer.claimed))
+
+
+def _logged_numbers(conn: sqlite3.Connection, claimed: list[StoredDelivery]) -> dict[str, int]:
+    """id → the number of its last logged attempt, for the claimed deliveries that have one."""
+    if not claimed:
+        return {}
+    rows = conn.execute(
+        "SELECT delivery_id, max(number) FROM attempts "
+        "WHERE delivery_id IN (SELECT value FROM json_each(?)) GROUP BY delivery_id",
+        (json.dumps([d.id for d in claimed]),),
+    ).fetchall()
+    return {delivery_id: number for delivery_id, number in rows}
 
 
 def next_due_at(conn: sqlite3.Connection, exclude_destinations: frozenset[str]) -> float | None:
