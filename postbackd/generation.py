@@ -11,7 +11,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from postbackd.config import Config, ConfigCache, ConfigError, Diagnostic, load_config
+from postbackd.config import (
+    Config,
+    ConfigCache,
+    ConfigError,
+    Diagnostic,
+    PluginClasses,
+    load_config,
+)
 from postbackd.events import now_iso
 from postbackd.plugin import PluginContext
 from postbackd.plugins import PluginHost, instantiate, load_plugins
@@ -78,6 +85,13 @@ class Plugins:
             self.deliveries[name] = instance
             self._built_with[name] = table
         return replaced
+
+    def classes(self) -> PluginClasses:
+        """The registered classes, whose ``read_settings`` the loader reads their tables with."""
+        return PluginClasses(
+            sources={name: r.value for name, r in self.host.sources.items()},
+            deliveries={name: r.value for name, r in self.host.deliveries.items()},
+        )
 
     def validators(self) -> dict[str, Callable[[Mapping[str, Any]], list[str]]]:
         return {name: plugin.validate_options for name, plugin in self.deliveries.items()}
@@ -149,6 +163,7 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     config = load_config(
         conf_dir,
         deliveries=plugins.validators(),
+        classes=plugins.classes(),
         resolve_secret=plugins.resolve_secret,
         cache=plugins.config_cache,
     )

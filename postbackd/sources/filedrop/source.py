@@ -32,15 +32,17 @@ from postbackd.events import EventRejected
 from postbackd.logs import get_logger
 from postbackd.plugin import (
     PluginContext,
+    SettingsReader,
     SpoolUnavailable,
     Submit,
     count_rejected,
+    read_mapping,
     submit_many,
 )
 from postbackd.sources.filedrop import files
 from postbackd.sources.filedrop.files import BadLine, DropKind, DroppedFile
 from postbackd.sources.filedrop.watch import start_watching, stat_all, stop_watching
-from postbackd.units import format_duration, parse_duration
+from postbackd.units import format_duration
 
 log = get_logger("postbackd.sources.filedrop")
 
@@ -56,31 +58,10 @@ SUBMIT_BATCH = 500  # events of one file committed together (a file of 100,000 l
 
 @dataclass(frozen=True)
 class FileDropSettings:
+    """The ``[sources.filedrop]`` table, read."""
+
     directory: Path
     keep_processed: float = 7 * 86400.0
-
-    @classmethod
-    def from_mapping(
-        cls, settings: Mapping[str, Any], table: str = "sources.filedrop"
-    ) -> FileDropSettings:
-        """Validate a ``[sources.filedrop]`` table; raises ValueError listing every problem."""
-        problems = [
-            f"[{table}] {key}: unknown setting; known: directory, keep_processed"
-            for key in sorted(set(settings) - {"directory", "keep_processed"})
-        ]
-        directory = settings.get("directory")
-        if not isinstance(directory, str) or not directory.strip():
-            problems.append(
-                f"[{table}] directory: required: the directory to watch for event files"
-            )
-        keep = 7 * 86400.0
-        try:
-            keep = parse_duration(settings.get("keep_processed", "7d"))
-        except ValueError as exc:
-            problems.append(f"[{table}] keep_processed: {exc}")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return cls(directory=Path(str(directory)).absolute(), keep_processed=keep)
 
 
 @dataclass
@@ -93,7 +74,7 @@ class FileDropSource:
     """Watches ``[sources.filedrop] directory`` and submits the events of each complete file."""
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext | None = None) -> None:
-        self.settings = FileDropSettings.from_mapping(settings)
+        self.settings = read_mapping(self.read_settings, settings, "[sources.filedrop]")
         self.directory = self.settings.directory
         self.context = context
         self._submit: Submit | None = None
@@ -105,6 +86,16 @@ class FileDropSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._worker: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> FileDropSettings:
+        """Read ``[sources.filedrop]`` (see the module docstring)."""
+        reader.check_keys(("directory", "keep_processed"))
+        if "directory" not in reader.data:
+            reader.error('missing required key "directory": the directory to watch for event files')
+        directory = reader.path_value("directory")
+        keep = reader.duration("keep_processed", FileDropSettings.keep_processed)
+        return FileDropSettings(directory or Path(), keep)
 
     @property
     def ready(self) -> bool:
