@@ -21,7 +21,7 @@ from postbackd.config import (
 )
 from postbackd.events import now_iso
 from postbackd.plugin import PluginContext
-from postbackd.plugins import PluginHost, instantiate, load_plugins
+from postbackd.plugins import PluginError, PluginHost, instantiate, load_plugins
 from postbackd.router import Router
 from postbackd.templates import CompiledCache, RenderError, TemplateEngine
 
@@ -124,7 +124,15 @@ def open_plugins(
         disabled=disabled,
     )
     plugins = Plugins(host, ConfigHolder(), config_cache=cache)
-    plugins.build_deliveries(first.deliveries if first else {})
+    tables = first.deliveries if first else {}
+    try:
+        plugins.build_deliveries(tables)
+    except PluginError:
+        # A delivery that reads its table with read_settings has it checked by the full load,
+        # each problem at its key's line: meanwhile it is built with its defaults. One that
+        # does not refuses here, as it always did.
+        read = {name for name, r in host.deliveries.items() if hasattr(r.value, "read_settings")}
+        plugins.build_deliveries({name: t for name, t in tables.items() if name not in read})
     return plugins
 
 

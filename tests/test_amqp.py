@@ -297,7 +297,7 @@ def test_settings_report_every_problem_by_key() -> None:
     assert '[sources.amqp] queu: unknown key "queu" (did you mean "queue"?)' in text
     with pytest.raises(ValueError, match="delivery_limit: only quorum queues have one"):
         AmqpSource({"queue": "q", "declare": True, "delivery_limit": 5})
-    with pytest.raises(ValueError, match="delivery_limit: expected -1 .no limit. or a whole"):
+    with pytest.raises(ValueError, match=r"delivery_limit: expected -1 \(no limit\) or a whole"):
         AmqpSource({"queue": "q", "declare": True, "queue_type": "quorum", "delivery_limit": 0})
     settings = AmqpSource(
         {
