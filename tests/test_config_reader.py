@@ -18,6 +18,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postbackd.commands.common import admin_base_url
 from postbackd.config import ConfigError, PluginClasses, load_config
 from postbackd.config.reader import MappingReader
 from postbackd.plugin import AdminEndpoint, SettingsReader, read_mapping
@@ -201,3 +202,11 @@ def test_check_reports_a_bad_source_setting_at_its_line(tmp_path: Path) -> None:
         "queue to",
         f"{where}:15: [deliveries.email] pool_size: must be at least 1, got 0",
     ]
+
+
+def test_reload_and_send_find_the_admin_api_where_it_is_served(tmp_path: Path) -> None:
+    conf = tmp_path / "a.toml"
+    conf.write_text('[daemon]\nadmin_listen = "127.0.0.1:9001"\nadmin_token = "a"\n')
+    assert admin_base_url(tmp_path) == ("http://127.0.0.1:9001", "a")
+    conf.write_text('[sources.http]\nlisten = "[::]:9002"\ntoken = "t"\n')
+    assert admin_base_url(tmp_path) == ("http://127.0.0.1:9002", "t")
