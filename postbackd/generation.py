@@ -11,10 +11,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from postbackd.config import Config, ConfigCache, ConfigError, Diagnostic, load_config
+from postbackd.config import (
+    Config,
+    ConfigCache,
+    ConfigError,
+    Diagnostic,
+    PluginClasses,
+    load_config,
+)
 from postbackd.events import now_iso
 from postbackd.plugin import PluginContext
-from postbackd.plugins import PluginHost, instantiate, load_plugins
+from postbackd.plugins import PluginError, PluginHost, instantiate, load_plugins
 from postbackd.router import Router
 from postbackd.templates import CompiledCache, RenderError, TemplateEngine
 
@@ -79,6 +86,13 @@ class Plugins:
             self._built_with[name] = table
         return replaced
 
+    def classes(self) -> PluginClasses:
+        """The registered classes, whose ``read_settings`` the loader reads their tables with."""
+        return PluginClasses(
+            sources={name: r.value for name, r in self.host.sources.items()},
+            deliveries={name: r.value for name, r in self.host.deliveries.items()},
+        )
+
     def validators(self) -> dict[str, Callable[[Mapping[str, Any]], list[str]]]:
         return {name: plugin.validate_options for name, plugin in self.deliveries.items()}
 
@@ -110,7 +124,15 @@ def open_plugins(
         disabled=disabled,
     )
     plugins = Plugins(host, ConfigHolder(), config_cache=cache)
-    plugins.build_deliveries(first.deliveries if first else {})
+    tables = first.deliveries if first else {}
+    try:
+        plugins.build_deliveries(tables)
+    except PluginError:
+        # A delivery that reads its table with read_settings has it checked by the full load,
+        # each problem at its key's line: meanwhile it is built with its defaults. One that
+        # does not refuses here, as it always did.
+        read = {name for name, r in host.deliveries.items() if hasattr(r.value, "read_settings")}
+        plugins.build_deliveries({name: t for name, t in tables.items() if name not in read})
     return plugins
 
 
@@ -149,6 +171,7 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     config = load_config(
         conf_dir,
         deliveries=plugins.validators(),
+        classes=plugins.classes(),
         resolve_secret=plugins.resolve_secret,
         cache=plugins.config_cache,
     )

@@ -6,7 +6,12 @@ one instance per name with the ``[deliveries.NAME]`` table (or ``{}``) and calls
 ``close`` at shutdown. A source plugin registers a class with ``postbackd_register_sources``;
 it is built from its ``[sources.NAME]`` table and runs between ``start(submit)`` and ``stop()``.
 
-A class whose ``__init__`` accepts a ``context`` keyword also receives a `PluginContext`.
+A class whose ``__init__`` accepts a ``context`` keyword also receives a `PluginContext`. A
+class may read its table with a ``read_settings(reader)`` classmethod: the loader calls it with
+a `SettingsReader` over the table, so ``postbackd check`` and every reload report each problem
+at its key's file:line, and ``__init__`` reads the mapping it is given with the same method
+through `read_mapping`. A source that serves the admin API on its own listener declares it
+with ``admin_endpoint(settings) -> AdminEndpoint | None``.
 `parse_event` (a decoded envelope → `Event`, or `EventRejected` naming the field) and
 `parse_duration` (``"5s"`` → 5.0) let a plugin check its input the way postbackd does.
 
@@ -22,16 +27,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pluggy
 
 from postbackd import __version__
+from postbackd.config import AdminEndpoint, Config, SettingsReader, read_mapping
 from postbackd.events import Event, EventRejected, parse_event
 from postbackd.units import parse_duration
-
-if TYPE_CHECKING:
-    from postbackd.config import Config
 
 API_VERSION = 1
 PROJECT = "postbackd"
@@ -154,7 +157,9 @@ class PluginContext:
 
     ``config()`` returns the configuration in force *now* (it changes on reload).
     ``admin_routes`` are the daemon's admin API routes (aiohttp route definitions): a source
-    that listens for HTTP serves them on its listener, so there is one port to operate.
+    that listens for HTTP serves them on its listener, so there is one port to operate, and
+    says so with ``admin_endpoint(settings)`` (see `AdminEndpoint`) so that the daemon does not
+    open ``[daemon] admin_listen`` as well.
     """
 
     config: Callable[[], Config]
@@ -179,10 +184,11 @@ class ConnectionCheck:
 
 
 class DeliveryPlugin(Protocol):
-    """What a delivery class provides. Optional: ``destination(options) -> str`` (the unit of
-    concurrency and circuit breaking), ``async check_connections(triggers)`` (see
-    `ConnectionCheck`) and ``test_summary(outcome) -> str | None`` (what `postbackd test` prints
-    instead of the request and response, when the plugin has a better account)."""
+    """What a delivery class provides. Optional: ``read_settings(reader)`` (a classmethod that
+    reads the ``[deliveries.NAME]`` table; see `SettingsReader`), ``destination(options) ->
+    str`` (the unit of concurrency and circuit breaking), ``async check_connections(triggers)``
+    (see `ConnectionCheck`) and ``test_summary(outcome) -> str | None`` (what `postbackd test`
+    prints instead of the request and response, when the plugin has a better account)."""
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]: ...
 
@@ -192,7 +198,11 @@ class DeliveryPlugin(Protocol):
 
 
 class SourcePlugin(Protocol):
-    """What a source class provides. ``ready`` (a bool attribute or property) is optional.
+    """What a source class provides. Optional: ``ready`` (a bool attribute or property),
+    ``read_settings(reader)`` (a classmethod that reads the ``[sources.NAME]`` table; see
+    `SettingsReader`) and ``admin_endpoint(settings) -> AdminEndpoint | None`` (a classmethod:
+    the listener on which it serves `PluginContext.admin_routes`, given what ``read_settings``
+    returned).
 
     ``start`` returns once the source runs. It may return an awaitable — typically the
     `asyncio.Task` of its main loop — which postbackd watches: if it ends before ``stop``
@@ -214,6 +224,7 @@ RegisterFunction = Callable[[str, Callable[..., Any]], None]
 
 __all__ = [
     "API_VERSION",
+    "AdminEndpoint",
     "ConnectionCheck",
     "Delivery",
     "DeliveryPlugin",
@@ -225,6 +236,7 @@ __all__ = [
     "RegisterDelivery",
     "RegisterFunction",
     "RegisterSource",
+    "SettingsReader",
     "SourcePlugin",
     "SpoolUnavailable",
     "Submit",
@@ -233,5 +245,6 @@ __all__ = [
     "hookimpl",
     "parse_duration",
     "parse_event",
+    "read_mapping",
     "submit_many",
 ]

@@ -2,8 +2,9 @@
 
 Only what changed is rebuilt: a source whose ``[sources.NAME]`` table is unchanged keeps
 running (its listener keeps serving) across a reload; a changed one is stopped and started
-with its new settings. With no HTTP source, the admin API still listens on
-``[daemon] admin_listen`` so health and metrics always exist.
+with its new settings. Unless a source serves the admin API on its own listener (it declares
+an `AdminEndpoint`), the admin API listens on ``[daemon] admin_listen``, so health and metrics
+always exist.
 
 Sources are supervised: one whose ``start`` raises, or whose watched task (what ``start``
 returned) dies, is stopped, reported not ready, counted, and started again with backoff —
@@ -47,7 +48,6 @@ log = get_logger("postbackd.sources")
 
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 STABLE_AFTER = 60.0  # a source that ran this long before crashing starts the backoff afresh
-HTTP_SOURCE = "http"
 
 
 @dataclass
@@ -142,7 +142,7 @@ class SourceSet:
             listen = getattr(instance, "listen", None)
             if listen:
                 wanted.append((f"{source.location}: [sources.{name}] listen", str(listen)))
-        if HTTP_SOURCE not in config.sources:
+        if config.admin_endpoint is None:
             wanted.append(("[daemon] admin_listen", config.daemon.admin_listen))
         problems = []
         for label, listen in wanted:
@@ -299,7 +299,7 @@ class SourceSet:
         await _cancel(running.watched)
 
     async def _apply_admin_listener(self, config: Config) -> None:
-        listen = None if HTTP_SOURCE in config.sources else config.daemon.admin_listen
+        listen = None if config.admin_endpoint is not None else config.daemon.admin_listen
         if listen == self._admin_listen:
             return
         await self._stop_admin()

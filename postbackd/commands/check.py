@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     conf_dir, plugins = opened
     try:
         result = load_config_with_warnings(
-            conf_dir, deliveries=plugins.validators(), resolve_secret=plugins.resolve_secret
+            conf_dir,
+            deliveries=plugins.validators(),
+            classes=plugins.classes(),
+            resolve_secret=plugins.resolve_secret,
         )
     except ConfigError as exc:
         for diagnostic in exc.diagnostics:

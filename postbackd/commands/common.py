@@ -64,15 +64,23 @@ def open_or_report(args: argparse.Namespace, *, stream: TextIO) -> tuple[Path, P
 def admin_base_url(conf_dir: Path) -> tuple[str, str | None]:
     """Where the running daemon's admin API listens, and its admin token, from the config.
 
-    The HTTP source's listener when there is one, else ``[daemon] admin_listen``. Secrets are
-    resolved as the daemon resolves them (this runs as ExecReload, in the unit's environment).
+    The listener of the source that serves the admin API (its `AdminEndpoint`) when there is
+    one, else ``[daemon] admin_listen``; so the plugins are loaded, as the daemon loads them.
+    Secrets are resolved as the daemon resolves them (this runs as ExecReload, in the unit's
+    environment). Raises ConfigError, a plugin that cannot be loaded included.
     """
-    from postbackd.config import load_config
+    from postbackd.config import ConfigError, Diagnostic, load_config
+    from postbackd.generation import open_plugins
+    from postbackd.plugins import PluginError
 
-    config = load_config(conf_dir)
-    http = config.sources.get("http")
-    listen = str(http.settings.get("listen", "127.0.0.1:8787")) if http else None
-    host, _, port = (listen or config.daemon.admin_listen).rpartition(":")
+    try:
+        plugins = open_plugins(conf_dir)
+    except PluginError as exc:
+        raise ConfigError([Diagnostic(conf_dir, 0, f"plugin error: {exc}")]) from exc
+    config = load_config(conf_dir, classes=plugins.classes(), resolve_secret=plugins.resolve_secret)
+    endpoint = config.admin_endpoint
+    listen = endpoint.listen if endpoint is not None else config.daemon.admin_listen
+    host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"

@@ -2,8 +2,9 @@
 
 Inside: `model` (the frozen dataclasses), `load` (the loader that reports every problem with
 file:line), `files` and `parse` (which files count, one file to a `ConfFile`), `cache` (files
-that did not change are not parsed again), `table` (the typed settings reader), `sections` and
-`items` (the tables of DESIGN §3), `secrets` (``${scheme:...}`` references), `tomllines` (the
+that did not change are not parsed again), `reader` (the typed settings reader, also offered to
+plugins) and `table` (a table of a file, read with it), `sections`, `plugin_tables` and `items`
+(the tables of DESIGN §3), `secrets` (``${scheme:...}`` references), `tomllines` (the
 line of a key), `report` (diagnostics) and `watch` (reload when a file is closed).
 """
 
@@ -15,6 +16,7 @@ from postbackd.config.items import CUSTOMER_ID
 from postbackd.config.load import (
     BUILTIN_TEMPLATE_NAMES,
     LoadResult,
+    PluginClasses,
     ValidateOptions,
     config_files,
     default_spool,
@@ -23,6 +25,7 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import (
     DEFAULT_RETRY_SCHEDULE,
+    AdminEndpoint,
     AllowedDestination,
     Config,
     Customer,
@@ -38,6 +41,7 @@ from postbackd.config.model import (
     Trigger,
     UiConfig,
 )
+from postbackd.config.reader import SettingsReader, read_mapping
 from postbackd.config.report import ConfigError, Diagnostic
 from postbackd.config.watch import ConfigWatcher
 
@@ -45,6 +49,7 @@ __all__ = [
     "BUILTIN_TEMPLATE_NAMES",
     "CUSTOMER_ID",
     "DEFAULT_RETRY_SCHEDULE",
+    "AdminEndpoint",
     "AllowedDestination",
     "Config",
     "ConfigCache",
@@ -57,6 +62,8 @@ __all__ = [
     "Location",
     "Lookup",
     "Network",
+    "PluginClasses",
+    "SettingsReader",
     "SmtpConfig",
     "SourceConfig",
     "TemplateConfig",
@@ -69,5 +76,6 @@ __all__ = [
     "default_spool",
     "load_config",
     "load_config_with_warnings",
+    "read_mapping",
     "readable_spool_setting",
 ]

@@ -25,8 +25,9 @@ from postbackd.config.model import (
     TemplateConfig,
     Trigger,
 )
+from postbackd.config.reader import kind_of
 from postbackd.config.report import did_you_mean
-from postbackd.config.table import Table, kind_of
+from postbackd.config.table import Table
 from postbackd.events import ALIASES, CANONICAL_TYPES, canonical_type
 from postbackd.redaction import Redactor
 from postbackd.units import parse_duration

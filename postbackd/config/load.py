@@ -47,19 +47,18 @@ from postbackd.config.items import (
     build_template,
     build_trigger,
 )
-from postbackd.config.model import Config, Trigger
+from postbackd.config.model import Config, Trigger, first_admin_endpoint
 from postbackd.config.parse import ITEM_TABLES, PLUGIN_TABLES
+from postbackd.config.plugin_tables import (
+    PluginClasses,
+    build_source,
+    check_admin_endpoints,
+    plugin_settings,
+    read_settings,
+)
 from postbackd.config.report import ConfigError, Diagnostic, Reporter, did_you_mean
 from postbackd.config.secrets import SchemeResolver, SecretResolver
-from postbackd.config.sections import (
-    build_daemon,
-    build_smtp,
-    build_source,
-    build_ui,
-    check_admin_listener,
-    http_token,
-    plugin_settings,
-)
+from postbackd.config.sections import build_daemon, build_smtp, build_ui, check_admin_listener
 from postbackd.config.table import Built, ConfFile, Table
 from postbackd.redaction import Redactor
 
@@ -69,6 +68,7 @@ __all__ = [
     "ConfigError",
     "Diagnostic",
     "LoadResult",
+    "PluginClasses",
     "ValidateOptions",
     "config_files",
     "default_spool",
@@ -109,6 +109,7 @@ def load_config(
     conf_dir: Path,
     *,
     deliveries: Mapping[str, ValidateOptions] | None = None,
+    classes: PluginClasses | None = None,
     resolve_secret: SchemeResolver | None = None,
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
@@ -118,8 +119,11 @@ def load_config(
     """The validated configuration of `conf_dir`; `ConfigError` lists every error found.
 
     `deliveries` maps each registered delivery name to its ``validate_options``; without it,
-    delivery names are not checked. `resolve_secret` resolves ``${scheme:rest}`` references of
-    schemes other than env/file/credential (None when the scheme is not its own). `environ`
+    delivery names are not checked. `classes` are the registered plugin classes: each
+    ``[sources.NAME]``/``[deliveries.NAME]`` whose class has ``read_settings`` is read by it
+    (`postbackd.config.plugin_tables`); without them, those tables are only kept.
+    `resolve_secret` resolves ``${scheme:rest}`` references of schemes other than
+    env/file/credential (None when the scheme is not its own). `environ`
     (default ``os.environ``) supplies ``${env:...}``, ``CREDENTIALS_DIRECTORY`` and
     ``STATE_DIRECTORY``. `pending` maps paths of files not yet written to their text: they are
     validated as if present (``customer add`` checks a file before writing it). With
@@ -130,6 +134,7 @@ def load_config(
     return load_config_with_warnings(
         conf_dir,
         deliveries=deliveries,
+        classes=classes,
         resolve_secret=resolve_secret,
         environ=environ,
         pending=pending,
@@ -142,6 +147,7 @@ def load_config_with_warnings(
     conf_dir: Path,
     *,
     deliveries: Mapping[str, ValidateOptions] | None = None,
+    classes: PluginClasses | None = None,
     resolve_secret: SchemeResolver | None = None,
     environ: Mapping[str, str] | None = None,
     pending: Mapping[Path, str] | None = None,
@@ -163,7 +169,7 @@ def load_config_with_warnings(
             cache.begin(paths)
         resolver = SecretResolver(env, resolve_secret) if expand_secrets else None
         read = read_files(paths, pending or {}, resolver, report, cache)
-        loader = _Loader(read, report, deliveries)
+        loader = _Loader(read, report, deliveries, classes or PluginClasses())
         config = loader.build(conf_dir, default_spool(env))
     redactor = config.redactor
     found = [dataclasses.replace(d, message=redactor.text(d.message)) for d in report.sorted()]
@@ -186,10 +192,12 @@ class _Loader:
         read: ReadResult,
         report: Reporter,
         deliveries: Mapping[str, ValidateOptions] | None,
+        classes: PluginClasses,
     ) -> None:
         self.read = read
         self.report = report
         self.deliveries = deliveries
+        self.classes = classes
         self.singles: dict[str, Table] = {}
         self.plugins: dict[str, dict[str, Table]] = {kind: {} for kind in PLUGIN_TABLES}
         self.items: dict[str, list[Table]] = {kind: [] for kind in ITEM_TABLES}
@@ -269,19 +277,27 @@ class _Loader:
 
     def build(self, conf_dir: Path, spool: Path) -> Config:
         sources = {
-            name: build_source(table, name) for name, table in self.plugins["sources"].items()
+            name: build_source(table, name, self.classes.sources.get(name))
+            for name, table in self.plugins["sources"].items()
         }
         deliveries = {}
         for name, table in self.plugins["deliveries"].items():
             if self.deliveries is not None and name not in self.deliveries:
                 table.error(f"unknown delivery {name!r} (known: {self.known_deliveries()})")
+            else:
+                read_settings(self.classes.deliveries.get(name), table)
             deliveries[name] = plugin_settings(table)
-        daemon = build_daemon(self.singles.get("daemon"), spool)
-        if daemon.admin_token is None:
-            daemon = dataclasses.replace(daemon, admin_token=http_token(sources))
+        daemon_table = self.singles.get("daemon")
+        daemon = build_daemon(daemon_table, spool)
+        served = first_admin_endpoint(sources)
+        if daemon.admin_token is None and served is not None:
+            daemon = dataclasses.replace(daemon, admin_token=served.token)
         check_admin_listener(
-            self.singles.get("daemon"), daemon.admin_listen, daemon.admin_token, "http" in sources
+            daemon_table, daemon.admin_listen, daemon.admin_token, served is not None
         )
+        if daemon_table is None or "admin_token" not in daemon_table.data:
+            # a blank or failed admin_token is reported at its own line
+            check_admin_endpoints(self.plugins["sources"], sources, daemon.admin_token)
         customers = self.unique("customer", "id", build_customer)
         templates = self.unique("template", "name", build_template)
         triggers = self.unique("trigger", "name", build_trigger)

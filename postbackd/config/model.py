@@ -35,6 +35,54 @@ class Location:
         return f"{self.path}:{self.line}" if self.line else str(self.path)
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` / ``"localhost:80"`` → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected "host:port" like "127.0.0.1:8787", got {text!r}')
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.casefold() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AdminEndpoint:
+    """A listener on which a source serves the admin API itself (`PluginContext.admin_routes`),
+    as its ``admin_endpoint(settings)`` declares it.
+
+    With one, ``[daemon] admin_listen`` is not opened, `token` is the admin token unless
+    ``[daemon] admin_token`` is set, and `postbackd reload`/`send` find the daemon there.
+    `listen` is ``"host:port"``; a malformed one raises ValueError.
+    """
+
+    listen: str
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
 @dataclass(frozen=True)
 class AllowedDestination:
     """One `[daemon] allow_destinations` entry: a network (an address is a /32 or /128) or a
@@ -108,11 +156,13 @@ class DaemonConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """A `[sources.NAME]` table: the plugin registered as NAME is built from `settings`."""
+    """A `[sources.NAME]` table: the plugin registered as NAME is built from `settings`;
+    `admin` is the listener it serves the admin API on, if it declares one."""
 
     name: str
     settings: Mapping[str, Any]
     location: Location
+    admin: AdminEndpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -207,3 +257,23 @@ class Config:
     # may show, so an attempt checks its trigger's few secrets and these, not all of them
     redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)
     shared_redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)
+
+    @property
+    def admin_endpoint(self) -> AdminEndpoint | None:
+        """The listener a source serves the admin API on (the first by name, if several do);
+        None when none does, and ``[daemon] admin_listen`` serves it."""
+        return first_admin_endpoint(self.sources)
+
+
+def first_admin_endpoint(sources: Mapping[str, SourceConfig]) -> AdminEndpoint | None:
+    """The admin listener of the first source (by name) that declares one."""
+    return next((s.admin for _, s in sorted(sources.items()) if s.admin), None)
+
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+"""URL schemes of ``[daemon] spool`` that name a database server (the PostgreSQL spool)."""
+
+
+def is_database_url(target: Path | str) -> bool:
+    """Whether ``[daemon] spool`` names a database server rather than a file."""
+    return isinstance(target, str) and target.startswith(DATABASE_SCHEMES)

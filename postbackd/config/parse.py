@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postbackd.config.reader import key_text
 from postbackd.config.report import Diagnostic, Reporter
 from postbackd.config.secrets import SecretResolver
-from postbackd.config.table import ConfFile, key_text
+from postbackd.config.table import ConfFile
 from postbackd.config.tomllines import KeyPath, TomlLines, declared_names
 from postbackd.redaction import is_secret_name
 

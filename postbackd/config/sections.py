@@ -1,19 +1,12 @@
-"""The single and named tables of a configuration: `[daemon]`, `[smtp]`, `[ui]`,
-`[sources.NAME]` and `[deliveries.NAME]`, each read from a `Table` into its frozen value.
-
-Source and delivery tables belong to their plugins and are kept as mappings, but two things are
-done for them here because they are the same for every plugin: secret references are expanded,
-and a path setting (a string under a key named ``directory`` or ``path``, or ending in ``_dir``,
-``_directory``, ``_path`` or ``_file``) is resolved against the directory of its file. The HTTP
-source's ``listen``, ``token`` and ``max_body`` are checked here as well, so ``check`` reports a
-public listener without a token.
+"""The single tables of a configuration: `[daemon]`, `[smtp]` and `[ui]`, each read from a
+`Table` into its frozen value (``[sources.NAME]`` and ``[deliveries.NAME]`` belong to their
+plugins: `postbackd.config.plugin_tables`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, cast
@@ -24,12 +17,13 @@ from postbackd.config.model import (
     DaemonConfig,
     Network,
     SmtpConfig,
-    SourceConfig,
     UiConfig,
+    is_database_url,
+    is_loopback,
     normal_host,
+    parse_listen,
 )
 from postbackd.config.table import Table
-from postbackd.spool import is_database_url
 
 DAEMON_KEYS = frozenset(f.name for f in fields(DaemonConfig))
 SMTP_KEYS = frozenset(f.name for f in fields(SmtpConfig)) - {"location"}
@@ -37,32 +31,7 @@ UI_KEYS = frozenset(f.name for f in fields(UiConfig))
 TLS_MODES = ("starttls", "implicit", "none")
 SYNCHRONOUS = ("FULL", "NORMAL")
 MIN_LEASE = 1.0
-PATH_KEYS = frozenset({"directory", "path"})
-PATH_SUFFIXES = ("_dir", "_directory", "_path", "_file")
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:8787"`` / ``"[::1]:8787"`` / ``"localhost:80"`` → (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f'expected "host:port" like "127.0.0.1:8787", got {text!r}')
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host.casefold() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_path_key(key: str) -> bool:
-    return key in PATH_KEYS or key.endswith(PATH_SUFFIXES)
 
 
 def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
@@ -71,9 +40,6 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         return DaemonConfig(spool=default_spool)
     table.check_keys(DAEMON_KEYS)
     d = DaemonConfig(spool=default_spool)
-    admin_listen = table.string("admin_listen")
-    if admin_listen is not None:
-        _check_listen(table, "admin_listen")
     proxy = table.string("proxy")
     if proxy is not None:
         parts = urlsplit(proxy)
@@ -90,8 +56,8 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         breaker_failures=table.integer("breaker_failures", d.breaker_failures, minimum=0),
         breaker_cooldown=table.duration("breaker_cooldown", d.breaker_cooldown),
         retention=table.duration("retention", d.retention),
-        admin_listen=admin_listen or d.admin_listen,
-        admin_token=_token(table, "admin_token"),
+        admin_listen=table.listen("admin_listen", d.admin_listen),
+        admin_token=table.token("admin_token"),
         admin_header_timeout=table.duration("admin_header_timeout", d.admin_header_timeout),
         admin_body_timeout=table.duration("admin_body_timeout", d.admin_body_timeout),
         admin_max_connections=table.integer("admin_max_connections", d.admin_max_connections),
@@ -135,34 +101,16 @@ def _lease(table: Table, default: float) -> float:
     return lease
 
 
-def _token(table: Table, key: str) -> str | None:
-    """A bearer token setting; one that is (or resolves to) blank is refused.
-
-    An empty token would read as "no token" and leave the routes it guards open, which is
-    never what whoever wrote ``token = "${env:X}"`` meant: X is set but empty.
-    """
-    value = table.string(key)
-    if value is None or value.strip() or table.secret_failed(key):
-        return value
-    written = table.shown(key)
-    source = f"{written} resolves to" if "${" in written else "is"
-    table.error(
-        f"{source} an empty string, which would leave the routes it guards open: set a "
-        f"non-empty token (e.g. export the variable with a value) or remove {key}",
-        key,
-    )
-    return None
-
-
 def check_admin_listener(
-    table: Table | None, admin_listen: str, admin_token: str | None, has_http_source: bool
+    table: Table | None, admin_listen: str, admin_token: str | None, served_by_source: bool
 ) -> None:
     """An admin listener off loopback needs a token (it serves the admin API and the UI).
 
-    Only ``[daemon] admin_listen`` is judged here: with a ``[sources.http]`` the admin routes
-    are on its listener, which `_check_http_source` judges.
+    Only ``[daemon] admin_listen`` is judged here, and only when it is opened: when a source
+    serves the admin API on its own listener (`AdminEndpoint`), that one is judged instead
+    (`postbackd.config.plugin_tables`).
     """
-    if table is None or has_http_source or admin_token or "admin_listen" not in table.data:
+    if table is None or served_by_source or admin_token or "admin_listen" not in table.data:
         return
     if table.secret_failed("admin_token") or "admin_token" in table.data:
         return  # a token that failed or is blank is reported at its own line
@@ -281,14 +229,6 @@ def _is_host_name(text: str) -> bool:
     )
 
 
-def _check_listen(table: Table, key: str) -> tuple[str, int] | None:
-    try:
-        return parse_listen(table.data[key])
-    except ValueError as exc:
-        table.error(str(exc), key)
-        return None
-
-
 def build_smtp(table: Table | None) -> SmtpConfig:
     if table is None:
         return SmtpConfig()
@@ -327,43 +267,3 @@ def build_ui(table: Table | None) -> UiConfig:
         return UiConfig()
     table.check_keys(UI_KEYS)
     return UiConfig(enabled=table.boolean("enabled", UiConfig().enabled))
-
-
-def plugin_settings(table: Table) -> dict[str, Any]:
-    """A plugin's table with secrets expanded and path settings made absolute."""
-    settings = dict(table.data)
-    for key, value in settings.items():
-        if is_path_key(key) and isinstance(value, str) and value.strip():
-            settings[key] = str((table.file.directory / value).resolve())
-    return settings
-
-
-def build_source(table: Table, name: str) -> SourceConfig:
-    if name == "http":
-        _check_http_source(table)
-    return SourceConfig(name=name, settings=plugin_settings(table), location=table.location)
-
-
-def _check_http_source(table: Table) -> None:
-    listen = table.string("listen")
-    address = _check_listen(table, "listen") if listen is not None else None
-    token = _token(table, "token")
-    if "token" in table.data and not token:
-        return  # blank: reported by _token
-    table.size("max_body", 0)
-    if address is None or token or table.secret_failed("token"):
-        return
-    if not is_loopback(address[0]):
-        table.error(
-            f"listens on {address[0]}, which is not loopback, without a token: anyone who can "
-            'reach it could submit events. Set token = "${env:POSTBACKD_TOKEN}" (or listen on '
-            "127.0.0.1 behind a reverse proxy)",
-            "listen",
-        )
-
-
-def http_token(sources: Mapping[str, SourceConfig]) -> str | None:
-    """The `[sources.http]` token, which is also the admin token unless one is set."""
-    http = sources.get("http")
-    token = http.settings.get("token") if http else None
-    return token if isinstance(token, str) and token else None

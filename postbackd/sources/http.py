@@ -3,12 +3,18 @@
 The answer is 202 only after every event of the request is committed to the spool. Bad input
 is a 400 naming the field (a batch is all-or-nothing), never a 5xx; 503 means "cannot store
 now" (disk below `min_free`, spool unwritable, shutting down) and is safe to retry. The admin
-API's routes are served on the same listener.
+API's routes are served on the same listener, which `HttpSource.admin_endpoint` declares: its
+token is the admin token unless ``[daemon] admin_token`` is set.
+
+``[sources.http]`` settings: ``listen`` (default ``"127.0.0.1:8787"``), ``token`` (required
+when ``listen`` is not loopback, so ``check`` refuses a public listener without one) and
+``max_body`` (default ``"1MiB"``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -16,14 +22,16 @@ from aiohttp import web
 from postbackd.events import EventRejected, parse_events
 from postbackd.logs import get_logger
 from postbackd.plugin import (
+    AdminEndpoint,
     PluginContext,
+    SettingsReader,
     SpoolUnavailable,
     Submit,
     count_rejected,
     hookimpl,
+    read_mapping,
     submit_many,
 )
-from postbackd.units import parse_size
 from postbackd.web import (
     ConnectionLimits,
     bearer_ok,
@@ -37,6 +45,17 @@ from postbackd.web import (
 log = get_logger("postbackd.sources.http")
 
 MAX_EVENTS = 1000
+KEYS = ("listen", "token", "max_body", "header_timeout", "body_timeout", "max_connections")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The ``[sources.http]`` table, read."""
+
+    listen: str = "127.0.0.1:8787"
+    token: str | None = field(default=None, repr=False)
+    max_body: int = 1024 * 1024
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 class HttpSource:
@@ -47,13 +66,44 @@ class HttpSource:
     """
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
-        self.listen = str(settings.get("listen", "127.0.0.1:8787"))
-        self.token: str | None = settings.get("token") or None
-        self.max_body = parse_size(settings.get("max_body", "1MiB"))
-        self.limits = ConnectionLimits.from_settings(settings, where="[sources.http]")
+        read = read_mapping(self.read_settings, settings, "[sources.http]")
+        self.listen, self.token, self.max_body = read.listen, read.token, read.max_body
+        self.limits = read.limits
         self.context = context
         self._runner: web.AppRunner | None = None
         self._submit: Submit | None = None
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> HttpSettings:
+        """Read ``[sources.http]``; a listener off loopback without a token is an error,
+        since anyone who can reach it could submit events (and use the admin API)."""
+        reader.check_keys(KEYS)
+        d = HttpSettings()
+        settings = HttpSettings(
+            listen=reader.listen("listen", d.listen),
+            token=reader.token("token"),
+            max_body=reader.size("max_body", d.max_body),
+            limits=ConnectionLimits(
+                header_timeout=_timeout(reader, "header_timeout", d.limits.header_timeout),
+                body_timeout=_timeout(reader, "body_timeout", d.limits.body_timeout),
+                max_connections=reader.integer("max_connections", d.limits.max_connections),
+            ),
+        )
+        endpoint = cls.admin_endpoint(settings)
+        # a token that is blank or failed to resolve is reported at its own line
+        if settings.token is None and "token" not in reader.data and not endpoint.is_loopback:
+            reader.error(
+                f"listens on {endpoint.host}, which is not loopback, without a token: anyone "
+                'who can reach it could submit events. Set token = "${env:POSTBACKD_TOKEN}" '
+                "(or listen on 127.0.0.1 behind a reverse proxy)",
+                "listen",
+            )
+        return settings
+
+    @classmethod
+    def admin_endpoint(cls, settings: HttpSettings) -> AdminEndpoint:
+        """The admin API is served on this listener (`PluginContext.admin_routes`)."""
+        return AdminEndpoint(settings.listen, settings.token)
 
     @property
     def ready(self) -> bool:
@@ -152,3 +202,11 @@ def _too_large(limit: int) -> web.Response:
 @hookimpl
 def postbackd_register_sources(register: Any) -> None:
     register("http", HttpSource)
+
+
+def _timeout(reader: SettingsReader, key: str, default: float) -> float:
+    value = reader.duration(key, default)
+    if value <= 0:
+        reader.error('must be more than 0s, e.g. "10s": a client must be cut off some time', key)
+        return default
+    return value

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from postbackd.config.model import is_database_url
 from postbackd.events import Event
 from postbackd.spool.backoff import StorageBackoff
 from postbackd.spool.model import (
@@ -140,14 +141,6 @@ class Spool(Protocol):
     async def resolve_delivery_id(self, given: str) -> str:
         """The one delivery `given` names (`choose_delivery_id` over `match_delivery_ids`)."""
         ...
-
-
-DATABASE_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_database_url(target: Path | str) -> bool:
-    """Whether ``[daemon] spool`` names a database server rather than a file."""
-    return isinstance(target, str) and target.startswith(DATABASE_SCHEMES)
 
 
 def spool_missing(target: Path | str) -> bool:

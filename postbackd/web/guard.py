@@ -25,14 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from postbackd.logs import get_logger
-from postbackd.units import parse_duration
 
 log = get_logger("postbackd.http")
 
@@ -46,37 +45,6 @@ class ConnectionLimits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 256
-
-    @classmethod
-    def from_settings(
-        cls, settings: Mapping[str, Any], *, where: str, prefix: str = ""
-    ) -> ConnectionLimits:
-        """Read ``{prefix}header_timeout`` etc. from a table; ValueError naming what is wrong."""
-        default = cls()
-        problems: list[str] = []
-
-        def duration(key: str, fallback: float) -> float:
-            raw = settings.get(prefix + key)
-            if raw is None:
-                return fallback
-            try:
-                value = parse_duration(raw)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{where} {prefix}{key}: {exc}")
-                return fallback
-            if value <= 0:
-                problems.append(f'{where} {prefix}{key}: must be more than 0s, e.g. "10s"')
-            return value
-
-        header = duration("header_timeout", default.header_timeout)
-        body = duration("body_timeout", default.body_timeout)
-        connections = settings.get(prefix + "max_connections", default.max_connections)
-        if not isinstance(connections, int) or isinstance(connections, bool) or connections < 1:
-            problems.append(f"{where} {prefix}max_connections: expected a whole number ≥ 1")
-            connections = default.max_connections
-        if problems:
-            raise ValueError("\n".join(problems))
-        return cls(header, body, connections)
 
 
 class BodyTimeout(Exception):

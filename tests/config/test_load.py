@@ -27,7 +27,12 @@ from postbackd.config.load import (
 )
 from postbackd.config.model import AllowedDestination, Config, SmtpConfig
 from postbackd.config.tomllines import TomlLines, declared_names
+from postbackd.generation import ConfigHolder, Plugins
+from postbackd.plugins import load_plugins
 from tests.paths import example_conf
+
+# the built-in sources and deliveries read their tables, as in `postbackd check`
+BUILTIN = Plugins(load_plugins((), use_entry_points=False), ConfigHolder()).classes()
 
 CUSTOMER = """
 [[customer]]
@@ -63,7 +68,7 @@ class Conf:
         return path
 
     def load(self, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Config:
-        return load_config(self.root, environ=environ or {}, **kwargs)
+        return load_config(self.root, environ=environ or {}, classes=BUILTIN, **kwargs)
 
     def rel(self, diagnostic: Diagnostic) -> str:
         return f"{diagnostic.path.relative_to(self.root)}:{diagnostic.line}: {diagnostic.message}"
@@ -75,7 +80,8 @@ class Conf:
         return [self.rel(d) for d in info.value.errors]
 
     def warnings(self, **kwargs: Any) -> list[str]:
-        result = load_config_with_warnings(self.root, environ=kwargs.pop("environ", {}), **kwargs)
+        environ = kwargs.pop("environ", {})
+        result = load_config_with_warnings(self.root, environ=environ, classes=BUILTIN, **kwargs)
         return [self.rel(d) for d in result.warnings]
 
 
@@ -849,7 +855,7 @@ def test_relative_paths_resolve_against_their_file(conf: Conf, tmp_path: Path) -
         spool = "../../state/spool.db"
         plugin_dirs = ["plugins", "/abs/plugins"]
 
-        [sources.filedrop]
+        [sources.mydrop]   # a third-party source that reads its table without the reader
         directory = "../../incoming"
         archive_dir = "done"
         key_path = "/etc/key.pem"
@@ -867,7 +873,7 @@ def test_relative_paths_resolve_against_their_file(conf: Conf, tmp_path: Path) -
     root = tmp_path.resolve()
     assert config.daemon.spool == root / "state/spool.db"
     assert config.daemon.plugin_dirs == (root / "conf.d/sub/plugins", Path("/abs/plugins"))
-    assert config.sources["filedrop"].settings == {
+    assert config.sources["mydrop"].settings == {
         "directory": str(root / "incoming"),
         "archive_dir": str(root / "conf.d/sub/done"),
         "key_path": "/etc/key.pem",

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from postbackd.plugin import Delivery, Outcome, PluginContext
+from postbackd.plugin import Delivery, Outcome, PluginContext, SettingsReader, read_mapping
 from postbackd_chat.options import ChatOptions, destination, mask_url
 
 EXCERPT = 1024
@@ -29,15 +29,22 @@ class ChatDelivery:
     ``username``, ``icon_emoji`` and ``channel``."""
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext | None = None) -> None:
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; [deliveries.chat] takes "
-                f"{', '.join(sorted(SETTINGS))} (per-trigger values go in [trigger.options])"
-            )
-        self._defaults = dict(settings)
+        self._defaults = read_mapping(self.read_settings, settings, "[deliveries.chat]")
         self._user_agent = f"postbackd-chat (postbackd/{context.version if context else '?'})"
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> dict[str, str]:
+        """The defaults ``[deliveries.chat]`` sets; `postbackd check` reports each problem at
+        its line, and building the delivery from a dict refuses the same ones."""
+        for key in reader.data:
+            if key not in SETTINGS:
+                reader.error(
+                    f"unknown setting; [deliveries.chat] takes {', '.join(sorted(SETTINGS))} "
+                    "(per-trigger values go in [trigger.options])",
+                    key,
+                )
+        return {key: value for key in sorted(SETTINGS) if (value := reader.string(key))}
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]:
         return ChatOptions.parse(options, self._defaults)[1]

@@ -47,7 +47,9 @@ def test_unknown_settings_are_refused():
     try:
         ChatDelivery({"colour": "red"})
     except ValueError as exc:
-        assert "unknown setting(s) colour" in str(exc)
+        assert str(exc).startswith(
+            "[deliveries.chat] colour: unknown setting; [deliveries.chat] takes"
+        )
     else:
         raise AssertionError("an unknown [deliveries.chat] setting was accepted")
 

@@ -19,7 +19,6 @@ multipart/alternative with a derived text part; json and xml bodies as the text/
 from __future__ import annotations
 
 import asyncio
-import difflib
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -54,7 +53,14 @@ from postbackd.deliveries.email.session import (
 )
 from postbackd.deliveries.email.smtpcheck import CheckStep, check_smtp, format_smtp_summary
 from postbackd.logs import get_logger
-from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
+from postbackd.plugin import (
+    ConnectionCheck,
+    Delivery,
+    Outcome,
+    PluginContext,
+    SettingsReader,
+    read_mapping,
+)
 
 log = get_logger("postbackd.deliveries.email")
 
@@ -63,33 +69,11 @@ SETTINGS = ("ca_file", "pool_size", "helo_name")
 
 @dataclass(frozen=True)
 class EmailSettings:
-    """The `[deliveries.email]` table, validated."""
+    """The `[deliveries.email]` table, read."""
 
     ca_file: Path | None = None
     pool_size: int = DEFAULT_POOL_SIZE
     helo_name: str | None = None
-
-    @classmethod
-    def parse(cls, settings: Mapping[str, Any]) -> EmailSettings:
-        """Raises ValueError naming every bad or unknown setting."""
-        errors = []
-        for key in settings:
-            if key not in SETTINGS:
-                close = difflib.get_close_matches(str(key), SETTINGS, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                errors.append(f"[deliveries.email] {key}: unknown setting{hint}")
-        ca_file = settings.get("ca_file")
-        if ca_file is not None and not (isinstance(ca_file, str) and ca_file):
-            errors.append("[deliveries.email] ca_file: expected a file path")
-        pool_size = settings.get("pool_size", DEFAULT_POOL_SIZE)
-        if not isinstance(pool_size, int) or isinstance(pool_size, bool) or not pool_size >= 1:
-            errors.append("[deliveries.email] pool_size: expected a whole number of 1 or more")
-        helo_name = settings.get("helo_name")
-        if helo_name is not None and not (isinstance(helo_name, str) and helo_name.isascii()):
-            errors.append("[deliveries.email] helo_name: expected an ASCII host name")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return cls(Path(ca_file) if ca_file else None, pool_size, helo_name)
 
 
 class _Reconnect(Exception):
@@ -104,7 +88,7 @@ class EmailDelivery:
     template_options = TEMPLATE_OPTIONS
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext) -> None:
-        self.settings = EmailSettings.parse(settings)
+        self.settings = read_mapping(self.read_settings, settings, "[deliveries.email]")
         self._context = context
         self._composer = MessageComposer()
         self._addressing = AddressingCache()
@@ -115,6 +99,29 @@ class EmailDelivery:
         self._auth_failure_logged: str | None = None
 
     # ------------------------------------------------------------ the plugin interface
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> EmailSettings:
+        """Read ``[deliveries.email]`` (see the module docstring)."""
+        reader.check_keys(SETTINGS)
+        # not path_value: a relative ca_file given without a file (a test's settings dict)
+        # resolves against the configuration directory when used (`_ca_file`); from a table
+        # it is already absolute
+        ca_file = reader.string("ca_file")
+        if ca_file is not None and not ca_file.strip():
+            reader.error("expected a file path, got an empty string", "ca_file")
+            ca_file = None
+        helo_name = reader.string("helo_name")
+        if helo_name is not None and not (helo_name.strip() and helo_name.isascii()):
+            reader.error(
+                f"expected an ASCII host name, got {reader.shown('helo_name')}", "helo_name"
+            )
+            helo_name = None
+        return EmailSettings(
+            ca_file=Path(ca_file) if ca_file else None,
+            pool_size=reader.integer("pool_size", DEFAULT_POOL_SIZE),
+            helo_name=helo_name,
+        )
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]:
         return validate_options(options)

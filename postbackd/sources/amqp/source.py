@@ -56,7 +56,14 @@ from aio_pika.abc import (
 
 from postbackd.events import Event, EventRejected
 from postbackd.logs import get_logger
-from postbackd.plugin import PluginContext, SpoolUnavailable, Submit, count_rejected
+from postbackd.plugin import (
+    PluginContext,
+    SettingsReader,
+    SpoolUnavailable,
+    Submit,
+    count_rejected,
+    read_mapping,
+)
 from postbackd.sources.amqp.message import MessageProperties, events_from_body
 from postbackd.sources.amqp.order import EarlierNotStored, OrderTurns, Turn
 from postbackd.sources.amqp.settings import AmqpSettings
@@ -74,7 +81,7 @@ class AmqpSource:
     """Consumes ``[sources.amqp] queue`` and submits each message's events to the spool."""
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext | None = None) -> None:
-        self.settings = AmqpSettings.from_mapping(settings)
+        self.settings = read_mapping(self.read_settings, settings, "[sources.amqp]")
         self.context = context
         self._submit: Submit | None = None
         self._connection: AbstractRobustConnection | None = None
@@ -86,6 +93,10 @@ class AmqpSource:
         self._connected = False
         self._unavailable_streak = 0
         self._turns = OrderTurns()
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> AmqpSettings:
+        return AmqpSettings.read(reader)
 
     @property
     def ready(self) -> bool:

@@ -38,16 +38,18 @@ from postbackd.events import EventRejected
 from postbackd.logs import get_logger
 from postbackd.plugin import (
     PluginContext,
+    SettingsReader,
     SpoolUnavailable,
     Submit,
     count_rejected,
+    read_mapping,
     submit_many,
 )
 from postbackd.sources.filedrop import files
 from postbackd.sources.filedrop.files import BadLine, DropKind, DroppedFile
 from postbackd.sources.filedrop.reader import ReadInHand, read_off_loop
 from postbackd.sources.filedrop.watch import start_watching, stat_all, stop_watching
-from postbackd.units import format_duration, parse_duration, parse_size
+from postbackd.units import format_duration
 
 log = get_logger("postbackd.sources.filedrop")
 
@@ -64,44 +66,11 @@ READ_STUCK_SECONDS = 30.0  # a read unfinished for this long makes the source no
 
 @dataclass(frozen=True)
 class FileDropSettings:
+    """The ``[sources.filedrop]`` table, read."""
+
     directory: Path
     keep_processed: float = 7 * 86400.0
     max_file_size: int = files.MAX_FILE_BYTES
-
-    @classmethod
-    def from_mapping(
-        cls, settings: Mapping[str, Any], table: str = "sources.filedrop"
-    ) -> FileDropSettings:
-        """Validate a ``[sources.filedrop]`` table; raises ValueError listing every problem."""
-        known = {"directory", "keep_processed", "max_file_size"}
-        problems = [
-            f"[{table}] {key}: unknown setting; known: {', '.join(sorted(known))}"
-            for key in sorted(set(settings) - known)
-        ]
-        directory = settings.get("directory")
-        if not isinstance(directory, str) or not directory.strip():
-            problems.append(
-                f"[{table}] directory: required: the directory to watch for event files"
-            )
-        keep = 7 * 86400.0
-        try:
-            keep = parse_duration(settings.get("keep_processed", "7d"))
-        except ValueError as exc:
-            problems.append(f"[{table}] keep_processed: {exc}")
-        max_file_size = files.MAX_FILE_BYTES
-        try:
-            max_file_size = parse_size(settings.get("max_file_size", files.MAX_FILE_BYTES))
-            if max_file_size <= 0:
-                raise ValueError("must be more than 0 bytes")
-        except (ValueError, TypeError) as exc:
-            problems.append(f'[{table}] max_file_size: {exc} (a size such as "64MiB")')
-        if problems:
-            raise ValueError("\n".join(problems))
-        return cls(
-            directory=Path(str(directory)).absolute(),
-            keep_processed=keep,
-            max_file_size=max_file_size,
-        )
 
 
 @dataclass
@@ -114,7 +83,7 @@ class FileDropSource:
     """Watches ``[sources.filedrop] directory`` and submits the events of each complete file."""
 
     def __init__(self, settings: Mapping[str, Any], context: PluginContext | None = None) -> None:
-        self.settings = FileDropSettings.from_mapping(settings)
+        self.settings = read_mapping(self.read_settings, settings, "[sources.filedrop]")
         self.directory = self.settings.directory
         self.context = context
         self._submit: Submit | None = None
@@ -128,6 +97,20 @@ class FileDropSource:
         self._stopping = asyncio.Event()
         self._in_hand: ReadInHand | None = None
         self.read_file = files.read_drop  # how a file is read (a test may make it hang)
+
+    @classmethod
+    def read_settings(cls, reader: SettingsReader) -> FileDropSettings:
+        """Read ``[sources.filedrop]`` (see the module docstring)."""
+        reader.check_keys(("directory", "keep_processed", "max_file_size"))
+        if "directory" not in reader.data:
+            reader.error('missing required key "directory": the directory to watch for event files')
+        directory = reader.path_value("directory")
+        keep = reader.duration("keep_processed", FileDropSettings.keep_processed)
+        max_file_size = reader.size("max_file_size", files.MAX_FILE_BYTES)
+        if max_file_size <= 0:
+            reader.error('must be more than 0 bytes (a size such as "64MiB")', "max_file_size")
+            max_file_size = files.MAX_FILE_BYTES
+        return FileDropSettings(directory or Path(), keep, max_file_size)
 
     @property
     def ready(self) -> bool:

@@ -15,7 +15,6 @@ import pytest
 from postbackd import jsoncodec
 from postbackd.events import EventRejected
 from postbackd.sources.amqp.message import MessageProperties, events_from_body
-from postbackd.sources.amqp.settings import AmqpSettings
 from postbackd.sources.amqp.source import AmqpSource
 from tests.sources.amqp.rabbitmq_fixtures import Broker, amqp_channel, queue_name, rabbitmq
 from tests.sources.source_collector import Collector, eventually
@@ -290,15 +289,17 @@ def test_an_array_body_is_all_or_nothing() -> None:
 
 def test_settings_report_every_problem_by_key() -> None:
     with pytest.raises(ValueError) as bad:
-        AmqpSettings.from_mapping({"prefetch": 0, "exchange": "orders", "queu": "x"})
+        AmqpSource({"prefetch": 0, "exchange": "orders", "queu": "x"})
     text = str(bad.value)
-    assert "[sources.amqp] queue: required" in text
-    assert "[sources.amqp] prefetch:" in text
+    assert '[sources.amqp]: missing required key "queue": the name of the queue' in text
+    assert "[sources.amqp] prefetch: must be at least 1, got 0" in text
     assert "[sources.amqp] exchange: only used with declare = true" in text
-    assert "[sources.amqp] queu: unknown setting" in text
+    assert '[sources.amqp] queu: unknown key "queu" (did you mean "queue"?)' in text
     with pytest.raises(ValueError, match="delivery_limit: only quorum queues have one"):
-        AmqpSettings.from_mapping({"queue": "q", "declare": True, "delivery_limit": 5})
-    settings = AmqpSettings.from_mapping(
+        AmqpSource({"queue": "q", "declare": True, "delivery_limit": 5})
+    with pytest.raises(ValueError, match=r"delivery_limit: expected -1 \(no limit\) or a whole"):
+        AmqpSource({"queue": "q", "declare": True, "queue_type": "quorum", "delivery_limit": 0})
+    settings = AmqpSource(
         {
             "queue": "q",
             "declare": True,
@@ -307,7 +308,7 @@ def test_settings_report_every_problem_by_key() -> None:
             "delivery_limit": -1,
             "url": "amqp://u:secret@broker/",
         }
-    )
+    ).settings
     assert settings.queue_arguments() == {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": "dlx",

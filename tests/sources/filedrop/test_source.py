@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from postbackd.sources.filedrop.source import SUBMIT_BATCH, FileDropSettings, FileDropSource
+from postbackd.sources.filedrop.source import SUBMIT_BATCH, FileDropSource
 from tests.sources.source_collector import Collector, eventually
 
 MakeSource = Callable[..., FileDropSource]
@@ -340,12 +340,16 @@ async def test_a_long_jsonl_is_committed_in_batches_and_a_refused_line_only_fail
 
 def test_settings_name_each_problem() -> None:
     with pytest.raises(ValueError) as bad:
-        FileDropSettings.from_mapping({"keep_processed": "a week", "dir": "/x"})
-    text = str(bad.value)
-    assert "[sources.filedrop] directory: required" in text
-    assert "[sources.filedrop] keep_processed: invalid duration 'a week'" in text
-    assert "[sources.filedrop] dir: unknown setting" in text
-    settings = FileDropSettings.from_mapping({"directory": "/srv/in", "keep_processed": "0s"})
+        FileDropSource({"keep_processed": "a week", "dir": "/x"})
+    assert str(bad.value).splitlines() == [
+        '[sources.filedrop] dir: unknown key "dir" '
+        "(known: directory, keep_processed, max_file_size)",
+        '[sources.filedrop]: missing required key "directory": the directory to watch for '
+        "event files",
+        "[sources.filedrop] keep_processed: invalid duration 'a week': use a number with a "
+        'unit (ms, s, m, h, d, w), e.g. "30s", "5m", "1h30m"',
+    ]
+    settings = FileDropSource({"directory": "/srv/in", "keep_processed": "0s"}).settings
     assert (settings.directory, settings.keep_processed) == (Path("/srv/in"), 0.0)
 
 
