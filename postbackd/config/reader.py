@@ -18,6 +18,7 @@ problem is found in one pass.
 from __future__ import annotations
 
 import datetime
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -133,7 +134,7 @@ def dig(node: Any, path: Sequence[str | int]) -> Any:
     return node
 
 
-class Reader:
+class Reader(ABC):
     """The typed reads of `SettingsReader`, over `data`; subclasses say where problems go
     (`error`, `warning`), how a value was written (`shown`), which secrets failed, and the
     `directory` a relative path resolves against."""
@@ -142,20 +143,20 @@ class Reader:
     data: dict[str, Any]
 
     @property
-    def directory(self) -> Path:
-        raise NotImplementedError
+    @abstractmethod
+    def directory(self) -> Path: ...
 
-    def error(self, message: str, *key: str | int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def error(self, message: str, *key: str | int) -> None: ...
 
-    def warning(self, message: str, *key: str | int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def warning(self, message: str, *key: str | int) -> None: ...
 
-    def shown(self, *key: str | int) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def shown(self, *key: str | int) -> str: ...
 
-    def secret_failed(self, *key: str | int) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def secret_failed(self, *key: str | int) -> bool: ...
 
     def say(self, message: str, key: Sequence[str | int]) -> str:
         return f"{self.label} {key_text(key)}: {message}" if key else f"{self.label}: {message}"
