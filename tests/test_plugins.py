@@ -477,8 +477,8 @@ def guide_blocks(language: str) -> list[str]:
 def test_guide_walkthrough_runs_as_written(tmp_path):
     """The guide's plugin, package metadata and tests, copied out and run with pytest."""
     blocks = guide_blocks("python")
-    plugin = blocks[0]
-    tests = next(b for b in blocks if b.startswith("# test_legacy_get.py"))
+    blocks = guide_blocks("python")
+    plugin, tests = blocks[0], next(b for b in blocks if b.startswith("# test_legacy_get.py"))
     pyproject = next(b for b in guide_blocks("toml") if b.startswith("# pyproject.toml"))
     metadata = tomllib.loads(pyproject)
     assert metadata["project"]["entry-points"]["postbackd"] == {"legacy_get": "legacy_get"}
@@ -498,6 +498,19 @@ def test_guide_walkthrough_runs_as_written(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_guide_settings_example_refuses_what_it_says():
+    """The guide's read_settings example, run: a dict is refused naming every table key."""
+    (example,) = [b for b in guide_blocks("python") if "class QueueSettings" in b]
+    scope: dict = {}
+    exec(compile(example, "plugins.md", "exec"), scope)
+    with pytest.raises(ValueError) as caught:
+        scope["QueueSource"]({"url": "http://mis", "batch": 20_000})
+    assert str(caught.value).splitlines() == [
+        "[sources.my-queue] url: must be an https:// URL",
+        "[sources.my-queue] batch: must be at most 10000, got 20000",
+    ]
 
 
 def test_guide_plugin_is_listed_from_plugin_dirs(tmp_path):
