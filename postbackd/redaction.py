@@ -104,6 +104,26 @@ class Redactor:
             return [self.tree(item) for item in value]
         return value
 
+    def finds_secret(self, value: Any) -> bool:
+        """Whether any string in `value` (nested as `tree` walks it, keys too) holds a secret.
+
+        One walk and one search over all its strings at once: an attempt's record holds a
+        score of strings, nearly always without a secret, and masking each (a cache look-up
+        or a search apiece, and a copy of every dict) cost more than the rest of recording
+        the attempt. The strings are searched joined by NUL: a form spans two strings only if
+        the secret holds a NUL, and then the answer is a harmless yes.
+        """
+        if not self.values:
+            return False
+        strings: list[str] = []
+        _collect_strings(value, strings)
+        if not strings:
+            return False
+        if not self.values.isdisjoint(strings):
+            return True
+        pattern = self._pattern()
+        return pattern is not None and pattern.search("\x00".join(strings)) is not None
+
     def _pattern(self) -> re.Pattern[str] | None:
         if "pattern" not in self._state:
             forms: set[str] = set()
@@ -121,6 +141,24 @@ class Redactor:
 
 NO_SECRETS = Redactor()
 
+
+def _collect_strings(value: Any, strings: list[str]) -> None:
+    """The strings of `value` as `Redactor.tree` walks it (plain dicts, lists and scalars are
+    told apart without the slower `Mapping` check)."""
+    if isinstance(value, str):
+        strings.append(value)
+    elif value is None or isinstance(value, (int, float, bytes)):  # a tuple: faster than a union
+        return
+    elif isinstance(value, (dict, Mapping)):
+        for key, item in value.items():
+            if isinstance(key, str):
+                strings.append(key)
+            _collect_strings(item, strings)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_strings(item, strings)
+
+
 _OutcomeT = TypeVar("_OutcomeT")
 
 
@@ -135,6 +173,9 @@ def masked_outcome(outcome: _OutcomeT, *redactors: Redactor) -> _OutcomeT:
         redactor = redactor | each
     if not redactor:
         return outcome
+    fields = [getattr(outcome, name, None) for name in ("error", "detail", "request", "response")]
+    if not redactor.finds_secret(fields):
+        return outcome  # nothing to mask: no copy
     changes = {
         name: redactor.tree(value)
         for name in ("error", "detail", "request", "response")
