@@ -41,6 +41,7 @@ from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.lock import acquire_owner_lock
+from postbackd.spool.sqlite.outcomes import OutcomeBatcher
 from postbackd.spool.sqlite.rows import decode_cursor, id_list
 from postbackd.spool.sqlite.schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool.sqlite.threads import ConnectionThread, Operation, WriterThread
@@ -77,6 +78,7 @@ class SqliteSpool:
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
         self.verbs = OperatorVerbs(SqliteVerbStore(self._write))
+        self._outcomes = OutcomeBatcher(lambda operation: self._write(operation, durable=False))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,7 +245,8 @@ class SqliteSpool:
         return due
 
     def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
-        """Log the attempt and move its delivery to `result.new_state`, in one write.
+        """Log the attempt and move its delivery to `result.new_state`, in one write (shared
+        with the other outcomes that arrive meanwhile: `outcomes.OutcomeBatcher`).
 
         Await the future: True once committed, False if the delivery is no longer in the spool
         (purged meanwhile). A future rather than a coroutine: every attempt awaits it under
@@ -253,7 +256,8 @@ class SqliteSpool:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
-        written = self._write(lambda conn: writes.record_attempt(conn, result), durable=False)
+        self._ensure_open()
+        written = self._outcomes.add(result)
         written.add_done_callback(functools.partial(_note_gone, result.delivery_id))
         return written
 
