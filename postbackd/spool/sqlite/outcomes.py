@@ -28,7 +28,7 @@ Submit = Callable[[Callable[[sqlite3.Connection], Any]], asyncio.Future[Any]]
 class _Batch:
     """Outcomes waiting for the writer; closed (no more joiners) once the writer takes it."""
 
-    __slots__ = ("results", "futures", "closed")
+    __slots__ = ("closed", "futures", "results")
 
     def __init__(self) -> None:
         self.results: list[AttemptResult] = []

@@ -208,7 +208,7 @@ class SqliteSpool:
             rows.append((row, deliveries))
         await self._disk.check()
         outcomes: list[SubmitOutcome] = await self._write(
-            lambda conn: [writes.submit(conn, row, news) for row, news in rows]
+            lambda conn: writes.submit_many(conn, rows)
         )
         return outcomes
 
