@@ -26,8 +26,8 @@ log = get_logger("postbackd.dispatcher")
 
 CLAIM_BATCH = 512
 IDLE_POLL = 1.0  # the CLI may change the spool behind our back: look at least this often
-BUFFER_FACTOR = 8  # claimed-but-waiting deliveries kept per slot (global and per destination)
-LOW_WATER = 4  # claim again once no more than this many per slot are left: claims come in batches
+BUFFER_FACTOR = 16  # claimed-but-waiting deliveries kept per slot (global and per destination)
+LOW_WATER = 8  # claim again once no more than this many per slot are left: claims come in batches
 
 
 @dataclass
