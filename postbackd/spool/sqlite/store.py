@@ -40,8 +40,8 @@ from postbackd.spool.model import (
 from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
+from postbackd.spool.sqlite.joined import WriteBatcher
 from postbackd.spool.sqlite.lock import acquire_owner_lock
-from postbackd.spool.sqlite.outcomes import OutcomeBatcher
 from postbackd.spool.sqlite.rows import decode_cursor, id_list
 from postbackd.spool.sqlite.schema import open_checkpointer, open_reader, open_writer
 from postbackd.spool.sqlite.threads import ConnectionThread, Operation, WriterThread
@@ -53,6 +53,7 @@ log = get_logger("postbackd.spool.sqlite.store")
 S = DeliveryState
 NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
 RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
+IntakeRows = list[tuple[writes.EventRow, Sequence[NewDelivery]]]
 
 
 class SqliteSpool:
@@ -78,7 +79,16 @@ class SqliteSpool:
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
         self.verbs = OperatorVerbs(SqliteVerbStore(self._write))
-        self._outcomes = OutcomeBatcher(lambda operation: self._write(operation, durable=False))
+        # Writes that arrive while the writer is busy share one operation (see `joined`).
+        writing_error = functools.partial(storage_error, path, writing=True)
+        self._intake: WriteBatcher[IntakeRows, list[SubmitOutcome]] = WriteBatcher(
+            self._write, writes.submit_requests, writing_error
+        )
+        self._outcomes: WriteBatcher[AttemptResult, bool] = WriteBatcher(
+            lambda operation: self._write(operation, durable=False),
+            writes.record_attempts,
+            writing_error,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,8 +198,9 @@ class SqliteSpool:
     ) -> list[SubmitOutcome]:
         """`submit` for a batch, in one write: every event is stored, or none is.
 
-        One operation rather than one per event: a batch of a hundred events costs the writer
-        and the event loop one round trip.
+        One operation rather than one per event — shared with the other batches that arrive
+        meanwhile (`joined`): a batch of a hundred events costs the writer and the event loop
+        one round trip, and the writer three statements for all the batches it holds.
         """
         rows: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
         for event, deliveries in routed:
@@ -207,9 +218,8 @@ class SqliteSpool:
             )
             rows.append((row, deliveries))
         await self._disk.check()
-        outcomes: list[SubmitOutcome] = await self._write(
-            lambda conn: writes.submit_many(conn, rows)
-        )
+        self._ensure_open()
+        outcomes: list[SubmitOutcome] = await self._intake.add(rows)
         return outcomes
 
     # ------------------------------------------------------------------ dispatcher
@@ -246,7 +256,7 @@ class SqliteSpool:
 
     def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
         """Log the attempt and move its delivery to `result.new_state`, in one write (shared
-        with the other outcomes that arrive meanwhile: `outcomes.OutcomeBatcher`).
+        with the other outcomes that arrive meanwhile: `joined.WriteBatcher`).
 
         Await the future: True once committed, False if the delivery is no longer in the spool
         (purged meanwhile). A future rather than a coroutine: every attempt awaits it under

@@ -103,6 +103,22 @@ def submit_many(
     return outcomes
 
 
+def submit_requests(
+    conn: sqlite3.Connection,
+    requests: Sequence[Sequence[tuple[EventRow, Sequence[NewDelivery]]]],
+) -> list[list[SubmitOutcome]]:
+    """`submit_many` for the batches of several callers at once (see `joined`): one answer
+    per caller. An event id sent by two of them is stored for the first, a duplicate for the
+    second, as if they had come one after the other."""
+    outcomes = submit_many(conn, [pair for request in requests for pair in request])
+    answers = []
+    start = 0
+    for request in requests:
+        answers.append(outcomes[start : start + len(request)])
+        start += len(request)
+    return answers
+
+
 def _bulk_rows(
     fresh: Sequence[tuple[EventRow, Sequence[NewDelivery]]],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

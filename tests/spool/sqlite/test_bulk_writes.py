@@ -1,13 +1,20 @@
 """The set-based writes (`writes.submit_many`, `writes.record_attempts`) leave the spool exactly
-as writing each event and each outcome on its own does: same rows, same order, same answers."""
+as writing each event and each outcome on its own does: same rows, same order, same answers;
+and writes joined into one operation (`joined.WriteBatcher`) fail only their own caller."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
 
 from postbackd.spool.model import AttemptResult, DeliveryState, NewDelivery
 from postbackd.spool.sqlite import writes
+from postbackd.spool.sqlite.joined import WriteBatcher
 from postbackd.spool.sqlite.schema import MIGRATIONS
 
 S = DeliveryState
@@ -123,3 +130,33 @@ def test_record_attempts_is_record_attempt_one_by_one(monkeypatch) -> None:  # t
     assert _state(bulk) == _state(single)
     woken = bulk.execute("SELECT next_attempt_at FROM deliveries WHERE id = 'd7'").fetchone()
     assert woken == (1700000000.25,)
+
+
+async def test_joined_writes_fail_only_their_own_caller() -> None:
+    """Writes joined into one operation: should the joined write raise, each runs again alone,
+    and only the one that fails hears of it."""
+    conn = _db()
+    conn.execute("CREATE TABLE items (value TEXT NOT NULL CHECK (value != 'bad'))")
+    queued: list[Callable[[sqlite3.Connection], Any]] = []
+
+    def submit(operation: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
+        queued.append(operation)
+        return future
+
+    def write_many(conn: sqlite3.Connection, items: Sequence[str]) -> list[int]:
+        return [conn.execute("INSERT INTO items VALUES (?)", (item,)).lastrowid for item in items]
+
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    batcher: WriteBatcher[str, int] = WriteBatcher(submit, write_many, lambda exc: exc)
+    answers = [batcher.add(item) for item in ("a", "bad", "c")]
+    assert len(queued) == 1  # one operation for the three
+    conn.execute("BEGIN")
+    future.set_result(queued[0](conn))
+    conn.execute("COMMIT")
+    await asyncio.sleep(0)
+    assert answers[0].result() and answers[2].result()
+    with pytest.raises(sqlite3.IntegrityError):
+        answers[1].result()
+    assert conn.execute("SELECT value FROM items ORDER BY rowid").fetchall() == [("a",), ("c",)]
+    later = batcher.add("d")  # the writer took the first batch: a new one opens
+    assert len(queued) == 2 and not later.done()
