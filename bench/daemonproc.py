@@ -7,6 +7,7 @@ with a read-only SQLite connection (WAL lets it read while the daemon writes).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import sqlite3
@@ -20,6 +21,9 @@ import aiohttp
 
 from bench.procfs import cpu_seconds, memory_mb, thread_cpu_seconds
 
+# py-spy samples the thread holding the interpreter lock; BENCH_PROFILE=threads samples every
+# thread while it runs (SQLite's work without the lock included), one stack per thread.
+_SPY_MODE = ("--threads",) if os.environ.get("BENCH_PROFILE") == "threads" else ("--gil",)
 FINAL = ("done", "dead", "failed", "cancelled")
 
 
@@ -146,7 +150,7 @@ class BenchDaemon:
         output = self.profile.with_name(f"{self.profile.name}-{self._starts}.txt")
         self._profiler = subprocess.Popen(
             [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-             "--nonblocking", "--gil", "-o", str(output)],
+             "--nonblocking", *_SPY_MODE, "-o", str(output)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -35,6 +35,7 @@ class Bench:
     workdir: Path
     scale: float = 1.0
     profile_dir: Path | None = None
+    latency_rate: float | None = None  # --latency-rate: the latency scenario's fixed load
     results: dict[str, Result] = field(default_factory=dict)
     receiver: Child | None = None
     loadgen: Child | None = None

@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="sample the daemon with py-spy into this folder"
     )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        help="offer this many events/s in the latency scenario (default: half of steady's rate)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, spools)")
     return parser.parse_args(argv)
 
@@ -71,7 +76,13 @@ async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="postbackd-bench-"))
     about = machine()
     run_info = {"quick": args.quick, "scale": args.scale, "note": args.note, "scenarios": names}
-    bench = Bench(quick=args.quick, workdir=workdir, scale=args.scale, profile_dir=args.profile)
+    bench = Bench(
+        quick=args.quick,
+        workdir=workdir,
+        scale=args.scale,
+        profile_dir=args.profile,
+        latency_rate=args.latency_rate,
+    )
     failed: list[str] = []
     started = time.monotonic()
     try:

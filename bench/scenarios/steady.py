@@ -93,8 +93,11 @@ async def reference(bench: Bench) -> Result:
 
 
 async def latency(bench: Bench) -> Result:
-    steady_rate = (await ensure_steady(bench)).figures["deliveries_per_s"] or DEFAULT_STEADY_RATE
-    offered = steady_rate * LATENCY_SHARE
+    if bench.latency_rate:  # --latency-rate: a fixed load, to compare two versions at the same
+        offered = bench.latency_rate
+    else:
+        steady = (await ensure_steady(bench)).figures["deliveries_per_s"] or DEFAULT_STEADY_RATE
+        offered = steady * LATENCY_SHARE
     seconds = bench.sized(*LATENCY_SECONDS)
     events = max(100, round(offered * seconds))
     batch = max(1, round(offered / 100))  # about 100 requests/s

@@ -7,6 +7,11 @@ the hundred thousand; walking past them at every claim would cost the writer thr
 the head is looked at only through a bounded window, and beyond it the due rows are merged
 from one index range per allowed destination — O(destinations), whatever the backlog.
 
+Each statement hands its rows back in one value (`json_group_array`), not row by row: the
+sqlite3 module lets go of the interpreter lock at every step of a statement, and while the
+event loop is busy the writer thread waits up to a switch interval (5 ms) to get it back —
+a claim of 256 rows fetched row by row took 13–19 ms on the writer for 4 ms of its CPU.
+
 An ordered delivery behind an unfinished earlier one of its (trigger, order) is not claimed
 but rescheduled to when that one may go (and woken when it ends), so it leaves the due range
 instead of being examined again and again.
@@ -20,18 +25,15 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from postbackd.spool.codec import (
-    SEQ_COLUMN,
-    STORED_COLUMNS,
-    stored_from_row,
-    with_logged_attempts,
-)
+from postbackd import jsoncodec
+from postbackd.spool.codec import STORED_COLUMNS, stored_from_row, with_logged_attempts
 from postbackd.spool.model import DeliveryState, StoredDelivery
-from postbackd.spool.sqlite.rows import id_list
+from postbackd.spool.sqlite.rows import STORED_JSON, id_list, stored_from_json
 
 WINDOW = 2048  # due index entries looked at before merging per destination
 CHUNK = 64
-CLAIM_CHUNK = 128  # candidates marked inflight by one statement
+CLAIM_CHUNK = 512  # candidates marked inflight by one statement
+SEQ_COLUMN = 17  # position of seq in a row of STORED_JSON
 HEAD_SCANS = 8  # batches read from the head per claim, at most
 # An ordered delivery behind an earlier one in flight (or due but not taken) looks again after
 # BLOCKED_RECHECK, behind a held one after HELD_RECHECK; the earlier one ending wakes it sooner.
@@ -172,18 +174,27 @@ class _Claimer:
             self._claim(chunk)
 
     def _claim(self, seqs: list[int]) -> None:
-        rows = self.conn.execute(
-            f"UPDATE deliveries SET state = 'inflight', updated_at = ? "
+        """Mark the unordered, not excluded ones of `seqs` inflight, then read them back.
+
+        `seqs` were pending when read, in this transaction: those inflight now are the ones
+        just claimed."""
+        chunk = json.dumps(seqs)
+        self.conn.execute(
+            "UPDATE deliveries SET state = 'inflight', updated_at = ? "
             "WHERE seq IN (SELECT value FROM json_each(?)) AND state = 'pending' "
-            "AND ordered = 0 AND id NOT IN (SELECT value FROM json_each(?)) "
-            f"RETURNING {STORED_COLUMNS}",
-            (self.now, json.dumps(seqs), self._excluded),
-        ).fetchall()
-        taken = {row[SEQ_COLUMN]: row for row in rows}
+            "AND ordered = 0 AND id NOT IN (SELECT value FROM json_each(?))",
+            (self.now, chunk, self._excluded),
+        )
+        (rows,) = self.conn.execute(
+            f"SELECT {STORED_JSON} FROM deliveries "
+            "WHERE seq IN (SELECT value FROM json_each(?)) AND state = 'inflight'",
+            (chunk,),
+        ).fetchone()
+        taken = {row[SEQ_COLUMN]: row for row in jsoncodec.loads(rows)}
         for seq in seqs:
             row = taken.get(seq)
             if row is not None:
-                self.claimed.append(stored_from_row(row))
+                self.claimed.append(stored_from_json(row))
             else:
                 self._one_by_one(seq)
 
@@ -206,13 +217,14 @@ class _Claimer:
 
 
 def _head(conn: sqlite3.Connection, now: float, size: int, skip: set[int]) -> list[Candidate]:
-    rows = conn.execute(
+    (rows,) = conn.execute(
+        "SELECT json_group_array(json_array(next_attempt_at, seq)) FROM ("
         "SELECT next_attempt_at, seq FROM deliveries INDEXED BY deliveries_due "
         "WHERE state = 'pending' AND next_attempt_at <= ? "
-        "AND seq NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at LIMIT ?",
+        "AND seq NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at LIMIT ?)",
         (now, json.dumps(sorted(skip)), size),
-    ).fetchall()
-    return [(at, seq) for at, seq in rows]
+    ).fetchone()
+    return sorted((at, seq) for at, seq in jsoncodec.loads(rows))
 
 
 def _window(

@@ -6,7 +6,28 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from postbackd.spool.model import Selection
+from postbackd.spool.model import DeliveryState, Selection, StoredDelivery
+
+STORED_JSON = (
+    "json_group_array(json_array(id, event_id, trigger_name, plugin, customer, event_type, "
+    "order_id, format, content_type, subject, CASE WHEN body IS NULL THEN NULL ELSE hex(body) END, "
+    "render_error, state, attempts, ordered, printf('%.17g', created_at), "
+    "printf('%.17g', next_attempt_at), seq, destination))"
+)
+"""STORED_COLUMNS of many rows as ONE value (a JSON array; the body in hex, times exact):
+fetched in one step, where each row of a result costs the writer thread a hand-over of the
+interpreter lock (see `claim`)."""
+
+
+def stored_from_json(values: list[Any]) -> StoredDelivery:
+    """A row of `STORED_JSON`, decoded."""
+    if values[10] is not None:
+        values[10] = bytes.fromhex(values[10])
+    values[12] = DeliveryState(values[12])
+    values[14] = bool(values[14])
+    values[15] = float(values[15])
+    values[16] = float(values[16])
+    return StoredDelivery(*values)
 
 
 def id_list(ids: Collection[str]) -> str:

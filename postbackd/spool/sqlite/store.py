@@ -46,6 +46,7 @@ from postbackd.spool.model import (
 from postbackd.spool.sqlite import browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
+from postbackd.spool.sqlite.joined import WriteBatcher
 from postbackd.spool.sqlite.lock import acquire_owner_lock
 from postbackd.spool.sqlite.rows import id_list
 from postbackd.spool.sqlite.schema import open_checkpointer, open_reader, open_writer
@@ -58,6 +59,7 @@ log = get_logger("postbackd.spool.sqlite.store")
 S = DeliveryState
 NEW_STATES = frozenset({S.PENDING, S.HELD, S.FAILED})
 RECORDED_STATES = frozenset({S.DONE, S.PENDING, S.DEAD, S.CANCELLED, S.FAILED})
+IntakeRows = list[tuple[writes.EventRow, Sequence[NewDelivery]]]
 
 
 class SqliteSpool:
@@ -83,6 +85,16 @@ class SqliteSpool:
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
         self.verbs = OperatorVerbs(SqliteVerbStore(self._write, self._truncate_log))
+        # Writes that arrive while the writer is busy share one operation (see `joined`).
+        writing_error = functools.partial(storage_error, path, writing=True)
+        self._intake: WriteBatcher[IntakeRows, list[SubmitOutcome]] = WriteBatcher(
+            self._write, writes.submit_requests, writing_error
+        )
+        self._outcomes: WriteBatcher[AttemptResult, bool] = WriteBatcher(
+            lambda operation: self._write(operation, durable=False),
+            writes.record_attempts,
+            writing_error,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,8 +220,9 @@ class SqliteSpool:
     ) -> list[SubmitOutcome]:
         """`submit` for a batch, in one write: every event is stored, or none is.
 
-        One operation rather than one per event: a batch of a hundred events costs the writer
-        and the event loop one round trip.
+        One operation rather than one per event — shared with the other batches that arrive
+        meanwhile (`joined`): a batch of a hundred events costs the writer and the event loop
+        one round trip, and the writer three statements for all the batches it holds.
         """
         rows: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
         for event, deliveries in routed:
@@ -230,10 +243,9 @@ class SqliteSpool:
             len(row.body) + sum(len(new.body or b"") for new in news) for row, news in rows
         )
         await self._disk.check(FreeSpaceGuard.write_cost(payload))
+        self._ensure_open()
         try:
-            outcomes: list[SubmitOutcome] = await self._write(
-                lambda conn: [writes.submit(conn, row, news) for row, news in rows]
-            )
+            outcomes: list[SubmitOutcome] = await self._intake.add(rows)
         except SpoolUnavailable:
             self._disk.remeasure_soon()
             raise
@@ -272,7 +284,8 @@ class SqliteSpool:
         return due
 
     def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
-        """Log the attempt and move its delivery to `result.new_state`, in one write.
+        """Log the attempt and move its delivery to `result.new_state`, in one write (shared
+        with the other outcomes that arrive meanwhile: `joined.WriteBatcher`).
 
         Await the future: True once committed, False if the delivery is no longer in the spool
         (purged meanwhile). A future rather than a coroutine: every attempt awaits it under
@@ -282,7 +295,8 @@ class SqliteSpool:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
-        written = self._write(lambda conn: writes.record_attempt(conn, result), durable=False)
+        self._ensure_open()
+        written = self._outcomes.add(result)
         written.add_done_callback(functools.partial(_note_gone, result.delivery_id))
         return written
 

@@ -6,11 +6,14 @@ already open; it must not BEGIN or COMMIT. Raising rolls back only this operatio
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from postbackd import jsoncodec
 from postbackd.spool.codec import log_json
 from postbackd.spool.model import (
     FINAL_STATES,
@@ -36,6 +39,131 @@ class EventRow:
     time: str
     source: str
     body: bytes
+
+
+def submit_many(
+    conn: sqlite3.Connection, batch: Sequence[tuple[EventRow, Sequence[NewDelivery]]]
+) -> list[SubmitOutcome]:
+    """`submit` for a batch of events (one HTTP request's, one file's lines), in order.
+
+    Three statements for the whole batch rather than two per event: which ids are known,
+    then the new events, then their deliveries, each row set passed as one JSON array. The
+    count of statements is what matters, more than their CPU: the sqlite3 module lets go of
+    the interpreter lock at every statement, and while the event loop is busy the writer
+    waits up to a switch interval to get it back, so a hundred events written one by one
+    kept claims and outcomes queued behind them for tens of milliseconds.
+
+    A batch with a superseding delivery, or a body that is not UTF-8 text, goes event by
+    event (`submit`): those are rare, and their semantics stay those of one event at a time.
+    """
+    firsts: dict[str, tuple[EventRow, Sequence[NewDelivery]]] = {}
+    for event, news in batch:
+        firsts.setdefault(event.id, (event, news))
+        if any(new.supersede for new in news):
+            return [submit(conn, event, news) for event, news in batch]
+    (known_json,) = conn.execute(
+        "SELECT json_group_array(id) FROM events WHERE id IN (SELECT value FROM json_each(?))",
+        (id_list(list(firsts)),),
+    ).fetchone()
+    known = set(jsoncodec.loads(known_json))
+    fresh = [pair for event_id, pair in firsts.items() if event_id not in known]
+    try:
+        event_rows, delivery_rows = _bulk_rows(fresh)
+    except UnicodeDecodeError:
+        return [submit(conn, event, news) for event, news in batch]
+    now = time.time()
+    if event_rows:
+        conn.execute(
+            "INSERT INTO events (id, type, customer, order_id, event_time, received_at, source, "
+            "matched, body) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
+            "value ->> 4, ?, value ->> 5, value ->> 6, CAST(value ->> 7 AS BLOB) "
+            "FROM json_each(?) ORDER BY key",
+            (now, _json_rows(event_rows)),
+        )
+    if delivery_rows:
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+            "destination) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
+            "value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, "
+            "CAST(value ->> 10 AS BLOB), value ->> 11, value ->> 12, value ->> 13, "
+            "value ->> 14, ?1, coalesce(value ->> 15, ?1), ?1, "
+            "CASE WHEN value ->> 16 THEN ?1 END, CASE WHEN value ->> 16 THEN value ->> 11 END, "
+            "value ->> 17 FROM json_each(?2) ORDER BY key",
+            (now, _json_rows(delivery_rows)),
+        )
+    stored: set[str] = set()
+    outcomes = []
+    for event, news in batch:
+        if event.id in known or event.id in stored:
+            outcomes.append(SubmitOutcome(event.id, duplicate=True, deliveries=0))
+        else:
+            stored.add(event.id)
+            outcomes.append(SubmitOutcome(event.id, False, len(news)))
+    return outcomes
+
+
+def submit_requests(
+    conn: sqlite3.Connection,
+    requests: Sequence[Sequence[tuple[EventRow, Sequence[NewDelivery]]]],
+) -> list[list[SubmitOutcome]]:
+    """`submit_many` for the batches of several callers at once (see `joined`): one answer
+    per caller. An event id sent by two of them is stored for the first, a duplicate for the
+    second, as if they had come one after the other."""
+    outcomes = submit_many(conn, [pair for request in requests for pair in request])
+    answers = []
+    start = 0
+    for request in requests:
+        answers.append(outcomes[start : start + len(request)])
+        start += len(request)
+    return answers
+
+
+def _bulk_rows(
+    fresh: Sequence[tuple[EventRow, Sequence[NewDelivery]]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of `submit_many` as JSON-ready tuples; bodies as text (UnicodeDecodeError if
+    one is not UTF-8: the caller then writes event by event)."""
+    events: list[tuple[Any, ...]] = []
+    deliveries: list[tuple[Any, ...]] = []
+    for event, news in fresh:
+        events.append(
+            (
+                event.id,
+                event.type,
+                event.customer,
+                event.order_id,
+                event.time,
+                event.source,
+                int(bool(news)),
+                event.body.decode(),
+            )
+        )
+        for new in news:
+            deliveries.append(
+                (
+                    new.id,
+                    event.id,
+                    new.trigger,
+                    new.plugin,
+                    new.customer,
+                    new.event_type,
+                    new.order_id,
+                    new.format,
+                    new.content_type,
+                    new.subject,
+                    None if new.body is None else new.body.decode(),
+                    new.render_error,
+                    str(new.state),
+                    new.held_reason,
+                    int(new.ordered),
+                    new.next_attempt_at,
+                    int(new.state is DeliveryState.FAILED),
+                    new.destination,
+                )
+            )
+    return events, deliveries
 
 
 def submit(
@@ -109,6 +237,85 @@ def recover_inflight(conn: sqlite3.Connection) -> int:
         "WHERE state = 'inflight'",
         (now, now),
     ).rowcount
+
+
+def record_attempts(conn: sqlite3.Connection, results: Sequence[AttemptResult]) -> list[bool]:
+    """Log attempts and move their deliveries on; for each, False if it is gone (purged).
+
+    Three statements for the whole batch (see `outcomes`) — which deliveries are there, their
+    state changes, their attempt rows — rather than two per attempt. Not for the CPU (the
+    same 20 µs per outcome either way, in-process) but for the writer thread's waits: the
+    sqlite3 module lets go of the interpreter lock at every statement, and while the event
+    loop is busy the writer waits up to a switch interval to get it back; written one by one,
+    250 outcomes took the writer 50–70 ms for 5 ms of its CPU, and claims queued behind them.
+    A delivery is never twice in one batch (it stays inflight until its outcome is
+    committed); should it be, each result is written apart, in order.
+    """
+    ids = [result.delivery_id for result in results]
+    if len(set(ids)) != len(ids) or len(ids) == 1:
+        return [record_attempt(conn, result) for result in results]
+    now = time.time()
+    rows = []
+    for result in results:
+        rows.append(
+            (
+                result.delivery_id,
+                str(result.new_state),
+                int(result.counted),
+                result.next_attempt_at,
+                result.status,
+                result.error,
+                result.destination,
+                now if result.new_state in FINAL_STATES else None,
+                result.number,
+                result.started_at,
+                result.duration,
+                result.outcome,
+                log_json(result.request),
+                log_json(result.response),
+            )
+        )
+    batch = _json_rows(rows)
+    (present_json,) = conn.execute(
+        "SELECT json_group_array(json_array(id, seq, ordered, order_id, trigger_name)) "
+        "FROM deliveries WHERE id IN (SELECT value ->> 0 FROM json_each(?))",
+        (batch,),
+    ).fetchone()
+    present = {row[0]: row for row in jsoncodec.loads(present_json)}
+    if not present:
+        return [False] * len(results)
+    conn.execute(
+        "UPDATE deliveries SET state = r.value ->> 1, attempts = attempts + (r.value ->> 2), "
+        "next_attempt_at = coalesce(r.value ->> 3, next_attempt_at), "
+        "last_status = CASE WHEN r.value ->> 2 THEN r.value ->> 4 ELSE last_status END, "
+        "last_error = r.value ->> 5, destination = coalesce(r.value ->> 6, destination), "
+        "updated_at = ?, finished_at = r.value ->> 7, held_reason = NULL "
+        "FROM json_each(?) AS r WHERE deliveries.id = r.value ->> 0",
+        (now, batch),
+    )
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration, outcome, status, "
+        "error, request, response) SELECT value ->> 0, value ->> 8, value ->> 9, value ->> 10, "
+        "value ->> 11, value ->> 4, value ->> 5, value ->> 12, value ->> 13 FROM json_each(?) "
+        "WHERE value ->> 0 IN (SELECT value FROM json_each(?)) ORDER BY key",
+        (batch, id_list(list(present))),
+    )
+    for row, result in zip(rows, results, strict=True):
+        known = present.get(result.delivery_id)
+        if known is not None and row[7] is not None:
+            _, seq, ordered, order_id, trigger = known
+            if ordered and order_id is not None:
+                wake_successor(conn, order_id, trigger, seq, now)
+    return [delivery_id in present for delivery_id in ids]
+
+
+def _json_rows(rows: list[tuple[Any, ...]]) -> str | bytes:
+    """Rows as one JSON array parameter (text a codec refuses, such as a lone surrogate, is
+    escaped by the standard library instead)."""
+    try:
+        return jsoncodec.dumps(rows)
+    except (TypeError, ValueError):
+        return json.dumps(rows)
 
 
 def record_attempt(conn: sqlite3.Connection, result: AttemptResult) -> bool:
