@@ -149,7 +149,7 @@ class AttemptRunner:
             order_id=stored.order_id,
         )
         started = time.time()
-        outcome = await self._call(plugin, trigger, delivery, options)
+        outcome = await call_plugin(plugin, trigger, delivery, options)
         outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         duration = time.time() - started
         self._record(trigger, delivery, stored.attempts + 1, outcome, started, duration, dest)
@@ -209,34 +209,6 @@ class AttemptRunner:
             await self._finish_without_attempt(stored, DeliveryState.FAILED, reason)
             return None
         return rendered
-
-    async def _call(
-        self, plugin: Any, trigger: Trigger, delivery: Delivery, options: Mapping[str, Any]
-    ) -> Outcome:
-        timeout = attempt_timeout(trigger.options)
-        try:
-            async with asyncio.timeout(timeout):
-                outcome = await plugin.deliver(delivery, options)
-        except TimeoutError:
-            return Outcome.retry(
-                f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
-            )
-        except Exception as exc:
-            log.error(
-                "delivery plugin raised",
-                plugin=trigger.delivery,
-                delivery_id=delivery.id,
-                event_id=delivery.event_id,
-                customer=delivery.customer,
-                trigger=delivery.trigger,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return Outcome.retry(f"plugin {trigger.delivery!r} raised {type(exc).__name__}: {exc}")
-        if not isinstance(outcome, Outcome):
-            return Outcome.retry(
-                f"plugin {trigger.delivery!r} returned {type(outcome).__name__}, not an Outcome"
-            )
-        return outcome
 
     def _record(
         self,
@@ -436,6 +408,37 @@ def _has_template(value: Any) -> bool:
     """A template option: a string (or a list holding one) with ``{{`` or ``{%``."""
     items = value if isinstance(value, list | tuple) else [value]
     return any(isinstance(item, str) and ("{{" in item or "{%" in item) for item in items)
+
+
+async def call_plugin(
+    plugin: Any, trigger: Trigger, delivery: Delivery, options: Mapping[str, Any]
+) -> Outcome:
+    """The plugin's `deliver`, contained: an exception or a hung call becomes a retryable
+    `Outcome` naming the plugin (a postback or a shipment file alike)."""
+    timeout = attempt_timeout(trigger.options)
+    try:
+        async with asyncio.timeout(timeout):
+            outcome = await plugin.deliver(delivery, options)
+    except TimeoutError:
+        return Outcome.retry(
+            f"delivery plugin {trigger.delivery!r} did not finish within {timeout:g}s"
+        )
+    except Exception as exc:
+        log.error(
+            "delivery plugin raised",
+            plugin=trigger.delivery,
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            customer=delivery.customer,
+            trigger=delivery.trigger,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return Outcome.retry(f"plugin {trigger.delivery!r} raised {type(exc).__name__}: {exc}")
+    if not isinstance(outcome, Outcome):
+        return Outcome.retry(
+            f"plugin {trigger.delivery!r} returned {type(outcome).__name__}, not an Outcome"
+        )
+    return outcome
 
 
 def attempt_timeout(options: Mapping[str, Any]) -> float:

@@ -22,6 +22,7 @@ from typing import Any
 
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
+from postbackd.batcher import Batcher
 from postbackd.breaker import BreakerBoard
 from postbackd.config import Config, ConfigError, ConfigWatcher
 from postbackd.dispatcher import Dispatcher
@@ -63,6 +64,7 @@ class Daemon:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self._batcher_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,6 +115,10 @@ class Daemon:
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
+        batcher = Batcher(spool, self.current, self.plugins.deliveries)
+        self._batcher_task = asyncio.create_task(batcher.run(), name="batcher")
+        self._batcher_task.add_done_callback(self._dispatcher_ended)
+        self._tasks.append(self._batcher_task)
         self.housekeeping = Housekeeping(
             spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
@@ -188,11 +194,12 @@ class Daemon:
         self.reloader.start(reason, self)
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
-        """The dispatcher never returns on its own: if it died, nothing would be delivered."""
+        """The dispatcher (or the batcher) never returns on its own: if it died, nothing (no
+        shipment file) would be delivered."""
         if task.cancelled() or self._stopping:
             return
         error = task.exception()
-        log.error("the dispatcher stopped unexpectedly; exiting", error=repr(error))
+        log.error(f"the {task.get_name()} stopped unexpectedly; exiting", error=repr(error))
         self._exit_code = 1
         self._stop.set()
 

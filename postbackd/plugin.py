@@ -51,7 +51,13 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One postback as a delivery plugin sees it: the payload fixed at routing time."""
+    """One postback as a delivery plugin sees it: the payload fixed at routing time.
+
+    A shipment file (a trigger with ``batch``) is one `Delivery` too: `file_name` is the name
+    to store it under (None for an ordinary postback), `body` the whole file, `id` the file's
+    id (the same at every attempt), and `event_id`/`order_id` are empty: the file carries
+    many events. A plugin that cannot store files returns ``Outcome.fail`` for one.
+    """
 
     id: str
     event_id: str
@@ -64,6 +70,7 @@ class Delivery:
     subject: str | None
     body: bytes
     order_id: str | None = None
+    file_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ log = get_logger("postbackd.plugins")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "postbackd.deliveries.webhook",
     "postbackd.deliveries.email",
+    "postbackd.deliveries.directory",
+    "postbackd.deliveries.sftp",
     "postbackd.sources.http",
     "postbackd.sources.filedrop",
     "postbackd.sources.amqp",

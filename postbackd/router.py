@@ -8,12 +8,14 @@ logged. A render failure is not an exception for the caller — it becomes a del
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from postbackd.batching import window_key
 from postbackd.config import Config, Trigger
 from postbackd.events import Event, type_matches
 from postbackd.spool import DeliveryState, NewDelivery
@@ -110,6 +112,12 @@ class Router:
         outcome = self.render(trigger, event)
         rendered = outcome.rendered
         template = self.engine.template(trigger.template)
+        window = None
+        if trigger.batch is not None and rendered is not None:
+            # a batching trigger's delivery waits for the end of its window, then goes out in
+            # that window's file (postbackd.batcher); it is never attempted on its own
+            end = trigger.batch.end_after(time.time())
+            window = (window_key(trigger.name, end), end)
         return NewDelivery(
             id=delivery_id(event.id, trigger.name),
             trigger=trigger.name,
@@ -128,4 +136,6 @@ class Router:
             ordered=trigger.ordered,
             supersede=trigger.supersede,
             destination=self._destinations.get(trigger.name),
+            next_attempt_at=window[1] if window else None,
+            batch_window=window[0] if window else None,
         )

@@ -16,6 +16,7 @@ import fnmatch
 import re
 from typing import Any, cast
 
+from postbackd.batching import DEFAULT_FILE_NAME, BatchWindow, check_file_name, parse_batch
 from postbackd.config.bounded_read import TEMPLATE_FILE_LIMIT, NotReadable, read_regular_text
 from postbackd.config.model import (
     DEFAULT_RETRY_SCHEDULE,
@@ -34,7 +35,7 @@ from postbackd.units import parse_duration
 
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.-]+")
 CUSTOMER_KEYS = ("id", "name")
-TEMPLATE_KEYS = ("name", "format", "body", "body_file", "subject")
+TEMPLATE_KEYS = ("name", "format", "body", "body_file", "subject", "header", "footer")
 TEMPLATE_FORMATS = ("json", "xml", "text", "html")
 TRIGGER_KEYS = (
     "name",
@@ -48,6 +49,8 @@ TRIGGER_KEYS = (
     "ordered",
     "supersede",
     "options",
+    "batch",
+    "batch_file",
 )
 TRIGGER_STATUSES = ("active", "inactive")
 LOOKUP_KEYS = ("name", "key", "customer", "values")
@@ -75,6 +78,8 @@ def build_template(table: Table) -> TemplateConfig | None:
         table.choice("format", TEMPLATE_FORMATS, "") if table.require("format") else ""
     )
     subject = table.string("subject")
+    header = table.string("header")
+    footer = table.string("footer")
     body, body_location = _template_body(table)
     if name is not None and name.startswith(BUILTIN_PREFIX):
         table.error(f'"{BUILTIN_PREFIX}" is reserved for built-in templates; rename it', "name")
@@ -88,6 +93,8 @@ def build_template(table: Table) -> TemplateConfig | None:
         location=table.location,
         subject=subject,
         body_location=body_location,
+        header=header,
+        footer=footer,
     )
 
 
@@ -134,6 +141,20 @@ def build_trigger(table: Table) -> Trigger | None:
             "supersede",
         )
     options = table.table("options")
+    batch = _batch(table)
+    batch_file = table.string("batch_file")
+    if batch_file is not None:
+        problem = check_file_name(batch_file)
+        if problem:
+            table.error(problem, "batch_file")
+            batch_file = None
+        elif batch is None:
+            table.error('batch_file needs batch (e.g. batch = "1h")', "batch_file")
+    if batch is not None and ordered:
+        table.error(
+            "a batching trigger cannot be ordered: its deliveries go out together, in one file",
+            "ordered",
+        )
     if None in (name, customer, events, template, delivery, schedule):
         return None
     return Trigger(
@@ -149,8 +170,21 @@ def build_trigger(table: Table) -> Trigger | None:
         ordered=ordered,
         supersede=supersede,
         options=options or {},
+        batch=batch,
+        batch_file=batch_file or DEFAULT_FILE_NAME,
         redactor=Redactor.of(table.secret_values()),
     )
+
+
+def _batch(table: Table) -> BatchWindow | None:
+    text = table.string("batch")
+    if text is None:
+        return None
+    try:
+        return parse_batch(text)
+    except ValueError as exc:
+        table.error(str(exc), "batch")
+        return None
 
 
 def _retry_schedule(table: Table) -> tuple[float, ...] | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from postbackd.batching import DEFAULT_FILE_NAME, BatchWindow
 from postbackd.redaction import NO_SECRETS, Redactor
 
 TemplateFormat = Literal["json", "xml", "text", "html"]
@@ -200,6 +201,9 @@ class TemplateConfig:
     location: Location
     subject: str | None = None
     body_location: Location | None = None  # the body_file, when the body came from one
+    # a shipment file's first and last lines, around the bodies of its deliveries (the rows)
+    header: str | None = None
+    footer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ class Trigger:
     ordered: bool = False
     supersede: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    # batch = "1h" | "daily 18:00": deliveries go out together, as one file per window
+    batch: BatchWindow | None = None
+    batch_file: str = DEFAULT_FILE_NAME
     # the secrets of this trigger's table (its options), masked in its request log by value
     redactor: Redactor = field(default=NO_SECRETS, compare=False, repr=False)
 

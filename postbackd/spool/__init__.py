@@ -26,6 +26,8 @@ from postbackd.spool.model import (
     AmbiguousDeliveryId,
     AttemptRecord,
     AttemptResult,
+    BatchAttempt,
+    BatchRow,
     DeliveryDetail,
     DeliveryIdError,
     DeliveryState,
@@ -33,10 +35,13 @@ from postbackd.spool.model import (
     ErasedCounts,
     ListFilter,
     MinuteCount,
+    NewBatch,
     NewDelivery,
+    OpenWindow,
     Selection,
     SpoolError,
     SpoolStats,
+    StoredBatch,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
@@ -122,6 +127,30 @@ class Spool(Protocol):
         self, active: Collection[str], inactive: Collection[str]
     ) -> TriggerSync: ...
 
+    # shipment files (postbackd.batcher) ---------------------------------------------------
+    async def closed_windows(self, now: float, limit: int = 0) -> list[OpenWindow]:
+        """Batch windows that ended by `now` with deliveries not yet in a file (at most
+        `limit` windows; 0: a backend's default)."""
+        ...
+
+    async def seal_batch(self, batch: NewBatch) -> bool:
+        """Store a shipment file and bind its deliveries to it, in one transaction; False
+        (nothing stored) when one of them changed meanwhile or the file already exists."""
+        ...
+
+    async def claim_batches(self, now: float, limit: int, lease: float) -> list[StoredBatch]:
+        """Take up to `limit` due files to send; another node takes one only after `lease`."""
+        ...
+
+    async def next_batch_due(self) -> float | None:
+        """When a window next closes or a file is next due (None: nothing waits)."""
+        ...
+
+    async def record_batch_attempt(self, result: BatchAttempt) -> bool:
+        """Move a file and its deliveries on, logging the attempt for each delivery; False
+        when the file is gone."""
+        ...
+
     # the request log ---------------------------------------------------------------------
     async def stats(self) -> SpoolStats: ...
 
@@ -190,6 +219,8 @@ __all__ = [
     "AmbiguousDeliveryId",
     "AttemptRecord",
     "AttemptResult",
+    "BatchAttempt",
+    "BatchRow",
     "DeliveryDetail",
     "DeliveryIdError",
     "DeliveryState",
@@ -197,13 +228,16 @@ __all__ = [
     "ErasedCounts",
     "ListFilter",
     "MinuteCount",
+    "NewBatch",
     "NewDelivery",
+    "OpenWindow",
     "OperatorVerbs",
     "Selection",
     "Spool",
     "SpoolError",
     "SpoolStats",
     "StorageBackoff",
+    "StoredBatch",
     "StoredDelivery",
     "SubmitOutcome",
     "Throughput",

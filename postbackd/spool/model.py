@@ -86,7 +86,9 @@ class NewDelivery:
     `state` is pending, held (trigger inactive) or failed (render error: `body` is None and
     `render_error` says why). `supersede` cancels older pending deliveries of the same trigger
     and order. `destination` may be given when known at routing time (it lets `claim_due`
-    skip a destination before the delivery's first attempt).
+    skip a destination before the delivery's first attempt). `batch_window` (a
+    `postbackd.batching.window_key`) makes it a row of that window's shipment file: it is
+    never claimed on its own, and `next_attempt_at` is the window's end.
     """
 
     id: str
@@ -106,6 +108,7 @@ class NewDelivery:
     held_reason: str | None = None
     next_attempt_at: float | None = None
     destination: str | None = None
+    batch_window: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,3 +403,98 @@ def choose_delivery_id(given: str, matches: Sequence[str]) -> str:
             given, matches[:ID_MATCHES_SHOWN], len(matches) > ID_MATCHES_SHOWN
         )
     return matches[0]
+
+
+# ---------------------------------------------------------------- shipment files (batches)
+
+BATCH_STATES = ("pending", "done", "dead", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One delivery of a closed window: a row of its shipment file (the rendered body)."""
+
+    delivery_id: str
+    event_id: str
+    order_id: str | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    """A window whose end has passed with deliveries not yet in a file, as
+    `Spool.closed_windows` finds it: `files` is how many files the window already has (a
+    delivery committed just after its window was closed goes into one more file)."""
+
+    key: str
+    trigger: str
+    customer: str
+    plugin: str
+    format: str
+    content_type: str
+    files: int
+    rows: tuple[BatchRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """A shipment file to store with the deliveries it carries (`Spool.seal_batch`).
+
+    The file's name and bytes are fixed here, like a payload at routing time: a file sent
+    again after a crash is the same file, so a receiver can drop the duplicate.
+    """
+
+    id: str
+    window: str
+    part: int
+    trigger: str
+    plugin: str
+    customer: str
+    file_name: str
+    format: str
+    content_type: str
+    body: bytes
+    delivery_ids: tuple[str, ...]
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A shipment file as the batcher claims it to send (`Spool.claim_batches`)."""
+
+    id: str
+    window: str
+    trigger: str
+    plugin: str
+    customer: str
+    file_name: str
+    format: str
+    content_type: str
+    body: bytes
+    rows: int
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAttempt:
+    """One attempt at sending a shipment file, recorded for the file and each of its
+    deliveries in one write (`Spool.record_batch_attempt`).
+
+    `new_state` is done, pending (retry at `next_attempt_at`), dead or cancelled (its trigger
+    is gone: `counted=False`, no attempt logged). `request` names the file; each delivery's
+    request log shows it.
+    """
+
+    batch_id: str
+    started_at: float
+    duration: float
+    outcome: str
+    new_state: DeliveryState
+    next_attempt_at: float | None
+    status: int | None
+    error: str | None
+    request: Mapping[str, Any] | None
+    response: Mapping[str, Any] | None
+    counted: bool = True

@@ -4,8 +4,8 @@ Inside: `engine` (a configuration's templates, rendered for one event), `compile
 ``##{{`` and format-aware escaping, compiled once and cached), `escape` (JSON/XML escaping and
 content types), `output` (a rendered body must be valid JSON/XML), `check` (the linter behind
 `postbackd check` and `render`), `runtime` (undefined variables), `errors` (render errors and
-warnings with their template line), `budget` (a render's time budget) and `builtin` (the
-templates any trigger can name).
+warnings with their template line), `budget` (a render's time budget), `shipment` (a batch's
+rows framed into one file) and `builtin` (the templates any trigger can name).
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from postbackd.templates.check import TemplateFinding, check_template, render_sa
 from postbackd.templates.compile import CompiledCache
 from postbackd.templates.engine import Rendered, RenderError, TemplateEngine, TemplateWarning
 from postbackd.templates.escape import content_type_for
+from postbackd.templates.shipment import FileFrame, compose_file
 
 __all__ = [
     "BUILTIN_TEMPLATES",
     "CompiledCache",
+    "FileFrame",
     "RenderError",
     "Rendered",
     "TemplateEngine",
     "TemplateFinding",
     "TemplateWarning",
     "check_template",
+    "compose_file",
     "content_type_for",
     "render_budget",
     "render_samples",

@@ -184,6 +184,33 @@ class TemplateEngine:
         finally:
             CURRENT_SINK.reset(token)
 
+    def render_frame(
+        self, name: str, part: str, context: Mapping[str, Any]
+    ) -> str | None:
+        """Render the ``header`` or ``footer`` (`part`) of template `name` for a shipment
+        file, with `context` (``batch``, ``customer``); None when the template has none.
+
+        The part is escaped for the template's format like the body, but not checked on its
+        own: an XML header opens an element its footer closes, so only the whole file can be
+        checked (`postbackd.templates.shipment`). RenderError on failure.
+        """
+        config = self.template(name)
+        source = config.header if part == "header" else config.footer
+        if source is None:
+            return None
+        pseudo = TemplateConfig(
+            name=f"{name} {part}", format=config.format, body=source, location=config.location
+        )
+        compiled = self._cache.compiled(pseudo)
+        if isinstance(compiled, RenderError):
+            raise compiled.with_traceback(None)
+        body, _ = compiled
+        token = CURRENT_SINK.set(WarningSink(pseudo.name))
+        try:
+            return self._run(body, context, "text", pseudo.name, "body")
+        finally:
+            CURRENT_SINK.reset(token)
+
     def _compile(self, config: TemplateConfig) -> CompiledTemplate | RenderError:
         compiled = self._cache.compiled(config)
         if isinstance(compiled, RenderError):

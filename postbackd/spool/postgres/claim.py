@@ -54,6 +54,7 @@ async def claim_due(
     """Mark up to `limit` due deliveries inflight for `node`, oldest schedule first."""
     rows = await conn.fetch(
         f"SELECT {STORED_COLUMNS} FROM deliveries WHERE state = 'pending' "
+        "AND batch_window IS NULL "
         "AND next_attempt_at <= $1 AND id <> ALL($2::text[]) "
         "AND (destination IS NULL OR destination <> ALL($3::text[])) "
         "ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED",
@@ -108,6 +109,7 @@ async def next_due_at(
     """The earliest next_attempt_at of pending deliveries not bound for an excluded destination."""
     due: float | None = await conn.fetchval(
         "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' "
+        "AND batch_window IS NULL "
         "AND (destination IS NULL OR destination <> ALL($1::text[]))",
         list(exclude_destinations),
     )

@@ -34,20 +34,24 @@ from postbackd.spool.model import (
     MIN_ID_PREFIX,
     NO_FILTER,
     AttemptResult,
+    BatchAttempt,
     DeliveryDetail,
     DeliveryState,
     DeliverySummary,
     ListFilter,
+    NewBatch,
     NewDelivery,
+    OpenWindow,
     SpoolError,
     SpoolStats,
+    StoredBatch,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
     TriggerSync,
     choose_delivery_id,
 )
-from postbackd.spool.postgres import claim, reads, writes
+from postbackd.spool.postgres import batches, claim, reads, writes
 from postbackd.spool.postgres.schema import WORK_CHANNEL, migrate
 from postbackd.spool.postgres.verbs import PostgresVerbStore
 from postbackd.spool.verbs import OperatorVerbs
@@ -152,6 +156,7 @@ class PostgresSpool:
         spool = cls(url, pool, node=node or socket.gethostname(), lease=lease, daemon=daemon)
         if daemon:
             recovered = await spool._transact(lambda conn: writes.recover_own(conn, spool.node))
+            await spool._transact(lambda conn: batches.release_own_batches(conn, spool.node))
             if recovered:
                 log.warning(
                     "deliveries this node left in flight put back to pending",
@@ -425,6 +430,46 @@ class PostgresSpool:
                 )
 
         await self._transact(insert)
+
+    # ------------------------------------------------------------------ shipment files
+
+    async def closed_windows(self, now: float, limit: int = 0) -> list[OpenWindow]:
+        """Batch windows that ended by `now` with deliveries not yet in a file; none while
+        the database is unreachable (the batcher looks again)."""
+        try:
+            return await self._transact(lambda conn: batches.closed_windows(conn, now, limit))
+        except SpoolUnavailable:
+            return []
+
+    async def seal_batch(self, batch: NewBatch) -> bool:
+        """Store a shipment file with its deliveries bound to it, in one transaction; False
+        (nothing stored) when one changed meanwhile or another node stored the file."""
+        try:
+            return await self._transact(lambda conn: batches.seal_batch(conn, batch))
+        except batches.SealConflict:
+            return False
+
+    async def claim_batches(self, now: float, limit: int, lease: float) -> list[StoredBatch]:
+        """Take up to `limit` due shipment files for this node with a lease."""
+        try:
+            return await self._transact(
+                lambda conn: batches.claim_batches(conn, now, limit, self.node, lease)
+            )
+        except SpoolUnavailable:
+            return []
+
+    async def next_batch_due(self) -> float | None:
+        """When a window next closes or a file is next due (None: nothing waits)."""
+        try:
+            return await self._transact(batches.next_batch_due)
+        except SpoolUnavailable:
+            return None
+
+    async def record_batch_attempt(self, result: BatchAttempt) -> bool:
+        """Record an attempt at a file for the file and each of its deliveries."""
+        return await self._transact(
+            lambda conn: batches.record_batch_attempt(conn, result, self.node)
+        )
 
     # ------------------------------------------------------------------ plumbing
 

@@ -126,6 +126,7 @@ async def submit(
                 now if failed else None,
                 new.render_error if failed else None,
                 new.destination,
+                new.batch_window,
             )
         )
     if rows:
@@ -133,8 +134,8 @@ async def submit(
             "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
             "order_id, format, content_type, subject, body, render_error, state, held_reason, "
             "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-            "$15, $16, $17, $18, $19, $20, $21)",
+            "destination, batch_window) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+            "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
             rows,
         )
     return SubmitOutcome(event.id, False, len(deliveries), superseded)

@@ -83,7 +83,7 @@ def next_due_at(conn: sqlite3.Connection, exclude_destinations: frozenset[str]) 
     """The earliest next_attempt_at of pending deliveries not bound for an excluded destination."""
     head = conn.execute(
         "SELECT next_attempt_at, destination FROM deliveries INDEXED BY deliveries_due "
-        "WHERE state = 'pending' ORDER BY next_attempt_at LIMIT 1"
+        "WHERE state = 'pending' AND batch_window IS NULL ORDER BY next_attempt_at LIMIT 1"
     ).fetchone()
     if head is None or head[1] not in exclude_destinations:
         return None if head is None else float(head[0])
@@ -93,7 +93,7 @@ def next_due_at(conn: sqlite3.Connection, exclude_destinations: frozenset[str]) 
         if group not in exclude_destinations
         for row in conn.execute(
             "SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_destination "
-            "WHERE state = 'pending' AND destination IS ?",
+            "WHERE state = 'pending' AND batch_window IS NULL AND destination IS ?",
             (group,),
         )
         if row[0] is not None
@@ -105,18 +105,18 @@ def pending_destinations(conn: sqlite3.Connection) -> Iterator[str | None]:
     """Each destination of pending deliveries once (None: not known yet), by index skips."""
     if conn.execute(
         "SELECT 1 FROM deliveries INDEXED BY deliveries_destination "
-        "WHERE state = 'pending' AND destination IS NULL LIMIT 1"
+        "WHERE state = 'pending' AND batch_window IS NULL AND destination IS NULL LIMIT 1"
     ).fetchone():
         yield None
     current = conn.execute(
         "SELECT min(destination) FROM deliveries INDEXED BY deliveries_destination "
-        "WHERE state = 'pending'"
+        "WHERE state = 'pending' AND batch_window IS NULL"
     ).fetchone()[0]
     while current is not None:
         yield current
         current = conn.execute(
             "SELECT min(destination) FROM deliveries INDEXED BY deliveries_destination "
-            "WHERE state = 'pending' AND destination > ?",
+            "WHERE state = 'pending' AND batch_window IS NULL AND destination > ?",
             (current,),
         ).fetchone()[0]
 
@@ -220,7 +220,7 @@ def _head(conn: sqlite3.Connection, now: float, size: int, skip: set[int]) -> li
     (rows,) = conn.execute(
         "SELECT json_group_array(json_array(next_attempt_at, seq)) FROM ("
         "SELECT next_attempt_at, seq FROM deliveries INDEXED BY deliveries_due "
-        "WHERE state = 'pending' AND next_attempt_at <= ? "
+        "WHERE state = 'pending' AND batch_window IS NULL AND next_attempt_at <= ? "
         "AND seq NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at LIMIT ?)",
         (now, json.dumps(sorted(skip)), size),
     ).fetchone()
@@ -233,7 +233,8 @@ def _window(
     """The allowed rows among the first WINDOW due entries (read from the index alone)."""
     rows = conn.execute(
         "SELECT next_attempt_at, seq FROM (SELECT next_attempt_at, seq, destination "
-        "FROM deliveries INDEXED BY deliveries_due WHERE state = 'pending' "
+        "FROM deliveries INDEXED BY deliveries_due "
+        "WHERE state = 'pending' AND batch_window IS NULL "
         "AND next_attempt_at <= ? "
         "ORDER BY next_attempt_at LIMIT ?) WHERE destination IS NULL "
         "OR destination NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_at",
@@ -245,7 +246,8 @@ def _window(
 def _beyond_window(conn: sqlite3.Connection, now: float) -> bool:
     return (
         conn.execute(
-            "SELECT 1 FROM deliveries INDEXED BY deliveries_due WHERE state = 'pending' "
+            "SELECT 1 FROM deliveries INDEXED BY deliveries_due "
+            "WHERE state = 'pending' AND batch_window IS NULL "
             "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 1 OFFSET ?",
             (now, WINDOW),
         ).fetchone()
@@ -258,7 +260,8 @@ def _due_of(conn: sqlite3.Connection, destination: str | None, now: float) -> It
     while True:
         rows = conn.execute(
             "SELECT next_attempt_at, seq FROM deliveries INDEXED BY deliveries_destination "
-            "WHERE state = 'pending' AND destination IS ? AND next_attempt_at <= ? "
+            "WHERE state = 'pending' AND batch_window IS NULL AND destination IS ? "
+            "AND next_attempt_at <= ? "
             "AND (next_attempt_at, seq) > (?, ?) "
             "ORDER BY next_attempt_at, seq LIMIT ?",
             (destination, now, *after, CHUNK),

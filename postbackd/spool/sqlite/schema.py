@@ -12,7 +12,7 @@ from pathlib import Path
 
 from postbackd.spool.model import DeliveryState, SpoolError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000  # the CLI writes to the spool while the daemon runs, and vice versa
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
@@ -97,7 +97,51 @@ _V1 = (
     "CREATE INDEX attempts_delivery ON attempts(delivery_id, id)",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+# 2: shipment files (postbackd.batcher). A delivery of a batching trigger carries the window
+# it falls in (`batch_window`) and, once the window is closed, the file it went into
+# (`batch_id`); the claim indexes leave such rows out, as they are never attempted alone.
+_V2 = (
+    "ALTER TABLE deliveries ADD COLUMN batch_window TEXT",
+    "ALTER TABLE deliveries ADD COLUMN batch_id TEXT",
+    "DROP INDEX deliveries_due",
+    "DROP INDEX deliveries_destination",
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, destination) "
+    "WHERE state = 'pending' AND batch_window IS NULL",
+    "CREATE INDEX deliveries_destination ON deliveries(destination, next_attempt_at) "
+    "WHERE state = 'pending' AND batch_window IS NULL",
+    "CREATE INDEX deliveries_open_windows ON deliveries(next_attempt_at) "
+    "WHERE state = 'pending' AND batch_window IS NOT NULL AND batch_id IS NULL",
+    "CREATE INDEX deliveries_batch ON deliveries(batch_id) WHERE batch_id IS NOT NULL",
+    """
+    CREATE TABLE batches (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        window_key TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        trigger_name TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        format TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        rows INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        last_error TEXT,
+        node TEXT,
+        lease_until REAL
+    )
+    """,
+    "CREATE INDEX batches_due ON batches(next_attempt_at) WHERE state = 'pending'",
+    "CREATE INDEX batches_window ON batches(window_key, part)",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 """Statements that bring a spool from version N-1 to N (version 0 is a new, empty file)."""
 
 

@@ -31,19 +31,23 @@ from postbackd.spool.model import (
     MIN_ID_PREFIX,
     NO_FILTER,
     AttemptResult,
+    BatchAttempt,
     DeliveryDetail,
     DeliveryState,
     DeliverySummary,
     ListFilter,
+    NewBatch,
     NewDelivery,
+    OpenWindow,
     SpoolStats,
+    StoredBatch,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
     TriggerSync,
     choose_delivery_id,
 )
-from postbackd.spool.sqlite import browse, claim, reads, writes
+from postbackd.spool.sqlite import batches, browse, claim, reads, writes
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.joined import WriteBatcher
@@ -132,6 +136,7 @@ class SqliteSpool:
             lock_fd = await asyncio.to_thread(acquire_owner_lock, path, exclusive)
             if lock_fd is not None:
                 recovered = await writer.call(writes.recover_inflight)
+                await writer.call(batches.release_batch_leases)
                 if recovered:
                     log.warning(
                         "deliveries left in flight put back to pending",
@@ -417,6 +422,43 @@ class SqliteSpool:
                 )
 
         await self._write(insert)
+
+    # ------------------------------------------------------------------ shipment files
+
+    async def closed_windows(self, now: float, limit: int = 0) -> list[OpenWindow]:
+        """Batch windows that ended by `now` with deliveries not yet in a file."""
+        found: list[OpenWindow] = await self._read(
+            lambda conn: batches.closed_windows(conn, now, limit)
+        )
+        return found
+
+    async def seal_batch(self, batch: NewBatch) -> bool:
+        """Store a shipment file with its deliveries bound to it, in one transaction; False
+        (nothing stored) when one of them changed meanwhile or the file exists."""
+        try:
+            sealed: bool = await self._write(lambda conn: batches.seal_batch(conn, batch))
+        except batches.SealConflict:
+            return False
+        return sealed
+
+    async def claim_batches(self, now: float, limit: int, lease: float) -> list[StoredBatch]:
+        """Take up to `limit` due shipment files to send, each for `lease` seconds."""
+        claimed: list[StoredBatch] = await self._write(
+            lambda conn: batches.claim_batches(conn, now, limit, "local", lease), durable=False
+        )
+        return claimed
+
+    async def next_batch_due(self) -> float | None:
+        """When a window next closes or a file is next due (None: nothing waits)."""
+        due: float | None = await self._read(batches.next_batch_due)
+        return due
+
+    async def record_batch_attempt(self, result: BatchAttempt) -> bool:
+        """Record an attempt at a file for the file and each of its deliveries."""
+        written: bool = await self._write(
+            lambda conn: batches.record_batch_attempt(conn, result)
+        )
+        return written
 
     # ------------------------------------------------------------------ plumbing
 

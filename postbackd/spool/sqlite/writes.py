@@ -85,12 +85,12 @@ def submit_many(
             "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
             "order_id, format, content_type, subject, body, render_error, state, held_reason, "
             "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
-            "value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, "
-            "CAST(value ->> 10 AS BLOB), value ->> 11, value ->> 12, value ->> 13, "
-            "value ->> 14, ?1, coalesce(value ->> 15, ?1), ?1, "
+            "destination, batch_window) SELECT value ->> 0, value ->> 1, value ->> 2, "
+            "value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, "
+            "value ->> 9, CAST(value ->> 10 AS BLOB), value ->> 11, value ->> 12, "
+            "value ->> 13, value ->> 14, ?1, coalesce(value ->> 15, ?1), ?1, "
             "CASE WHEN value ->> 16 THEN ?1 END, CASE WHEN value ->> 16 THEN value ->> 11 END, "
-            "value ->> 17 FROM json_each(?2) ORDER BY key",
+            "value ->> 17, value ->> 18 FROM json_each(?2) ORDER BY key",
             (now, _json_rows(delivery_rows)),
         )
     stored: set[str] = set()
@@ -161,6 +161,7 @@ def _bulk_rows(
                     new.next_attempt_at,
                     int(new.state is DeliveryState.FAILED),
                     new.destination,
+                    new.batch_window,
                 )
             )
     return events, deliveries
@@ -201,7 +202,8 @@ def submit(
             "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
             "order_id, format, content_type, subject, body, render_error, state, held_reason, "
             "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "destination, batch_window) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.id,
                 event.id,
@@ -224,6 +226,7 @@ def submit(
                 now if failed else None,
                 new.render_error if failed else None,
                 new.destination,
+                new.batch_window,
             ),
         )
     return SubmitOutcome(event.id, False, len(deliveries), superseded)
