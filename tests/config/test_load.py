@@ -369,7 +369,7 @@ def test_unknown_keys_with_did_you_mean(conf: Conf) -> None:
     )
     assert errors[1].startswith(
         'acme.toml:17: [[trigger]] "acme-order-shipped" whatever: unknown key "whatever" '
-        "(known: customer, delivery, events,"
+        "(known: batch, batch_file, customer, delivery, events,"
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 from postbackd.spool.model import AttemptResult, DeliveryState, NewDelivery
 from postbackd.spool.sqlite import writes
 from postbackd.spool.sqlite.joined import WriteBatcher
-from postbackd.spool.sqlite.schema import MIGRATIONS
+from postbackd.spool.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 S = DeliveryState
 DELIVERY_COLUMNS = (
@@ -28,8 +28,9 @@ DELIVERY_COLUMNS = (
 
 def _db() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in MIGRATIONS[1]:
-        conn.execute(statement)
+    for version in range(1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
     return conn
 
 
