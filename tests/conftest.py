@@ -11,8 +11,10 @@ from postbackd.spool import Spool, open_spool
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
 from tests.configs import webhook_config
 from tests.pg_fixtures import fresh_database, pg_cluster
+from tests.sftp_server import sftp_server
 
-__all__ = ["pg_cluster"]  # the session fixture behind `spool_target`
+# the session fixture behind `spool_target`; a real SFTP server (tests/sftp_server.py)
+__all__ = ["pg_cluster", "sftp_server"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -24,6 +24,11 @@ from postbackd.templates.engine import RenderError, TemplateEngine
 from postbackd.templates.output import check_body
 
 
+# Characters many line readers (Python's splitlines, JavaScript) take for line breaks; JSON
+# lets them stand raw inside strings, so a value holding one would split its row in two.
+_LINE_BREAKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
 @dataclass(frozen=True)
 class FileFrame:
     """What a shipment file's header and footer may name (``{{ batch.rows }}`` …)."""
@@ -92,7 +97,8 @@ def _one_line(template: str, label: str, text: str) -> str:
             f"the {label} of a JSON Lines shipment file is not one JSON value: {exc}",
             template=template,
         ) from None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return line.translate(_LINE_BREAKS_ESCAPED)
 
 
 def _iso(moment: float) -> str:

@@ -10,13 +10,19 @@ retried with the one file — and each delivery's request log naming the file.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from postbackd.testing import PostbackdDaemon, event_payload
+from postbackd.testing.waiting import until_async
+from tests.sftp_server import SftpServer
 
 WINDOW = "2s"
 CSV_TEMPLATE = {
@@ -84,3 +90,133 @@ async def test_directory_delivery_writes_one_file_per_window(
 
     await asyncio.sleep(3.0)  # an empty window: nothing more is written
     assert sorted(p.name for p in outgoing.iterdir()) == [written.name]
+
+
+JSONL_TEMPLATE = {
+    "name": "shipments-jsonl",
+    "format": "json",
+    "header": '{"file": "{{ batch.file }}", "rows": {{ batch.rows }}}',
+    "body": '{"orderId": "{{ orderId }}", "ref": "{{ orderReferenceId }}"}',
+}
+
+
+async def test_hostile_values_stay_inside_their_json_line(
+    postbackd_daemon: Callable[..., PostbackdDaemon], tmp_path: Path
+) -> None:
+    outgoing = tmp_path / "share"
+    outgoing.mkdir()
+    daemon = batching_daemon(
+        postbackd_daemon,
+        "directory",
+        {"path": str(outgoing)},
+        template="shipments-jsonl",
+        batch_file="{trigger}-{end:%H%M%S}{part}.{ext}",
+    )
+    daemon.write("templates.toml", {"template": [CSV_TEMPLATE, JSONL_TEMPLATE]})
+    await daemon.start()
+    hostile = 'x"}\n{"injected": true, "ref": "\u2028</a>'
+    await daemon.submit(
+        event_payload("h-1", order="o-1", orderReferenceId=hostile),
+        event_payload("h-2", order="o-2"),
+    )
+    (written,) = await wait_files(outgoing, 1)
+    assert written.suffix == ".jsonl"
+    lines = [json.loads(line) for line in written.read_text().splitlines()]
+    assert lines == [
+        {"file": written.name, "rows": 2},
+        {"orderId": "o-1", "ref": hostile},
+        {"orderId": "o-2", "ref": "ref-o-2"},
+    ]
+    assert (await daemon.get("/readyz"))[0] == 200
+
+
+async def test_sftp_one_file_per_window_and_a_failing_server_is_retried_as_one(
+    postbackd_daemon: Callable[..., PostbackdDaemon], sftp_server: SftpServer
+) -> None:
+    sftp_server.failures = 1
+    daemon = await batching_daemon(
+        postbackd_daemon, "sftp", sftp_server.options(), retry_schedule=["1s", "1s", "1s"]
+    ).start()
+    await daemon.submit(*(event_payload(f"e-{n}", order=f"o-{n}") for n in range(3)))
+    done = await daemon.wait_for_deliveries(3, states=["done"], timeout=20)
+    ((name, body),) = sftp_server.files().items()
+    assert body.decode().splitlines()[1:4] == ["o-0,shipped", "o-1,shipped", "o-2,shipped"]
+    assert sftp_server.uploads == [name]  # one file, uploaded once it got through
+    for delivery in done:
+        attempts = (await daemon.delivery(delivery["id"]))["attempts"]
+        assert [a["outcome"] for a in attempts] == ["retry", "ok"]
+        assert "disk quota exceeded" in attempts[0]["error"]
+        assert {a["request"]["file"] for a in attempts} == {name}
+        assert "s3cret-pass" not in json.dumps(attempts)
+    await asyncio.sleep(3.0)  # the next window is empty: nothing is uploaded
+    assert sftp_server.uploads == [name]
+
+
+async def test_a_wrong_host_key_is_refused_and_nothing_is_lost(
+    postbackd_daemon: Callable[..., PostbackdDaemon], sftp_server: SftpServer
+) -> None:
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    daemon = batching_daemon(
+        postbackd_daemon,
+        "sftp",
+        sftp_server.options(host_key=impostor),
+        retry_schedule=["500ms"] * 20,
+    )
+    await daemon.start()
+    await daemon.submit(*(event_payload(f"k-{n}", order=f"o-{n}") for n in range(2)))
+    for delivery in await daemon.deliveries():
+        await until_async(
+            lambda d=delivery: _has_attempt(daemon, d["id"]), 15, "a refused attempt"
+        )
+    detail = await daemon.delivery((await daemon.deliveries())[0]["id"])
+    assert detail["delivery"]["state"] == "pending"
+    assert f"is {sftp_server.fingerprint}, not the pinned one" in detail["attempts"][0]["error"]
+    assert sftp_server.files() == {}
+    assert (await daemon.get("/readyz"))[0] == 200
+    # the operator pins the right key: the same file goes out, with both rows
+    files = daemon_files_with(daemon, sftp_server.options())
+    daemon.write("postbackd.toml", files)
+    daemon.signal(signal.SIGHUP)
+    await daemon.wait_for_deliveries(2, states=["done"], timeout=20)
+    ((_, body),) = sftp_server.files().items()
+    assert body.decode().count(",shipped") == 2
+
+
+async def test_kill_9_before_and_after_the_window_closes_resends_the_same_file(
+    postbackd_daemon: Callable[..., PostbackdDaemon], sftp_server: SftpServer
+) -> None:
+    sftp_server.failures = 1000
+    daemon = batching_daemon(
+        postbackd_daemon, "sftp", sftp_server.options(), retry_schedule=["300ms"] * 50
+    )
+    await daemon.start()
+    await daemon.submit(*(event_payload(f"c-{n}", order=f"o-{n}") for n in range(3)))
+    daemon.signal(signal.SIGKILL)  # before the window closed: the rows are in the spool
+    await daemon.wait_exit()
+    await daemon.start()
+    ids = [d["id"] for d in await daemon.deliveries()]
+    assert len(ids) == 3
+    await until_async(lambda: _has_attempt(daemon, ids[0]), 15, "a failed upload")
+    first = (await daemon.delivery(ids[0]))["attempts"][0]["request"]["file"]
+    daemon.signal(signal.SIGKILL)  # the file was written into the spool and is being retried
+    await daemon.wait_exit()
+    sftp_server.failures = 0
+    await daemon.start()
+    await daemon.wait_for_deliveries(3, states=["done"], timeout=20)
+    files = sftp_server.files()
+    assert list(files) == [first]  # the same name after the crash: a receiver can dedupe
+    assert files[first].decode().splitlines()[1:4] == [f"o-{n},shipped" for n in range(3)]
+    for delivery_id in ids:
+        attempts = (await daemon.delivery(delivery_id))["attempts"]
+        assert {a["request"]["file"] for a in attempts} == {first}
+
+
+async def _has_attempt(daemon: PostbackdDaemon, delivery_id: str) -> bool:
+    return bool((await daemon.delivery(delivery_id))["attempts"])
+
+
+def daemon_files_with(daemon: PostbackdDaemon, options: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's postbackd.toml with the shipments trigger's options replaced."""
+    files = tomllib.loads((daemon.conf_dir / "postbackd.toml").read_text())
+    files["trigger"][0]["options"] = options
+    return files
