@@ -88,8 +88,10 @@ def window_end_of(key: str) -> float:
     return int(key.rpartition("@")[2]) / 1000
 
 
-def check_file_name(pattern: str) -> str | None:
-    """Why `pattern` (``batch_file``) cannot name files, or None when it can."""
+def check_file_name(
+    pattern: str, trigger: str = "trigger", customer: str = "customer"
+) -> str | None:
+    """Why `pattern` (``batch_file``) cannot name the files of `trigger`, or None when it can."""
     try:
         parsed = list(string.Formatter().parse(pattern))
     except ValueError as exc:
@@ -102,7 +104,9 @@ def check_file_name(pattern: str) -> str | None:
                 f"{{{name}}}" for name in FILE_NAME_FIELDS
             )
     try:
-        sample = file_name(pattern, trigger="t", customer="c", end=86400.0, start=0.0, part=1)
+        sample = file_name(
+            pattern, trigger=trigger, customer=customer, end=86400.0, start=0.0, part=1
+        )
     except ValueError as exc:
         return str(exc)
     if not sample:

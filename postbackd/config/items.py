@@ -144,7 +144,7 @@ def build_trigger(table: Table) -> Trigger | None:
     batch = _batch(table)
     batch_file = table.string("batch_file")
     if batch_file is not None:
-        problem = check_file_name(batch_file)
+        problem = check_file_name(batch_file, name or "trigger", customer or "customer")
         if problem:
             table.error(problem, "batch_file")
             batch_file = None

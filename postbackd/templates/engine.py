@@ -184,9 +184,7 @@ class TemplateEngine:
         finally:
             CURRENT_SINK.reset(token)
 
-    def render_frame(
-        self, name: str, part: str, context: Mapping[str, Any]
-    ) -> str | None:
+    def render_frame(self, name: str, part: str, context: Mapping[str, Any]) -> str | None:
         """Render the ``header`` or ``footer`` (`part`) of template `name` for a shipment
         file, with `context` (``batch``, ``customer``); None when the template has none.
 

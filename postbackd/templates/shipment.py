@@ -23,7 +23,6 @@ from typing import Any
 from postbackd.templates.engine import RenderError, TemplateEngine
 from postbackd.templates.output import check_body
 
-
 # Characters many line readers (Python's splitlines, JavaScript) take for line breaks; JSON
 # lets them stand raw inside strings, so a value holding one would split its row in two.
 _LINE_BREAKS_ESCAPED = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}

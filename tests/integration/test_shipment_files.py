@@ -165,9 +165,7 @@ async def test_a_wrong_host_key_is_refused_and_nothing_is_lost(
     await daemon.start()
     await daemon.submit(*(event_payload(f"k-{n}", order=f"o-{n}") for n in range(2)))
     for delivery in await daemon.deliveries():
-        await until_async(
-            lambda d=delivery: _has_attempt(daemon, d["id"]), 15, "a refused attempt"
-        )
+        await until_async(lambda d=delivery: _has_attempt(daemon, d["id"]), 15, "a refused attempt")
     detail = await daemon.delivery((await daemon.deliveries())[0]["id"])
     assert detail["delivery"]["state"] == "pending"
     assert f"is {sftp_server.fingerprint}, not the pinned one" in detail["attempts"][0]["error"]

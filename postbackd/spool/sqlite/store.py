@@ -455,9 +455,7 @@ class SqliteSpool:
 
     async def record_batch_attempt(self, result: BatchAttempt) -> bool:
         """Record an attempt at a file for the file and each of its deliveries."""
-        written: bool = await self._write(
-            lambda conn: batches.record_batch_attempt(conn, result)
-        )
+        written: bool = await self._write(lambda conn: batches.record_batch_attempt(conn, result))
         return written
 
     # ------------------------------------------------------------------ plumbing
