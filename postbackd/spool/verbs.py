@@ -13,6 +13,15 @@ from typing import Protocol
 
 from postbackd.spool.model import DeliveryState, ErasedCounts, Selection, parse_state
 
+UNBIND_FINISHED_FILE = (
+    "CASE WHEN batch_id IN (SELECT id FROM batches WHERE state <> 'pending') "
+    "THEN NULL ELSE batch_id END"
+)
+"""SQL (both backends) for the `batch_id` of a delivery an operator retries or releases: one
+whose shipment file is finished (sent, dead, cancelled) leaves it and waits in its window
+again, so it goes out in one more file of that window; one whose file is still being sent
+stays with it."""
+
 S = DeliveryState
 RETRYABLE = (S.DEAD, S.FAILED, S.HELD, S.PENDING, S.CANCELLED)
 RETRY_ALL = (S.PENDING, S.DEAD, S.FAILED)

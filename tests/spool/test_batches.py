@@ -193,3 +193,19 @@ async def test_a_version_1_spool_is_migrated_and_keeps_its_deliveries(tmp_path: 
     async with await open_spool(path) as spool:
         assert [d.id for d in await spool.claim_due(time.time(), 10)] == ["old"]
         assert await spool.closed_windows(time.time()) == []
+
+
+async def test_a_retried_delivery_of_a_dead_file_goes_out_in_one_more_file(spool: Spool) -> None:
+    end = time.time() - 1
+    await fill_window(spool, end, count=2)
+    (window,) = await spool.closed_windows(time.time())
+    batch = sealed(window)
+    await spool.seal_batch(batch)
+    await spool.record_batch_attempt(attempt(batch.id, S.DEAD, outcome="fail"))
+    assert await state_of(spool, "d0") is S.DEAD
+    assert await spool.verbs.retry(["d0"]) == 1
+    (again,) = await spool.closed_windows(time.time())
+    assert again.files == 1 and [row.delivery_id for row in again.rows] == ["d0"]
+    assert await spool.seal_batch(sealed(again))
+    (claimed,) = await spool.claim_batches(time.time(), 4, LEASE)
+    assert claimed.id == f"{window.key}#2" and claimed.rows == 1

@@ -14,6 +14,7 @@ import asyncpg
 
 from postbackd.spool.model import ErasedCounts, Selection
 from postbackd.spool.postgres.writes import notify_work, row_count
+from postbackd.spool.verbs import UNBIND_FINISHED_FILE
 
 T = TypeVar("T")
 Transact = Callable[[Callable[[asyncpg.Connection], Awaitable[T]]], Awaitable[T]]
@@ -72,7 +73,8 @@ async def retry(conn: asyncpg.Connection, selection: Selection) -> int:
         await conn.execute(
             "UPDATE deliveries SET attempts = CASE WHEN state IN ('dead', 'failed', "
             "'cancelled') THEN 0 ELSE attempts END, state = 'pending', next_attempt_at = $1, "
-            f"held_reason = NULL, finished_at = NULL, updated_at = $1 WHERE {where}",
+            f"held_reason = NULL, finished_at = NULL, updated_at = $1, "
+            f"batch_id = {UNBIND_FINISHED_FILE} WHERE {where}",
             *params,
         )
     )
@@ -99,7 +101,7 @@ async def release(conn: asyncpg.Connection, selection: Selection) -> int:
     count = row_count(
         await conn.execute(
             "UPDATE deliveries SET state = 'pending', held_reason = NULL, next_attempt_at = $1, "
-            f"updated_at = $1 WHERE {where}",
+            f"updated_at = $1, batch_id = {UNBIND_FINISHED_FILE} WHERE {where}",
             *params,
         )
     )

@@ -14,6 +14,7 @@ from typing import Any
 from postbackd.spool.model import ErasedCounts, Selection
 from postbackd.spool.sqlite.rows import id_list, selection_sql
 from postbackd.spool.sqlite.threads import Operation
+from postbackd.spool.verbs import UNBIND_FINISHED_FILE
 
 Write = Callable[[Operation], "asyncio.Future[Any]"]
 
@@ -59,7 +60,7 @@ def retry(conn: sqlite3.Connection, selection: Selection) -> int:
     return conn.execute(
         "UPDATE deliveries SET attempts = CASE WHEN state IN ('dead', 'failed', 'cancelled') "
         "THEN 0 ELSE attempts END, state = 'pending', next_attempt_at = ?, held_reason = NULL, "
-        f"finished_at = NULL, updated_at = ? WHERE {where}",
+        f"finished_at = NULL, updated_at = ?, batch_id = {UNBIND_FINISHED_FILE} WHERE {where}",
         (now, now, *params),
     ).rowcount
 
@@ -77,7 +78,7 @@ def release(conn: sqlite3.Connection, selection: Selection) -> int:
     now = time.time()
     return conn.execute(
         "UPDATE deliveries SET state = 'pending', held_reason = NULL, next_attempt_at = ?, "
-        f"updated_at = ? WHERE {where}",
+        f"updated_at = ?, batch_id = {UNBIND_FINISHED_FILE} WHERE {where}",
         (now, now, *params),
     ).rowcount
 
