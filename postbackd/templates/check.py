@@ -11,6 +11,7 @@ from postbackd.config.model import Customer
 from postbackd.events import type_matches
 from postbackd.samples import sample_event, sample_types
 from postbackd.templates.engine import Rendered, RenderError, TemplateEngine
+from postbackd.templates.shipment import FileFrame, compose_file
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ def check_template(
             problems.extend(("warning", str(w)) for w in result.rendered.warnings)
         for problem in problems:
             found.setdefault(problem, []).append(result.event_type)
+    frame_error = _frame_error(engine, name, results, customer)
+    if frame_error is not None:
+        found.setdefault(("error", frame_error), []).extend(r.event_type for r in results)
     ordered = sorted(found.items(), key=lambda item: item[0][0] != "error")
     return [
         TemplateFinding(
@@ -102,3 +106,28 @@ def check_template(
         )
         for (severity, text), samples in ordered
     ]
+
+
+def _frame_error(
+    engine: TemplateEngine, name: str, results: list[SampleRender], customer: Customer | None
+) -> str | None:
+    """Why the samples framed by the template's header and footer (a shipment file) would not
+    make a valid file; None when they would, or when it has neither."""
+    config = engine.template(name)
+    if config.header is None and config.footer is None:
+        return None
+    rows = [result.rendered.body for result in results if result.rendered is not None]
+    frame = FileFrame(
+        trigger="sample",
+        customer=customer.id if customer else "sample",
+        customer_name=customer.name if customer else "Sample",
+        file_name="sample-file",
+        window_start=0.0,
+        window_end=3600.0,
+        rows=len(rows),
+    )
+    try:
+        compose_file(engine, name, frame, rows)
+    except RenderError as exc:
+        return f"shipment file (header/footer around the samples): {exc}"
+    return None
