@@ -337,22 +337,7 @@ class AttemptRunner:
         timer.observe(duration)
 
     def _observe(self, delivery: Delivery, outcome: Outcome, state: DeliveryState) -> None:
-        """Tell observer plugins; a plugin that raises is logged by name and ignored."""
-        calls = [self.hook.postbackd_after_delivery]
-        if state is DeliveryState.DEAD:
-            calls.append(self.hook.postbackd_on_delivery_dead)
-        for caller in calls:
-            if not caller.get_hookimpls():
-                continue  # nobody listens: skip pluggy's call machinery on every attempt
-            try:
-                caller(delivery=delivery, outcome=outcome)
-            except Exception as exc:
-                log.error(
-                    "observer plugin raised",
-                    hook=caller.name,
-                    delivery_id=delivery.id,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+        observe(self.hook, delivery, outcome, state)
 
     async def _rerender(
         self, generation: Generation, trigger: Trigger, stored: StoredDelivery
@@ -408,6 +393,26 @@ def _has_template(value: Any) -> bool:
     """A template option: a string (or a list holding one) with ``{{`` or ``{%``."""
     items = value if isinstance(value, list | tuple) else [value]
     return any(isinstance(item, str) and ("{{" in item or "{%" in item) for item in items)
+
+
+def observe(hook: Any, delivery: Delivery, outcome: Outcome, state: DeliveryState) -> None:
+    """Tell observer plugins of a recorded attempt (a postback's or a shipment file's); a
+    plugin that raises is logged by name and ignored."""
+    calls = [hook.postbackd_after_delivery]
+    if state is DeliveryState.DEAD:
+        calls.append(hook.postbackd_on_delivery_dead)
+    for caller in calls:
+        if not caller.get_hookimpls():
+            continue  # nobody listens: skip pluggy's call machinery on every attempt
+        try:
+            caller(delivery=delivery, outcome=outcome)
+        except Exception as exc:
+            log.error(
+                "observer plugin raised",
+                hook=caller.name,
+                delivery_id=delivery.id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
 
 async def call_plugin(

@@ -16,12 +16,11 @@ window exists only through its deliveries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from postbackd.attempt import TIMEOUT_MARGIN, attempt_timeout, call_plugin
+from postbackd.attempt import TIMEOUT_MARGIN, attempt_timeout, call_plugin, observe
 from postbackd.batching import EXTENSIONS, file_name, window_end_of
 from postbackd.config import Trigger
 from postbackd.generation import Generation
@@ -51,22 +50,22 @@ SHIPMENT_FILE = "shipment.file"  # the `event_type` a plugin sees for a file
 
 
 class Batcher:
-    """Runs beside the dispatcher; `run()` until `stop()`."""
+    """Runs beside the dispatcher: `run()` until its task is cancelled at shutdown (a file
+    being sent then is sent again after the restart: the same name and bytes)."""
 
     def __init__(
         self,
         spool: Spool,
         current: Callable[[], Generation],
         deliveries: Mapping[str, Any],
+        hook: Any,
     ) -> None:
+        """`hook`: the plugin manager's hook relay, for the observers of each file attempt."""
         self.spool = spool
         self.current = current
         self.deliveries = deliveries
-        self._wake = asyncio.Event()
+        self.hook = hook
         self._trouble = StorageBackoff("sending shipment files")
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def run(self) -> None:
         """Close due windows and send due files, then sleep until the next is due."""
@@ -79,10 +78,7 @@ class Batcher:
                 continue
             due = await self._next_due()
             delay = IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time()))
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await asyncio.sleep(delay)
 
     async def run_once(self, now: float) -> None:
         """One look: every window ended by `now` closed into a file, every due file sent."""
@@ -247,6 +243,7 @@ class Batcher:
         outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         state, next_at, error = _decide(trigger, batch.attempts + 1, outcome)
         await self._record(batch, state, next_at, outcome, time.time() - started, error)
+        observe(self.hook, delivery, outcome, state)
         log.info(
             "shipment file attempt",
             trigger=batch.trigger,

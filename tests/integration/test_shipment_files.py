@@ -22,7 +22,10 @@ import asyncssh
 
 from postbackd.testing import PostbackdDaemon, event_payload
 from postbackd.testing.waiting import until_async
+from tests.pg_fixtures import pg_cluster, pg_url
 from tests.sftp_server import SftpServer
+
+__all__ = ["pg_cluster", "pg_url"]
 
 WINDOW = "2s"
 CSV_TEMPLATE = {
@@ -55,6 +58,14 @@ def batching_daemon(
     return daemon
 
 
+async def at_window_start() -> None:
+    """Wait until a window has just begun, so events sent now all fall into that one window
+    (windows are aligned to the clock: one that straddled a boundary would make two files)."""
+    seconds = float(WINDOW.rstrip("s"))
+    into = time.time() % seconds
+    await asyncio.sleep(seconds - into + 0.05)
+
+
 async def wait_files(directory: Path, count: int, timeout: float = 15.0) -> list[Path]:
     deadline = time.monotonic() + timeout
     while True:
@@ -73,6 +84,7 @@ async def test_directory_delivery_writes_one_file_per_window(
     daemon = await batching_daemon(
         postbackd_daemon, "directory", {"path": str(outgoing), "create": True}
     ).start()
+    await at_window_start()
     await daemon.submit(*(event_payload(f"e-{n}", order=f"o-{n}") for n in range(5)))
     pending = await daemon.deliveries()
     assert len(pending) == 5 and {d["state"] for d in pending} == {"pending"}
@@ -90,6 +102,62 @@ async def test_directory_delivery_writes_one_file_per_window(
 
     await asyncio.sleep(3.0)  # an empty window: nothing more is written
     assert sorted(p.name for p in outgoing.iterdir()) == [written.name]
+
+
+async def test_a_directory_that_is_not_there_is_retried_as_one_file(
+    postbackd_daemon: Callable[..., PostbackdDaemon], tmp_path: Path
+) -> None:
+    share = tmp_path / "not-mounted-yet"
+    daemon = await batching_daemon(
+        postbackd_daemon, "directory", {"path": str(share)}, retry_schedule=["1s"] * 10
+    ).start()
+    await at_window_start()
+    await daemon.submit(*(event_payload(f"m-{n}", order=f"o-{n}") for n in range(2)))
+    ids = [d["id"] for d in await daemon.deliveries()]
+    await until_async(lambda: _has_attempt(daemon, ids[0]), 15, "a failed write")
+    share.mkdir()  # the share is mounted: the next attempt writes the file
+    await daemon.wait_for_deliveries(2, states=["done"], timeout=15)
+    (written,) = await wait_files(share, 1)
+    assert written.read_text().count(",shipped") == 2
+    for delivery_id in ids:
+        attempts = (await daemon.delivery(delivery_id))["attempts"]
+        assert [a["outcome"] for a in attempts][-1] == "ok"
+        assert "does not exist: create it (or mount the share)" in attempts[0]["error"]
+        assert {a["request"]["file"] for a in attempts} == {written.name}
+
+
+async def test_a_fleet_on_postgresql_writes_each_window_once(
+    postbackd_daemon: Callable[..., PostbackdDaemon], tmp_path: Path, pg_url: str
+) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    nodes = []
+    for name in ("pb-1", "pb-2"):
+        node = postbackd_daemon(
+            daemon={"spool": pg_url, "node": name, "lease": "2s"},
+            triggers=[
+                {
+                    "name": "shipments",
+                    "events": ["order.shipped"],
+                    "template": "shipments-csv",
+                    "delivery": "directory",
+                    "batch": WINDOW,
+                    "options": {"path": str(share)},
+                }
+            ],
+        )
+        node.write("templates.toml", {"template": [CSV_TEMPLATE]})
+        nodes.append(await node.start())
+    await at_window_start()
+    await nodes[0].submit(*(event_payload(f"a-{n}", order=f"a-{n}") for n in range(3)))
+    await nodes[1].submit(*(event_payload(f"b-{n}", order=f"b-{n}") for n in range(3)))
+    await nodes[0].wait_for_deliveries(6, states=["done"], timeout=20)
+    (written,) = await wait_files(share, 1)
+    lines = written.read_text().splitlines()
+    assert lines[0].endswith("rows=6")
+    assert sorted(lines[1:7]) == sorted(f"{p}-{n},shipped" for p in "ab" for n in range(3))
+    await asyncio.sleep(2.5)
+    assert [p.name for p in share.iterdir() if not p.name.startswith(".")] == [written.name]
 
 
 JSONL_TEMPLATE = {
@@ -115,6 +183,7 @@ async def test_hostile_values_stay_inside_their_json_line(
     daemon.write("templates.toml", {"template": [CSV_TEMPLATE, JSONL_TEMPLATE]})
     await daemon.start()
     hostile = 'x"}\n{"injected": true, "ref": "\u2028</a>'
+    await at_window_start()
     await daemon.submit(
         event_payload("h-1", order="o-1", orderReferenceId=hostile),
         event_payload("h-2", order="o-2"),
@@ -137,6 +206,7 @@ async def test_sftp_one_file_per_window_and_a_failing_server_is_retried_as_one(
     daemon = await batching_daemon(
         postbackd_daemon, "sftp", sftp_server.options(), retry_schedule=["1s", "1s", "1s"]
     ).start()
+    await at_window_start()
     await daemon.submit(*(event_payload(f"e-{n}", order=f"o-{n}") for n in range(3)))
     done = await daemon.wait_for_deliveries(3, states=["done"], timeout=20)
     ((name, body),) = sftp_server.files().items()
@@ -163,6 +233,7 @@ async def test_a_wrong_host_key_is_refused_and_nothing_is_lost(
         retry_schedule=["500ms"] * 20,
     )
     await daemon.start()
+    await at_window_start()
     await daemon.submit(*(event_payload(f"k-{n}", order=f"o-{n}") for n in range(2)))
     for delivery in await daemon.deliveries():
         await until_async(lambda d=delivery: _has_attempt(daemon, d["id"]), 15, "a refused attempt")
@@ -188,6 +259,7 @@ async def test_kill_9_before_and_after_the_window_closes_resends_the_same_file(
         postbackd_daemon, "sftp", sftp_server.options(), retry_schedule=["300ms"] * 50
     )
     await daemon.start()
+    await at_window_start()
     await daemon.submit(*(event_payload(f"c-{n}", order=f"o-{n}") for n in range(3)))
     daemon.signal(signal.SIGKILL)  # before the window closed: the rows are in the spool
     await daemon.wait_exit()
