@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postbackd.config import Trigger
 from postbackd.deliveries.filenames import target_name, temporary_name
-from postbackd.plugin import Delivery, Outcome
+from postbackd.plugin import ConnectionCheck, Delivery, Outcome
 from postbackd.units import parse_duration
 
 OPTION_NAMES = ("path", "create", "mode", "timeout")
@@ -91,8 +92,34 @@ class DirectoryDelivery:
             return Outcome.retry(_explain(exc, parsed), request=request)
         return Outcome.ok(detail=str(target), request=request, response={"written": str(target)})
 
+    async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
+        """`check --connect`: each trigger's directory exists (or may be created) and this
+        user may write into it — nothing written."""
+        checks = []
+        for trigger in sorted(triggers, key=lambda t: t.name):
+            parsed, problems = parse_options(trigger.options)
+            if parsed is None:
+                checks.append(ConnectionCheck(False, f"{trigger.name}: {'; '.join(problems)}"))
+                continue
+            problem = await asyncio.to_thread(_unwritable, parsed)
+            text = f"{trigger.name}: {problem or f'{parsed.path} is writable'}"
+            checks.append(ConnectionCheck(problem is None, text))
+        return checks
+
     async def close(self) -> None:
         return None
+
+
+def _unwritable(options: DirectoryOptions) -> str | None:
+    """Why a file could not be written into the directory now, or None."""
+    directory = options.path
+    while options.create and not directory.exists() and directory != directory.parent:
+        directory = directory.parent  # created at the first write: its parent must take it
+    if not directory.is_dir():
+        return _explain(OSError(errno.ENOENT, "missing"), options)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return _explain(OSError(errno.EACCES, "denied"), options)
+    return None
 
 
 def _write_file(options: DirectoryOptions, name: str, delivery: Delivery) -> None:

@@ -9,13 +9,15 @@ on (a host key mismatch names the key the server showed, an unknown directory na
 
 from __future__ import annotations
 
+import functools
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from postbackd.config import Trigger
 from postbackd.deliveries.filenames import target_name, temporary_name
 from postbackd.deliveries.sftp.options import MISSING_ASYNCSSH, SftpOptions, parse_options
-from postbackd.plugin import Delivery, Outcome
+from postbackd.plugin import ConnectionCheck, Delivery, Outcome
 
 
 class SftpDelivery:
@@ -54,8 +56,32 @@ class SftpDelivery:
             return Outcome.retry(str(exc), request=request)
         return Outcome.ok(detail=remote, request=request, response={"uploaded": remote})
 
+    async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
+        """`check --connect`: each trigger's server reached, its host key matched against the
+        pinned one, the login accepted and the upload directory listed — nothing written."""
+        checks = []
+        for trigger in sorted(triggers, key=lambda t: t.name):
+            parsed, problems = parse_options(trigger.options)
+            if parsed is None:
+                checks.append(ConnectionCheck(False, f"{trigger.name}: {'; '.join(problems)}"))
+                continue
+            where = f"sftp://{parsed.username}@{parsed.host}:{parsed.port}/{parsed.directory}"
+            try:
+                await session(parsed, functools.partial(_list_directory, parsed.directory))
+            except UploadError as exc:
+                checks.append(ConnectionCheck(False, f"{trigger.name}: {exc}"))
+            else:
+                checks.append(
+                    ConnectionCheck(True, f"{trigger.name}: {where} (host key pinned, logged in)")
+                )
+        return checks
+
     async def close(self) -> None:
         return None
+
+
+async def _list_directory(directory: str, sftp: Any) -> None:
+    await sftp.listdir(directory)
 
 
 class UploadError(Exception):
@@ -63,6 +89,19 @@ class UploadError(Exception):
 
 
 async def upload(options: SftpOptions, remote: str, temporary: str, body: bytes) -> None:
+    async def put(sftp: Any) -> None:
+        async with sftp.open(temporary, "wb") as file:
+            await file.write(body)
+        await _rename(sftp, temporary, remote)
+
+    await session(options, put, remote)
+
+
+async def session(
+    options: SftpOptions, work: Callable[[Any], Awaitable[Any]], remote: str | None = None
+) -> None:
+    """Connect (the host key checked before any credential is sent), log in, run `work` with
+    the SFTP client, close; every failure an `UploadError` with a reason."""
     import asyncssh
 
     where = f"{options.host}:{options.port}"
@@ -97,9 +136,7 @@ async def upload(options: SftpOptions, remote: str, temporary: str, body: bytes)
             ) as connection,
             connection.start_sftp_client() as sftp,
         ):
-            async with sftp.open(temporary, "wb") as file:
-                await file.write(body)
-            await _rename(sftp, temporary, remote)
+            await work(sftp)
     except asyncssh.HostKeyNotVerifiable:
         shown = seen[-1] if seen else "an unknown key"
         raise UploadError(
@@ -113,7 +150,8 @@ async def upload(options: SftpOptions, remote: str, temporary: str, body: bytes)
             "options.private_key"
         ) from None
     except asyncssh.SFTPError as exc:
-        raise UploadError(f"{where}: SFTP error writing {remote}: {exc.reason}") from None
+        what = f"writing {remote}" if remote else f"in {options.directory}"
+        raise UploadError(f"{where}: SFTP error {what}: {exc.reason}") from None
     except asyncssh.Error as exc:
         raise UploadError(f"{where}: SSH error: {exc.reason}") from None
     except TimeoutError:

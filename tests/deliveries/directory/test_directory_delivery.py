@@ -8,6 +8,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from postbackd.config import Location, Trigger
 from postbackd.deliveries.directory import DirectoryDelivery
 from postbackd.plugin import Delivery, OutcomeKind
 from postbackd.testing import make_delivery
@@ -99,3 +100,25 @@ def test_options_are_checked() -> None:
         "options.timeout: invalid duration 'soon': use a number with a unit (ms, s, m, h, d, w), "
         'e.g. "30s", "5m", "1h30m"',
     ]
+
+
+async def test_check_connect_says_whether_each_directory_takes_files(tmp_path: Path) -> None:
+    base = Trigger(
+        name="a-share",
+        customer="acme",
+        events=("order.shipped",),
+        template="t",
+        delivery="directory",
+        location=Location(Path("t.toml"), 1),
+        options={"path": str(tmp_path)},
+    )
+    created = replace(base, name="b-created", options={"path": str(tmp_path / "x"), "create": True})
+    missing = replace(base, name="c-missing", options={"path": str(tmp_path / "gone")})
+    checks = await DirectoryDelivery({}).check_connections([missing, created, base])
+    assert [str(c) for c in checks] == [
+        f"ok   a-share: {tmp_path} is writable",
+        f"ok   b-created: {tmp_path / 'x'} is writable",
+        f"FAIL c-missing: directory {tmp_path / 'gone'} does not exist: create it (or mount the "
+        "share), or set options.create = true",
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing created

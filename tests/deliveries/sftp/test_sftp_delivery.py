@@ -5,9 +5,11 @@ name then rename, and a reason an operator can act on for every refusal."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import asyncssh
 
+from postbackd.config import Location, Trigger
 from postbackd.deliveries.sftp import SftpDelivery
 from postbackd.deliveries.sftp.options import parse_options
 from postbackd.plugin import OutcomeKind
@@ -117,3 +119,30 @@ def test_options_are_checked_with_reasons() -> None:
     assert any(p.startswith("options.private_key cannot be read") for p in bad)
     assert any(p.startswith("options.host_key is not a public key") for p in bad)
     assert not any("not a key" in p for p in bad)  # a secret's value is never echoed
+
+
+async def test_check_connect_logs_in_and_lists_the_directory(sftp_server: SftpServer) -> None:
+    good = Trigger(
+        name="ship",
+        customer="acme",
+        events=("order.shipped",),
+        template="t",
+        delivery="sftp",
+        location=Location(Path("t.toml"), 1),
+        options=sftp_server.options(),
+    )
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    bad = replace(good, name="wrong-key", options=sftp_server.options(host_key=impostor))
+    missing = replace(good, name="missing-dir", options=sftp_server.options(directory="/gone"))
+    checks = await SftpDelivery({}).check_connections([good, bad, missing])
+    assert [str(c) for c in checks[:2]] == [
+        f"FAIL missing-dir: 127.0.0.1:{sftp_server.port}: SFTP error in /gone: "
+        "No such file or directory",
+        f"ok   ship: sftp://psp@127.0.0.1:{sftp_server.port}/. (host key pinned, logged in)",
+    ]
+    assert not checks[2].ok
+    assert checks[2].text.startswith(
+        f"wrong-key: the host key of 127.0.0.1:{sftp_server.port} is {sftp_server.fingerprint}, "
+        "not the pinned one"
+    )
+    assert sftp_server.files() == {}
