@@ -1,4 +1,5 @@
 """`postbackd test TRIGGER`: render and send one real postback now, and show what happened.
+(A batching trigger sends a shipment file of this one event, named ``test-…``.)
 
 Works whatever the trigger's status (it is how a new trigger is tried before it is made
 active) and never touches the spool. Prints the final request (secrets masked) and the
@@ -13,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from postbackd import jsoncodec
@@ -22,7 +24,8 @@ from postbackd.plugin import Delivery, DeliveryPlugin, Outcome
 from postbackd.redaction import masked_outcome
 
 if TYPE_CHECKING:
-    pass
+    from postbackd.config import Trigger
+    from postbackd.generation import Generation
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from postbackd.config import ConfigError
     from postbackd.generation import load_generation
+    from postbackd.templates import RenderError
 
     opened = open_or_report(args, stream=sys.stderr)
     if opened is None:
@@ -84,11 +88,51 @@ def run(args: argparse.Namespace) -> int:
         body=rendered.body,
         order_id=event.order_id,
     )
+    if trigger.batch is not None:
+        try:
+            delivery = _as_test_file(generation, trigger, delivery)
+        except (RenderError, ValueError) as exc:
+            print(f"shipment file: {exc}", file=sys.stderr)
+            return 1
     plugin = plugins.deliveries[trigger.delivery]
     result, seconds = asyncio.run(_send(plugin, trigger.delivery, delivery, trigger.options))
     result = masked_outcome(result, trigger.redactor, config.shared_redactor)
     _print(plugin, delivery, result, seconds)
     return 0 if result.succeeded else 1
+
+
+def _as_test_file(generation: Generation, trigger: Trigger, delivery: Delivery) -> Delivery:
+    """A batching trigger is tried with a file of one row — this event's — framed like the
+    current window's file and named like it with ``test-`` in front, so it cannot replace a
+    real shipment file on the receiving side."""
+    from postbackd.batcher import SHIPMENT_FILE
+    from postbackd.batching import EXTENSIONS, file_name
+    from postbackd.templates import FileFrame, compose_file
+
+    assert trigger.batch is not None
+    end = trigger.batch.end_after(time.time())
+    start = trigger.batch.start_of(end)
+    customer = generation.config.customers.get(trigger.customer)
+    name = "test-" + file_name(
+        trigger.batch_file,
+        trigger=trigger.name,
+        customer=trigger.customer,
+        start=start,
+        end=end,
+        part=1,
+        ext=EXTENSIONS.get(delivery.format, "txt"),
+    )
+    frame = FileFrame(
+        trigger=trigger.name,
+        customer=trigger.customer,
+        customer_name=customer.name if customer else trigger.customer,
+        file_name=name,
+        window_start=start,
+        window_end=end,
+        rows=1,
+    )
+    body = compose_file(generation.router.engine, trigger.template, frame, [delivery.body])
+    return replace(delivery, body=body, file_name=name, event_type=SHIPMENT_FILE)
 
 
 async def _send(
