@@ -43,6 +43,7 @@ from postbackd.templates import FileFrame, RenderError, compose_file
 log = get_logger("postbackd.batcher")
 
 IDLE_POLL = 1.0  # a new window may have opened: look at least this often
+ERROR_PAUSE = 5.0  # after an unexpected error, before looking again
 FILES_PER_CLAIM = 4
 LEASE_MARGIN = 30.0  # a file's claim outlasts its attempt by this much
 INACTIVE_RECHECK = 60.0  # a file of an inactive trigger is looked at again after this
@@ -75,6 +76,13 @@ class Batcher:
                 self._trouble.succeeded()
             except SpoolUnavailable as exc:
                 await self._trouble.wait(exc)
+                continue
+            except Exception as exc:  # a bug here must not stop the daemon's other postbacks
+                log.error(
+                    "shipment files: unexpected error; looking again shortly",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await asyncio.sleep(ERROR_PAUSE)
                 continue
             due = await self._next_due()
             delay = IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time()))

@@ -7,9 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from postbackd.spool import Spool, open_spool
+import pytest
+
+from postbackd.batching import window_key
+from postbackd.spool import NewBatch, Spool, open_spool
 from postbackd.spool.model import DeliveryState
 from tests.pg_fixtures import pg_cluster, pg_url
 from tests.spool.helpers import add, new_delivery, result, soon
@@ -103,3 +107,46 @@ async def test_a_running_daemons_spool_file_is_not_copied(tmp_path: Path, pg_url
     assert refused.returncode == 1, refused.stdout
     async with await open_spool(pg_url) as target:
         assert (await target.stats()).events == 0
+
+
+async def test_a_shipment_file_waiting_to_be_sent_is_copied(tmp_path: Path, pg_url: str) -> None:
+    source = tmp_path / "spool.db"
+    end = time.time() - 1
+    key = window_key("ship", end)
+    async with await open_spool(source) as spool:
+        for n in range(2):
+            row = replace(
+                new_delivery(f"d{n}", trigger="ship", order=f"o{n}"),
+                batch_window=key,
+                next_attempt_at=end,
+            )
+            await add(spool, f"e{n}", row, order=f"o{n}")
+        still_open = replace(
+            row, id="open", batch_window=window_key("ship", end + 60), next_attempt_at=end + 60
+        )
+        await add(spool, "e-open", still_open)
+        (window,) = await spool.closed_windows(time.time())
+        assert await spool.seal_batch(
+            NewBatch(
+                id=f"{key}#1",
+                window=key,
+                part=1,
+                trigger="ship",
+                plugin="directory",
+                customer="acme",
+                file_name="ship-1.csv",
+                format="text",
+                content_type="text/plain",
+                body=b"the file",
+                delivery_ids=tuple(r.delivery_id for r in window.rows),
+                next_attempt_at=time.time(),
+            )
+        )
+        assert len(await spool.claim_batches(time.time(), 4, 60.0)) == 1  # leased: not copied
+    done = spool_copy(source, pg_url)
+    assert done.returncode == 0, done.stderr
+    async with await open_spool(pg_url) as copied:
+        (sent,) = await copied.claim_batches(time.time(), 4, 60.0)
+        assert (sent.file_name, sent.body, sent.rows) == ("ship-1.csv", b"the file", 2)
+        assert await copied.claim_due(time.time() + 3600, 10) == []  # rows go out in files only
+        assert await copied.next_batch_due() == pytest.approx(end + 60)

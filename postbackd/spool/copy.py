@@ -1,7 +1,8 @@
 """`copy_spool`: move a stopped daemon's spool to another backend (``postbackd spool copy``).
 
-Events, deliveries (state, schedule, attempts so far, payload) and the request log are copied
-row for row, in their original order, in one transaction on the target: all of it or nothing.
+Events, deliveries (state, schedule, attempts so far, payload), the request log and the
+shipment files (`batches`) are copied row for row, in their original order, in one
+transaction on the target: all of it or nothing.
 Both backends name their columns alike (`postbackd.spool.codec`), so a row needs no mapping but
 its booleans (SQLite keeps integers). A delivery left in flight by a crash is copied as due
 now. A target that already holds events or deliveries is refused: merging two spools could
@@ -22,15 +23,24 @@ EVENT_COLUMNS = "id, type, customer, order_id, event_time, received_at, source, 
 DELIVERY_COLUMNS = (
     "id, event_id, trigger_name, plugin, customer, event_type, order_id, format, content_type, "
     "subject, body, render_error, state, held_reason, attempts, ordered, created_at, "
-    "next_attempt_at, updated_at, finished_at, last_status, last_error, destination"
+    "next_attempt_at, updated_at, finished_at, last_status, last_error, destination, "
+    "batch_window, batch_id"
 )
 ATTEMPT_COLUMNS = (
     "delivery_id, number, started_at, duration, outcome, status, error, request, response"
+)
+# shipment files, without their claims (node, lease_until): no file is being sent on a
+# stopped spool, so each one still pending is due again on the target
+BATCH_COLUMNS = (
+    "id, window_key, part, trigger_name, plugin, customer, file_name, format, content_type, "
+    "body, rows, state, attempts, created_at, next_attempt_at, updated_at, finished_at, "
+    "last_error"
 )
 TABLES = (
     ("events", EVENT_COLUMNS, "seq"),
     ("deliveries", DELIVERY_COLUMNS, "seq"),
     ("attempts", ATTEMPT_COLUMNS, "id"),
+    ("batches", BATCH_COLUMNS, "seq"),
 )
 BOOLEAN_COLUMNS = frozenset({"matched", "ordered"})
 
@@ -87,8 +97,7 @@ async def copy_spool(source: Path | str, target: Path | str) -> CopyCounts:
             await dst.close()
     finally:
         await src.close()
-    events, deliveries, attempts = (len(t.rows) for t in tables)
-    return CopyCounts(events, deliveries, attempts)
+    return CopyCounts(len(tables[0].rows), len(tables[1].rows), len(tables[2].rows))
 
 
 def _copyable(spool: object) -> CopyableSpool:
