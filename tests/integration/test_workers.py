@@ -71,7 +71,7 @@ async def test_a_worker_shares_the_deliveries_and_stops_with_the_daemon(
     receiver.delay("/hook", 0.05)
     daemon = daemon_with_workers(tmp_path, pg_url, receiver, workers=2)
     await daemon.start(30)
-    await until(lambda: len(worker_pids(daemon)) == 1, "one worker started")
+    await until(lambda: logged_pids(daemon, "delivery worker ready"), "the worker ready", 30)
     ids = [f"w-{i}" for i in range(60)]
     await post_all(daemon, ids, orders=60)
     await receiver.wait_events(set(ids), timeout=60)
