@@ -457,7 +457,15 @@ def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid url {url}: {exc.description}", True
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return f"{where} closed the connection before answering", False
+        message = f"{where} closed the connection before answering"
+        if options.url.scheme == "https" and (options.tls is None or not options.tls.client_cert):
+            # TLS 1.3 sends "certificate required" after the handshake, and the alert does not
+            # reach aiohttp: the likeliest cause is said, since no other is seen
+            message += (
+                " (a receiver that requires a client certificate does that: give one in "
+                "[trigger.options.tls] client_cert)"
+            )
+        return message, False
     return f"request to {url} failed: {_reason(exc)}", False
 
 

@@ -17,14 +17,15 @@ certificate written in place is picked up at the next reload), off the event loo
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 TLS_OPTION_NAMES = ("client_cert", "client_key", "key_password", "ca")
+PEM_LIMIT = 1024 * 1024  # bytes of a certificate or key file looked at; PEM files are far smaller
 CONTEXT_LIMIT = 256  # contexts kept across reloads; more (certificates renewed often) start afresh
 
 FileState = tuple[int, int, int, int]  # device, inode, size, mtime_ns
@@ -38,8 +39,10 @@ class TlsOptions:
     ca: Path | None = None
 
     @property
-    def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.client_cert, self.client_key, self.ca) if p is not None)
+    def named_files(self) -> tuple[tuple[str, Path], ...]:
+        """(option name, path) of each file given."""
+        files = (("client_cert", self.client_cert), ("client_key", self.client_key))
+        return tuple((n, p) for n, p in (*files, ("ca", self.ca)) if p is not None)
 
     def __repr__(self) -> str:  # the passphrase stays out of any repr that reaches a log
         shown = "***" if self.key_password is not None else None
@@ -105,9 +108,8 @@ def check_files(tls: TlsOptions) -> list[str]:
     Blocking file I/O: called while a configuration loads, off the event loop.
     """
     errors: list[str] = []
-    for name in ("client_cert", "client_key", "ca"):
-        path = getattr(tls, name)
-        if path is not None and (problem := _unreadable(path)) is not None:
+    for name, path in tls.named_files:
+        if (problem := _unreadable(path)) is not None:
             errors.append(f"options.tls.{name}: {problem}")
     if errors:
         return errors
@@ -119,19 +121,27 @@ def check_files(tls: TlsOptions) -> list[str]:
 
 
 def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be read as a certificate file, or None. Checked with stat before it
+    is opened: opening a FIFO would block until someone writes to it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"file not found: {path}"
+    except PermissionError:
+        return f"permission denied reaching {path} (can the daemon's user open its directory?)"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"is a directory, not a file: {path}"
+    if not stat.S_ISREG(mode):
+        return f"not a regular file: {path}"
     try:
         with path.open("rb"):
             pass
-    except FileNotFoundError:
-        return f"file not found: {path}"
-    except IsADirectoryError:
-        return f"is a directory, not a file: {path}"
     except PermissionError:
         return f"permission denied reading {path} (is it readable by the daemon's user?)"
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror}"
-    if not path.is_file():
-        return f"not a regular file: {path}"
     return None
 
 
@@ -146,7 +156,10 @@ class TlsFileError(Exception):
 
 def build_context(tls: TlsOptions) -> ssl.SSLContext:
     """A client context verifying the receiver (against `ca`, else the system's CAs) and
-    presenting the client certificate; TlsFileError says which file is wrong."""
+    presenting the client certificate; TlsFileError says which file is wrong.
+
+    Blocking file I/O: run off the event loop.
+    """
     if tls.ca is not None:
         try:
             context = ssl.create_default_context(cafile=str(tls.ca))
@@ -158,41 +171,79 @@ def build_context(tls: TlsOptions) -> ssl.SSLContext:
         context = ssl.create_default_context()
     if tls.client_cert is None:
         return context
+    _check_pem(tls)
     try:
+        # A callable, never None: without one OpenSSL would prompt on the terminal for the
+        # passphrase of an encrypted key, and a daemon would hang there.
         context.load_cert_chain(
             str(tls.client_cert),
             str(tls.client_key) if tls.client_key is not None else None,
-            password=tls.key_password.encode() if tls.key_password is not None else None,
+            password=_passphrase(tls),
         )
+    except _NoPassphrase:
+        raise TlsFileError(
+            "client_key",
+            f"{tls.client_key or tls.client_cert} is encrypted; give its passphrase as "
+            'key_password (a secret reference, e.g. "${credential:acme-key-pass}")',
+        ) from None
     except (ssl.SSLError, OSError) as exc:
         raise _explain_chain_error(tls, exc) from None
     return context
 
 
+class _NoPassphrase(Exception):
+    """An encrypted key was met and no key_password is configured."""
+
+
+def _passphrase(tls: TlsOptions) -> Callable[[], bytes]:
+    password = tls.key_password
+
+    def passphrase() -> bytes:
+        if password is None:
+            raise _NoPassphrase
+        return password.encode()
+
+    return passphrase
+
+
+def _check_pem(tls: TlsOptions) -> None:
+    """Say which file is not what it should be, where OpenSSL only says "PEM lib"."""
+    assert tls.client_cert is not None
+    cert = _head(tls.client_cert, "client_cert")
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise TlsFileError(
+            "client_cert", f"{tls.client_cert} holds no PEM certificate (-----BEGIN CERTIFICATE)"
+        )
+    key_option = "client_key" if tls.client_key is not None else "client_cert"
+    key_file = tls.client_key or tls.client_cert
+    key = cert if tls.client_key is None else _head(key_file, key_option)
+    if b"PRIVATE KEY-----" not in key:
+        where = "" if tls.client_key is not None else "; give the key file as client_key"
+        raise TlsFileError(key_option, f"{key_file} holds no PEM private key{where}")
+
+
+def _head(path: Path, option: str) -> bytes:
+    try:
+        with path.open("rb") as file:
+            return file.read(PEM_LIMIT)
+    except OSError as exc:
+        raise TlsFileError(option, f"cannot read {path}: {exc.strerror}") from None
+
+
 def _explain_chain_error(tls: TlsOptions, exc: BaseException) -> TlsFileError:
     reason = _ssl_reason(exc)
     where = f"{tls.client_cert}" + (f" and {tls.client_key}" if tls.client_key else "")
-    lowered = reason.lower()
-    if "key values mismatch" in lowered:
+    if "KEY_VALUES_MISMATCH" in reason.upper() or "key values mismatch" in str(exc):
         return TlsFileError(
             "client_key",
             f"{tls.client_key or tls.client_cert} is not the key of the certificate in "
             f"{tls.client_cert}; give the private key that belongs to it",
         )
-    if "bad decrypt" in lowered or "bad password" in lowered or "interrupted" in lowered:
-        option = "key_password" if tls.key_password is not None else "client_key"
-        hint = (
-            "the passphrase does not decrypt the key"
-            if tls.key_password is not None
-            else "the key is encrypted; give its passphrase as key_password"
-        )
-        return TlsFileError(option, f"{hint} ({where})")
-    if "no certificate" in lowered or "pem lib" in lowered or "no start line" in lowered:
-        option = "client_key" if tls.client_key is not None else "client_cert"
+    if tls.key_password is not None:
         return TlsFileError(
-            option,
-            f"{where}: not a PEM certificate and private key ({reason}); "
-            "give client_cert a PEM certificate and client_key its PEM private key",
+            "key_password",
+            f"the passphrase does not decrypt the key in {tls.client_key or tls.client_cert} "
+            f"({reason})",
         )
     return TlsFileError("client_cert", f"{where}: cannot be loaded ({reason})")
 
@@ -221,12 +272,14 @@ class TlsContexts:
         return await asyncio.to_thread(self._context, tls)
 
     def _context(self, tls: TlsOptions) -> ssl.SSLContext:
-        try:
-            key = (tls, tuple(_state(path) for path in tls.files))
-        except OSError as exc:
-            raise TlsFileError(
-                _option_of(tls, exc.filename), f"cannot read {exc.filename}: {exc.strerror}"
-            ) from None
+        states: list[FileState] = []
+        for name, path in tls.named_files:
+            problem = _unreadable(path)
+            if problem is not None:
+                raise TlsFileError(name, problem)
+            found = path.stat()
+            states.append((found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+        key = (tls, tuple(states))
         context = self._contexts.get(key)
         if context is None:
             context = build_context(tls)
@@ -234,15 +287,3 @@ class TlsContexts:
                 self._contexts.clear()
             self._contexts[key] = context
         return context
-
-
-def _state(path: Path) -> FileState:
-    stat = os.stat(path)
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def _option_of(tls: TlsOptions, filename: object) -> str:
-    for name in ("client_cert", "client_key", "ca"):
-        if str(getattr(tls, name)) == str(filename):
-            return name
-    return "client_cert"
