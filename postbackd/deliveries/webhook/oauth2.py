@@ -7,8 +7,9 @@ A trigger's ``[trigger.options.oauth2]``:
 - ``client_id``, ``client_secret`` — secret references (``"${credential:acme-oauth}"``).
 - ``scope`` — optional, space-separated; ``audience`` — optional (Auth0, Okta and others ask
   for the API it is for).
-- ``client_auth`` — ``"basic"`` (default: HTTP Basic, RFC 6749 §2.3.1) or ``"post"`` (id and
-  secret in the form body, for servers that only take that).
+- ``client_auth`` — ``"basic"`` (default: HTTP Basic, RFC 6749 §2.3.1: id and secret
+  form-urlencoded first) or ``"post"`` (id and secret in the form body, for servers that only
+  take that).
 
 The access token is sent as ``Authorization: Bearer …``, kept until `EXPIRY_SKEW` seconds
 before ``expires_in`` ends (or, without one, until a receiver refuses it), and fetched once
@@ -20,11 +21,13 @@ message, a log line or the request log.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 import aiohttp
 from yarl import URL
@@ -78,11 +81,6 @@ def parse_oauth2(value: Any, errors: list[str]) -> OAuth2Options | None:
     if client_auth not in CLIENT_AUTH:
         errors.append(
             f'options.oauth2.client_auth: "basic" (default) or "post", not {client_auth!r}'
-        )
-    if client_auth == "basic" and client_id is not None and ":" in client_id:
-        errors.append(
-            'options.oauth2.client_id: contains ":", which HTTP Basic cannot carry; '
-            'set client_auth = "post"'
         )
     if len(errors) > before or token_url is None or client_id is None or client_secret is None:
         return None
@@ -213,9 +211,9 @@ async def request_token(
         form["scope"] = oauth.scope
     if oauth.audience:
         form["audience"] = oauth.audience
-    auth = None
+    headers = {"Accept": "application/json", "User-Agent": user_agent}
     if oauth.client_auth == "basic":
-        auth = aiohttp.BasicAuth(oauth.client_id, oauth.client_secret, encoding="utf-8")
+        headers["Authorization"] = _basic(oauth)
     else:
         form["client_id"] = oauth.client_id
         form["client_secret"] = oauth.client_secret
@@ -223,14 +221,20 @@ async def request_token(
     async with session.post(
         oauth.token_url,
         data=form,
-        auth=auth,
-        headers={"Accept": "application/json", "User-Agent": user_agent},
+        headers=headers,
         allow_redirects=False,
         timeout=timeout,
         proxy=proxy,
     ) as answer:
         body = await answer.content.read(TOKEN_RESPONSE_LIMIT)
         return _token_of(oauth, answer.status, body, started)
+
+
+def _basic(oauth: OAuth2Options) -> str:
+    """HTTP Basic as RFC 6749 §2.3.1 has it: id and secret form-urlencoded first (so a ":" in
+    either survives), then joined by ":" and base64-encoded."""
+    pair = f"{quote_plus(oauth.client_id)}:{quote_plus(oauth.client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 def _token_of(oauth: OAuth2Options, status: int, body: bytes, started: float) -> AccessToken:
