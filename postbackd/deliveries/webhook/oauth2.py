@@ -43,6 +43,7 @@ OAUTH2_OPTION_NAMES = (
 CLIENT_AUTH = ("basic", "post")
 EXPIRY_SKEW = 30.0  # seconds before expiry a token is no longer used: clocks and transit differ
 TOKEN_RESPONSE_LIMIT = 64 * 1024  # bytes of a token response read; a token is far smaller
+TOKENS_LIMIT = 1024  # clients whose tokens are kept; more (many reloads of new ones) start afresh
 REASON_CHARS = 200  # characters of a server's error_description quoted in a message
 
 
@@ -167,6 +168,8 @@ class TokenCache:
         task = self._pending.get(oauth)
         if task is None:
             task = asyncio.create_task(self._fetch_and_keep(oauth))
+            # read here too, so a failure every waiter was cancelled from is not "never retrieved"
+            task.add_done_callback(_retrieve)
             self._pending[oauth] = task
         # shielded: one attempt cancelled (shutdown, its timeout) does not fail the others
         return await asyncio.shield(task)
@@ -180,6 +183,8 @@ class TokenCache:
     async def _fetch_and_keep(self, oauth: OAuth2Options) -> AccessToken:
         try:
             token = await self._fetch(oauth)
+            if len(self._tokens) >= TOKENS_LIMIT:
+                self._tokens.clear()
             self._tokens[oauth] = token
             return token
         finally:
@@ -191,6 +196,11 @@ class TokenCache:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._tokens.clear()
+
+
+def _retrieve(task: asyncio.Task[AccessToken]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def request_token(

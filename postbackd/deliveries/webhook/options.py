@@ -7,7 +7,8 @@ Options (all but `url` optional):
 - ``method`` — POST (default), PUT or PATCH.
 - ``secret`` — a string, or a list of strings to sign with each (rotation). ``whsec_`` +
   base64 is the Standard Webhooks form; any other string is used as its bytes
-  (`postbackd.deliveries.webhook.signing` explains what a receiver must do then).
+  (`postbackd.deliveries.webhook.signing` explains what a receiver must do then); a
+  ``whsk_`` ed25519 secret key signs ``v1a`` instead of the HMAC ``v1``.
 - ``headers`` — a table of header name → string value. The Standard Webhooks headers
   (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and the message framing (`Host`,
   `Content-Length`, `Transfer-Encoding`, `Connection`) belong to postbackd and may not be set;
