@@ -197,3 +197,55 @@ async def test_oauth2_token_cached_refetched_once_on_401_and_never_logged(
     assert CLIENT_SECRET not in everything
     assert "tok-1" not in everything and "tok-2" not in everything
     assert no_traceback(daemon.logs())
+
+
+async def test_check_connect_does_the_handshake_and_fetches_a_token(
+    postbackd_daemon: Callable[..., PostbackdDaemon],
+    tls_receiver: WebhookReceiver,
+    webhook_receiver: WebhookReceiver,
+    pki: Pki,
+) -> None:
+    endpoint = TokenEndpoint()
+    webhook_receiver.handle("POST", "/token", endpoint.handle)
+    oauth2 = {
+        "token_url": webhook_receiver.url("/token"),
+        "client_id": "postbackd",
+        "client_secret": "${env:ACME_OAUTH_SECRET}",
+        "scope": "orders",
+    }
+    tls = {"client_cert": str(pki.client_cert), "client_key": str(pki.client_key)}
+    daemon = postbackd_daemon(
+        triggers=[
+            {
+                "name": "mtls",
+                "delivery": "webhook",
+                "options": {"url": tls_receiver.url(), "tls": {**tls, "ca": str(pki.ca)}},
+            },
+            {
+                "name": "untrusted",
+                "delivery": "webhook",
+                "options": {"url": tls_receiver.url(), "tls": tls},  # no ca: private CA refused
+            },
+            {
+                "name": "oauth",
+                "delivery": "webhook",
+                "options": {"url": webhook_receiver.url("/hook"), "oauth2": oauth2},
+            },
+        ],
+    )
+    code, said = check(daemon, {"ACME_OAUTH_SECRET": CLIENT_SECRET})
+    assert code == 0, said
+    daemon.env["ACME_OAUTH_SECRET"] = CLIENT_SECRET
+    done = daemon.command("check", "--connect")
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "ok   tls     " in said and "[trigger mtls]: handshake done, client certificate" in said
+    assert "FAIL tls     " in said and "[trigger untrusted]: handshake failed: " in said, said
+    assert "CERTIFICATE_VERIFY_FAILED" in said or "certificate verify failed" in said, said
+    assert "ok   oauth2  " in said and "[trigger oauth]: token issued (used for" in said, said
+    assert endpoint.requests == 1
+    daemon.env["ACME_OAUTH_SECRET"] = "wrong"
+    done = daemon.command("check", "--connect")
+    assert "FAIL oauth2  " in done.stdout and "answered HTTP 401: invalid_client" in done.stdout
+    assert CLIENT_SECRET not in done.stdout + done.stderr
+    assert no_traceback(done.stdout + done.stderr)

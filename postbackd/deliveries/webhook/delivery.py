@@ -312,15 +312,63 @@ class WebhookDelivery:
 
     async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
         """`check --connect`: each trigger's receiver resolved, vetted by the address policy
-        (SSRF guard) and connected to over TCP."""
+        (SSRF guard) and connected to over TCP; with `tls`, a TLS handshake presenting the
+        client certificate; with `oauth2`, a token fetched."""
         resolver = GuardedResolver(self._policy)
+        lines: list[ConnectionCheck] = []
         try:
-            return [
-                await _check_receiver(resolver, str(trigger.options.get("url", "")), trigger.name)
-                for trigger in sorted(triggers, key=lambda t: t.name)
-            ]
+            for trigger in sorted(triggers, key=lambda t: t.name):
+                url = str(trigger.options.get("url", ""))
+                line = await _check_receiver(resolver, url, trigger.name)
+                lines.append(line)
+                parsed = WebhookOptions.parse(trigger.options)[0]
+                if parsed is None:
+                    continue
+                where = f"{url}  [trigger {trigger.name}]"
+                if line.ok and parsed.tls is not None:
+                    lines.append(await self._check_tls(parsed, where))
+                if parsed.oauth2 is not None:
+                    lines.append(await self._check_token(parsed.oauth2, trigger.name))
+            return lines
         finally:
             await resolver.close()
+
+    async def _check_tls(self, options: WebhookOptions, where: str) -> ConnectionCheck:
+        assert options.tls is not None
+        host, port = options.url.host or "", options.url.port or 443
+        try:
+            context = await self._tls.context(options.tls)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+                CONNECT_CHECK,
+            )
+        except TlsFileError as exc:
+            return ConnectionCheck(False, f"tls     {where}: {exc}")
+        except ssl.SSLError as exc:
+            return ConnectionCheck(False, f"tls     {where}: handshake failed: {_reason(exc)}")
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+            return ConnectionCheck(False, f"tls     {where}: handshake failed: {reason}")
+        writer.close()
+        offered = (
+            "client certificate offered (the receiver may still refuse it after the handshake)"
+            if options.tls.client_cert is not None
+            else "receiver's certificate accepted"
+        )
+        return ConnectionCheck(True, f"tls     {where}: handshake done, {offered}")
+
+    async def _check_token(self, oauth: OAuth2Options, trigger: str) -> ConnectionCheck:
+        where = f"{mask_url(oauth.token_url)}  [trigger {trigger}]"
+        try:
+            token = await self._tokens.token(oauth)
+        except TokenError as exc:
+            return ConnectionCheck(False, f"oauth2  {where}: {exc.reason}")
+        if token.expires_at is None:
+            lasts = "no expires_in: kept until a receiver answers 401"
+        else:
+            left = max(0, round(token.expires_at - time.monotonic()))
+            lasts = f"used for {format_duration(left)}"
+        return ConnectionCheck(True, f"oauth2  {where}: token issued ({lasts})")
 
     async def close(self) -> None:
         await self._tokens.close()
