@@ -50,7 +50,13 @@ from postbackd.deliveries.webhook.options import (
     mask_url,
 )
 from postbackd.deliveries.webhook.signing import signature_header
-from postbackd.deliveries.webhook.tls import TlsContexts, TlsFileError, TlsOptions, check_files
+from postbackd.deliveries.webhook.tls import (
+    TlsContexts,
+    TlsFileError,
+    TlsOptions,
+    check_files,
+    parse_tls,
+)
 from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
 from postbackd.units import format_duration
 
@@ -103,9 +109,10 @@ class WebhookDelivery:
         """The options' problems, and (for `check` and each reload, which run off the event
         loop) whether the TLS files load: a missing or mismatched file is found before an
         attempt needs it."""
-        parsed, errors = WebhookOptions.parse(options)
-        if parsed is not None and parsed.tls is not None:
-            errors.extend(check_files(parsed.tls))
+        errors = WebhookOptions.parse(options)[1]
+        tls = parse_tls(options.get("tls"), [])  # its files are checked whatever else is wrong
+        if tls is not None:
+            errors.extend(check_files(tls))
         return errors
 
     def destination(self, options: Mapping[str, Any]) -> str:

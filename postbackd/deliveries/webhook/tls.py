@@ -17,6 +17,7 @@ certificate written in place is picked up at the next reload), off the event loo
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import stat
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 TLS_OPTION_NAMES = ("client_cert", "client_key", "key_password", "ca")
+FILE_LIMIT = 4 * 1024 * 1024  # a CA bundle (the system's is ~200 KiB) or a certificate file
 PEM_LIMIT = 1024 * 1024  # bytes of a certificate or key file looked at; PEM files are far smaller
 CONTEXT_LIMIT = 256  # contexts kept across reloads; more (certificates renewed often) start afresh
 
@@ -124,20 +126,26 @@ def _unreadable(path: Path) -> str | None:
     """Why `path` cannot be read as a certificate file, or None. Checked with stat before it
     is opened: opening a FIFO would block until someone writes to it."""
     try:
-        mode = path.stat().st_mode
+        found = path.stat()
     except FileNotFoundError:
         return f"file not found: {path}"
     except PermissionError:
         return f"permission denied reaching {path} (can the daemon's user open its directory?)"
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror}"
+    mode = found.st_mode
     if stat.S_ISDIR(mode):
         return f"is a directory, not a file: {path}"
     if not stat.S_ISREG(mode):
         return f"not a regular file: {path}"
+    size = found.st_size
+    if size > FILE_LIMIT:
+        return (
+            f"{path} is {size:,} bytes; a certificate, key or CA bundle file is at most "
+            f"{FILE_LIMIT // (1024 * 1024)} MiB"
+        )
     try:
-        with path.open("rb"):
-            pass
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # never blocks, even if swapped
     except PermissionError:
         return f"permission denied reading {path} (is it readable by the daemon's user?)"
     except OSError as exc:
