@@ -58,6 +58,7 @@ from postbackd.deliveries.webhook.tls import (
     parse_tls,
 )
 from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
+from postbackd.redaction import Redactor, masked_outcome
 from postbackd.units import format_duration
 
 EXCERPT_BYTES = 1024
@@ -179,7 +180,12 @@ class WebhookDelivery:
         request = self._request_log(delivery, prepared, proxy)
         started = time.monotonic()
         try:
-            return await self._send(delivery, prepared, headers, proxy, request, started, context)
+            outcome = await self._send(
+                delivery, prepared, headers, proxy, request, started, context
+            )
+            if token is not None:  # a receiver may echo the token back in its answer
+                outcome = masked_outcome(outcome, Redactor.of([token.value]))
+            return outcome
         except (aiohttp.ClientError, OSError) as exc:
             if request["headers"] is None:
                 request["headers"] = mask_headers(headers)

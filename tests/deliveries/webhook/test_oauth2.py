@@ -140,6 +140,21 @@ async def test_the_token_is_fetched_once_and_sent_as_bearer(
     assert outcome.request["headers"]["Authorization"] == "***"
 
 
+async def test_a_token_the_receiver_echoes_is_masked_in_the_request_log(
+    webhook: WebhookDelivery, peers: WebhookReceiver, endpoint: TokenEndpoint
+) -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        return web.Response(status=403, text=f"token {token} lacks a scope", headers={"X-T": token})
+
+    peers.handle("POST", "/hook", echo)
+    outcome = await webhook.deliver(DELIVERY, options(peers, endpoint))
+    assert outcome.kind is OutcomeKind.RETRY and outcome.status == 403
+    assert outcome.response is not None
+    assert outcome.response["body"] == "token *** lacks a scope"
+    assert outcome.response["headers"]["X-T"] == "***"
+
+
 async def test_concurrent_attempts_share_one_token_request(
     webhook: WebhookDelivery, peers: WebhookReceiver, endpoint: TokenEndpoint, accepted: list[str]
 ) -> None:
