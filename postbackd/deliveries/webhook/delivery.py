@@ -139,15 +139,25 @@ class WebhookDelivery:
         if parsed.tls is None and parsed.oauth2 is None:
             return await self._exchange(delivery, prepared, proxy, True, None)
         try:
-            context = True if parsed.tls is None else await self._ssl(options, parsed.tls)
-            token = None if parsed.oauth2 is None else await self._tokens.token(parsed.oauth2)
-            outcome = await self._exchange(delivery, prepared, proxy, context, token)
-            if parsed.oauth2 is not None and token is not None and outcome.status == 401:
-                # the token was revoked or the receiver's keys rotated: a fresh one, once
-                self._tokens.invalidate(parsed.oauth2, token)
-                token = await self._tokens.token(parsed.oauth2)
+            # the token, the request and its second try after a 401 share the attempt's
+            # `timeout`, so the attempt ends with a reason before the core cuts it short
+            async with asyncio.timeout(parsed.timeout):
+                context = True if parsed.tls is None else await self._ssl(options, parsed.tls)
+                token = None if parsed.oauth2 is None else await self._tokens.token(parsed.oauth2)
                 outcome = await self._exchange(delivery, prepared, proxy, context, token)
-            return outcome
+                if parsed.oauth2 is not None and token is not None and outcome.status == 401:
+                    # the token was revoked or the receiver's keys rotated: a fresh one, once
+                    self._tokens.invalidate(parsed.oauth2, token)
+                    token = await self._tokens.token(parsed.oauth2)
+                    outcome = await self._exchange(delivery, prepared, proxy, context, token)
+                return outcome
+        except TimeoutError:
+            waited = format_duration(parsed.timeout)
+            step = "an OAuth2 token and " if parsed.oauth2 is not None else ""
+            error = f"timed out after {waited} waiting for {step}{prepared.shown_url}"
+            request = self._request_log(delivery, prepared, proxy)
+            request["headers"] = mask_headers(self._headers(delivery, parsed, int(time.time())))
+            return Outcome.retry(error, request=request, response={"error": error})
         except TlsFileError as exc:
             # the files changed since `check`: the configuration's fault, not the receiver's
             return Outcome.retry(f"trigger {delivery.trigger}: {exc}", breaker=False)

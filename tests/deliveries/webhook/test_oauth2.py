@@ -155,6 +155,17 @@ async def test_a_token_the_receiver_echoes_is_masked_in_the_request_log(
     assert outcome.response["headers"]["X-T"] == "***"
 
 
+async def test_a_slow_token_endpoint_ends_the_attempt_within_its_timeout(
+    webhook: WebhookDelivery, peers: WebhookReceiver, endpoint: TokenEndpoint, accepted: list[str]
+) -> None:
+    endpoint.delay = 3.0
+    opts = {**options(peers, endpoint), "timeout": "500ms"}
+    outcome = await asyncio.wait_for(webhook.deliver(DELIVERY, opts), 2.5)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.error == f"timed out after 0.5s waiting for an OAuth2 token and {peers.url()}"
+    assert hook_tokens(peers) == []
+
+
 async def test_concurrent_attempts_share_one_token_request(
     webhook: WebhookDelivery, peers: WebhookReceiver, endpoint: TokenEndpoint, accepted: list[str]
 ) -> None:
