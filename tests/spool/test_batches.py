@@ -209,3 +209,13 @@ async def test_a_retried_delivery_of_a_dead_file_goes_out_in_one_more_file(spool
     assert await spool.seal_batch(sealed(again))
     (claimed,) = await spool.claim_batches(time.time(), 4, LEASE)
     assert claimed.id == f"{window.key}#2" and claimed.rows == 1
+
+
+async def test_rows_waiting_in_their_window_are_not_a_backlog(spool: Spool) -> None:
+    later = time.time() + 86400
+    await fill_window(spool, later)
+    assert (await spool.stats()).oldest_pending_age is None  # a daily window not ended yet
+    end = time.time() - 30
+    await add(spool, "late-1", member("late-1", window_key("ship", end), end, "o8"), order="o8")
+    age = (await spool.stats()).oldest_pending_age
+    assert age is not None and 29 < age < 60  # late since its window ended, 30 s ago

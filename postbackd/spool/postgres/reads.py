@@ -39,14 +39,23 @@ async def stats(conn: asyncpg.Connection) -> SpoolStats:
     by_state = {str(state): 0 for state in DeliveryState}
     for row in await conn.fetch("SELECT state, count(*) AS n FROM deliveries GROUP BY state"):
         by_state[row["state"]] = row["n"]
+    now = time.time()
+    # a shipment file's rows are late from the end of their window (or from their file being
+    # written), not from their event: a row waiting in a daily window is not a backlog
     oldest = await conn.fetchval(
-        "SELECT created_at FROM deliveries WHERE state = 'pending' ORDER BY seq LIMIT 1"
+        "SELECT least("
+        "(SELECT created_at FROM deliveries WHERE state = 'pending' AND batch_window IS NULL "
+        "ORDER BY seq LIMIT 1), "
+        "(SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' "
+        "AND batch_window IS NOT NULL AND batch_id IS NULL AND next_attempt_at <= $1), "
+        "(SELECT min(created_at) FROM batches WHERE state = 'pending'))",
+        now,
     )
     events = await conn.fetchval("SELECT count(*) FROM events")
     unmatched = await conn.fetchval("SELECT count(*) FROM events WHERE NOT matched")
     return SpoolStats(
         by_state=by_state,
-        oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest),
+        oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
         events=events,
         unmatched_events=unmatched,
     )

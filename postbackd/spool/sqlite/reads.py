@@ -93,14 +93,31 @@ def stats(conn: sqlite3.Connection) -> SpoolStats:
     by_state = {str(state): 0 for state in DeliveryState}
     for state, count in conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"):
         by_state[state] = count
-    oldest = conn.execute(
-        "SELECT created_at FROM deliveries WHERE state = 'pending' ORDER BY seq LIMIT 1"
-    ).fetchone()
+    now = time.time()
+    oldest = _oldest_pending(conn, now)
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
     return SpoolStats(
         by_state=by_state,
-        oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest[0]),
+        oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
         events=events,
         unmatched_events=unmatched,
     )
+
+
+def _oldest_pending(conn: sqlite3.Connection, now: float) -> float | None:
+    """Since when the oldest delivery still to be sent has been waiting. A shipment file's
+    rows wait from the end of their window (or from their file being written), not from their
+    event: a row in a daily window that has not ended yet is not a backlog."""
+    (postback,) = conn.execute(
+        "SELECT min(created_at) FROM (SELECT created_at FROM deliveries "
+        "WHERE state = 'pending' AND batch_window IS NULL ORDER BY seq LIMIT 1)"
+    ).fetchone()
+    (closed_window,) = conn.execute(
+        "SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_open_windows "
+        "WHERE state = 'pending' AND batch_window IS NOT NULL AND batch_id IS NULL "
+        "AND next_attempt_at <= ?",
+        (now,),
+    ).fetchone()
+    (file,) = conn.execute("SELECT min(created_at) FROM batches WHERE state = 'pending'").fetchone()
+    return min((t for t in (postback, closed_window, file) if t is not None), default=None)
