@@ -25,6 +25,7 @@ from postbackd.batching import EXTENSIONS, file_name, window_end_of
 from postbackd.config import Trigger
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
+from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind, SpoolUnavailable
 from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
@@ -60,12 +61,15 @@ class Batcher:
         current: Callable[[], Generation],
         deliveries: Mapping[str, Any],
         hook: Any,
+        metrics: Metrics,
     ) -> None:
-        """`hook`: the plugin manager's hook relay, for the observers of each file attempt."""
+        """`hook`: the plugin manager's hook relay, for the observers of each file attempt;
+        `metrics`: a file attempt counts as one attempt of its plugin."""
         self.spool = spool
         self.current = current
         self.deliveries = deliveries
         self.hook = hook
+        self.metrics = metrics
         self._trouble = StorageBackoff("sending shipment files")
 
     async def run(self) -> None:
@@ -250,7 +254,10 @@ class Batcher:
         outcome = await call_plugin(plugin, trigger, delivery, trigger.options)
         outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
         state, next_at, error = _decide(trigger, batch.attempts + 1, outcome)
-        await self._record(batch, state, next_at, outcome, time.time() - started, error)
+        duration = time.time() - started
+        await self._record(batch, state, next_at, outcome, duration, error)
+        self.metrics.deliveries.labels(trigger.delivery, batch.customer, str(outcome.kind)).inc()
+        self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)
         observe(self.hook, delivery, outcome, state)
         log.info(
             "shipment file attempt",

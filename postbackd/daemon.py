@@ -136,7 +136,9 @@ class Daemon:
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
-        batcher = Batcher(spool, self.current, self.plugins.deliveries, self.plugins.host.hook)
+        batcher = Batcher(
+            spool, self.current, self.plugins.deliveries, self.plugins.host.hook, self.metrics
+        )
         self._batcher_task = asyncio.create_task(batcher.run(), name="batcher")
         self._batcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._batcher_task)

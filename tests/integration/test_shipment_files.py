@@ -218,6 +218,11 @@ async def test_sftp_one_file_per_window_and_a_failing_server_is_retried_as_one(
         assert "disk quota exceeded" in attempts[0]["error"]
         assert {a["request"]["file"] for a in attempts} == {name}
         assert "s3cret-pass" not in json.dumps(attempts)
+    metrics = await daemon.metrics()
+    assert 'postbackd_deliveries_total{customer="acme",outcome="retry",plugin="sftp"} 1.0' in (
+        metrics
+    )
+    assert 'postbackd_deliveries_total{customer="acme",outcome="ok",plugin="sftp"} 1.0' in metrics
     await asyncio.sleep(3.0)  # the next window is empty: nothing is uploaded
     assert sftp_server.uploads == [name]
 
