@@ -27,7 +27,13 @@ PAGE = 500
 
 
 class BackfillRefused(ValueError):
-    """The backfill cannot run as asked (unknown or inactive trigger, an empty window)."""
+    """The backfill cannot run as asked: `field` names the input at fault (``trigger``:
+    unknown or inactive; ``until``: an empty window), `unknown` an unknown trigger."""
+
+    def __init__(self, message: str, field: str, *, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.unknown = unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +70,15 @@ def backfill_trigger(router: Router, name: str) -> Trigger:
     trigger = router.config.triggers.get(name)
     if trigger is None:
         known = ", ".join(sorted(router.config.triggers)) or "none"
-        raise BackfillRefused(f"no trigger named {name!r} (triggers: {known})")
+        raise BackfillRefused(
+            f"no trigger named {name!r} (triggers: {known})", "trigger", unknown=True
+        )
     if not trigger.active:
         where = trigger.location
         raise BackfillRefused(
             f"trigger {name!r} is {trigger.status}: it matches no event now; make it active "
-            f"({where}) and reload first"
+            f"({where}) and reload first",
+            "trigger",
         )
     return trigger
 
@@ -90,7 +99,7 @@ async def backfill(
     """
     trigger = backfill_trigger(router, trigger_name)
     if until is not None and until <= since:
-        raise BackfillRefused("the window is empty: --until must be later than --since")
+        raise BackfillRefused("the window is empty: until must be later than since", "until")
     matched = existing = added = unreadable = 0
     after = 0
     while True:

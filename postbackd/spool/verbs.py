@@ -166,12 +166,16 @@ class OperatorVerbs:
         *,
         state: str | None = None,
         customer: str | None = None,
+        dry_run: bool = False,
     ) -> int:
         """Delete deliveries and their attempts; at least one selector is required."""
         if ids is None and state is None and customer is None:
             raise ValueError("purge needs delivery ids, a state or a customer")
         states = () if state is None else (parse_state(state),)
-        return await self._store.purge(Selection.of(ids=ids, states=states, customer=customer))
+        selection = Selection.of(ids=ids, states=states, customer=customer)
+        if dry_run:
+            return await self._store.count(selection)
+        return await self._store.purge(selection)
 
     async def stored_events(
         self, customer: str, since: float, until: float | None, after_seq: int, limit: int
