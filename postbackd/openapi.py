@@ -520,7 +520,9 @@ def openapi_document() -> Schema:
             "render and reload of a postbackd daemon. Every route but /healthz and /readyz "
             "needs `Authorization: Bearer <[daemon] admin_token>` when a token is set.",
         },
-        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "servers": [
+            {"url": "http://127.0.0.1:8787", "description": "the example configuration's listener"}
+        ],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {

@@ -92,6 +92,18 @@ async def test_resend_retry_and_backfill_by_query(receiver, daemon_factory, tmp_
     await asyncio.sleep(1.5)  # the dispatcher looks at the spool at least once a second
     assert len([r for r in receiver.requests if r.path == "/late"]) == 1
 
+    # the same over HTTP: a resend by filter, and a backfill that finds nothing left to add
+    status, answer = await daemon.request(
+        "POST", "/v1/deliveries/resend", {"trigger": "acme-late", "since": "1h"}
+    )
+    assert (status, answer) == (200, {"action": "resend", "count": 1, "dry_run": False})
+    resent_late = (await receiver.wait_for(2, path="/late"))[1]
+    assert resent_late.headers["webhook-id"] == late.headers["webhook-id"]
+    status, answer = await daemon.request(
+        "POST", "/v1/backfill", {"trigger": "acme-late", "since": "1h"}
+    )
+    assert status == 200 and (answer["matched"], answer["existing"], answer["added"]) == (1, 1, 0)
+
     unknown = await cli(daemon, "queue", "backfill", "--trigger", "nope", "--since", "1h")
     assert unknown.returncode == 1
     assert "no trigger named 'nope' (triggers: acme-all, acme-late)" in unknown.stderr
