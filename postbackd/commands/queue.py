@@ -128,12 +128,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hold = verbs.add_parser("hold", help="pending → held: never attempted until released")
     add_id_arguments(hold)
     hold.add_argument("--customer", metavar="C", help="every pending delivery of this customer")
-    _common(hold, _hold, "--customer C")
+    _add_narrowing(hold)
+    _common(hold, _hold, f"--customer C or {NARROWING}")
 
     release = verbs.add_parser("release", help="held → pending, due now")
     add_id_arguments(release)
     release.add_argument("--customer", metavar="C", help="every held delivery of this customer")
-    _common(release, _release, "--customer C")
+    _add_narrowing(release)
+    _common(release, _release, f"--customer C or {NARROWING}")
 
     purge = verbs.add_parser("purge", help="delete deliveries and their request log")
     add_id_arguments(purge)
@@ -293,13 +295,19 @@ def run_backfill(args: argparse.Namespace) -> int:
 
 async def _hold(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.verbs.hold(ids, customer=args.customer)
+    where, dry_run = _narrowing(args), args.dry_run
+    count = await spool.verbs.hold(ids, customer=args.customer, where=where, dry_run=dry_run)
+    if dry_run:
+        return _report_dry_run("hold", count)
     return _report("held", count, ids, "none of them is pending")
 
 
 async def _release(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.verbs.release(ids, customer=args.customer)
+    where, dry_run = _narrowing(args), args.dry_run
+    count = await spool.verbs.release(ids, customer=args.customer, where=where, dry_run=dry_run)
+    if dry_run:
+        return _report_dry_run("release", count)
     return _report("released", count, ids, "none of them is held")
 
 
