@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from postbackd.attempt import TIMEOUT_MARGIN, attempt_timeout, call_plugin, observe
 from postbackd.batching import EXTENSIONS, file_name, window_end_of
 from postbackd.config import Trigger
+from postbackd.events import parse_event
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
@@ -130,6 +132,9 @@ class Batcher:
             return
         if not trigger.active:
             return  # its deliveries are held by the trigger sync; reactivated, they go out
+        window = await self._rendered(generation, trigger, window)
+        if not window.rows:
+            return
         end = window_end_of(window.key)
         start = trigger.batch.start_of(end) if trigger.batch else end
         part = window.files + 1
@@ -158,7 +163,7 @@ class Batcher:
                 generation.router.engine,
                 trigger.template,
                 frame,
-                [row.body for row in window.rows],
+                [row.body or b"" for row in window.rows],
             )
         except (RenderError, ValueError) as exc:
             log.error(
@@ -193,6 +198,33 @@ class Batcher:
                 rows=len(window.rows),
                 bytes=len(body),
             )
+
+    async def _rendered(
+        self, generation: Generation, trigger: Trigger, window: OpenWindow
+    ) -> OpenWindow:
+        """The window with every row's body: a row whose body was dropped (``queue resend
+        --rerender``) is rendered again with the trigger's current template; one that fails
+        to render ends `failed` with the reason and stays out of the file."""
+        rows = []
+        for row in window.rows:
+            if row.body is not None:
+                rows.append(row)
+                continue
+            detail = await self.spool.get_delivery(row.delivery_id)
+            if detail is None:
+                continue
+            event = parse_event(detail.event)
+            outcome = await asyncio.to_thread(generation.router.render, trigger, event)
+            if outcome.rendered is None:
+                await self.spool.set_rendered(row.delivery_id, None, None, str(outcome.error))
+                await self._end_rows(
+                    replace(window, rows=(row,)), DeliveryState.FAILED, str(outcome.error)
+                )
+                continue
+            body = outcome.rendered.body
+            await self.spool.set_rendered(row.delivery_id, body, outcome.rendered.subject, None)
+            rows.append(replace(row, body=body))
+        return replace(window, rows=tuple(rows))
 
     async def _end_rows(self, window: OpenWindow, state: DeliveryState, reason: str) -> None:
         """End a window's deliveries without a file (trigger gone, file not writable)."""

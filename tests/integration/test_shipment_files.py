@@ -103,6 +103,20 @@ async def test_directory_delivery_writes_one_file_per_window(
     await asyncio.sleep(3.0)  # an empty window: nothing more is written
     assert sorted(p.name for p in outgoing.iterdir()) == [written.name]
 
+    # the operator resends one row with today's template: it goes out in one more file
+    daemon.write(
+        "templates.toml",
+        {"template": [{**CSV_TEMPLATE, "body": "{{ orderId }},{{ fulfillmentStatus }},again"}]},
+    )
+    daemon.signal(signal.SIGHUP)
+    await until_async(lambda: _reloaded(daemon, 2), 15, "the new template loaded")
+    resent = daemon.command("queue", "resend", done[0]["id"], "--rerender")
+    assert resent.returncode == 0, resent.stderr
+    second = [p for p in await wait_files(outgoing, 2) if p.name != written.name]
+    (again,) = second
+    assert again.name.endswith("-2.csv")
+    assert again.read_text().splitlines()[1].endswith(",shipped,again")
+
 
 async def test_a_directory_that_is_not_there_is_retried_as_one_file(
     postbackd_daemon: Callable[..., PostbackdDaemon], tmp_path: Path
@@ -284,6 +298,11 @@ async def test_kill_9_before_and_after_the_window_closes_resends_the_same_file(
     for delivery_id in ids:
         attempts = (await daemon.delivery(delivery_id))["attempts"]
         assert {a["request"]["file"] for a in attempts} == {first}
+
+
+async def _reloaded(daemon: PostbackdDaemon, generation: int) -> bool:
+    status, config = await daemon.get("/v1/config")
+    return status == 200 and config.get("generation", 0) >= generation
 
 
 async def _has_attempt(daemon: PostbackdDaemon, delivery_id: str) -> bool:

@@ -219,3 +219,17 @@ async def test_rows_waiting_in_their_window_are_not_a_backlog(spool: Spool) -> N
     await add(spool, "late-1", member("late-1", window_key("ship", end), end, "o8"), order="o8")
     age = (await spool.stats()).oldest_pending_age
     assert age is not None and 29 < age < 60  # late since its window ended, 30 s ago
+
+
+async def test_a_resent_row_goes_out_in_one_more_file_rendered_again(spool: Spool) -> None:
+    end = time.time() - 1
+    await fill_window(spool, end, count=2)
+    (window,) = await spool.closed_windows(time.time())
+    batch = sealed(window)
+    await spool.seal_batch(batch)
+    await spool.claim_batches(time.time(), 4, LEASE)
+    await spool.record_batch_attempt(attempt(batch.id, S.DONE))
+    assert await spool.verbs.resend(["d1"], rerender=True) == 1
+    (again,) = await spool.closed_windows(time.time())
+    assert again.files == 1
+    assert [(row.delivery_id, row.body) for row in again.rows] == [("d1", None)]

@@ -74,7 +74,7 @@ def _window(key: str, rows: list[asyncpg.Record], files: int) -> OpenWindow:
         format=first[8],
         content_type=first[9],
         files=files,
-        rows=tuple(BatchRow(r[1], r[2], r[3], bytes(r[4])) for r in rows),
+        rows=tuple(BatchRow(r[1], r[2], r[3], _body(r[4])) for r in rows),
     )
 
 
@@ -228,3 +228,9 @@ async def record_batch_attempt(conn: asyncpg.Connection, result: BatchAttempt, n
         result.batch_id,
     )
     return True
+
+
+def _body(value: bytes | memoryview | None) -> bytes | None:
+    """A row's stored body; None after `queue resend --rerender` (rendered again when its
+    window closes)."""
+    return None if value is None else bytes(value)
