@@ -251,16 +251,14 @@ class Batcher:
     # ------------------------------------------------------------------ sending a file
 
     async def _send(self, generation: Generation, batch: StoredBatch) -> None:
+        """One attempt at the file, through the trigger's delivery and options as they are
+        configured now (like a postback's destination)."""
         trigger = generation.config.triggers.get(batch.trigger)
-        plugin = self.deliveries.get(batch.plugin)
-        if trigger is None or plugin is None:
+        if trigger is None:
             reason = f"trigger {batch.trigger!r} was removed from the configuration"
             await self._record(batch, DeliveryState.CANCELLED, None, _not_sent(reason), 0.0)
             return
-        if not trigger.active or trigger.delivery != batch.plugin:
-            # inactive, or its delivery changed: the file waits (the new plugin takes it)
-            plugin = self.deliveries.get(trigger.delivery)
-        if not trigger.active or plugin is None:
+        if not trigger.active:
             await self._record(
                 batch,
                 DeliveryState.PENDING,
@@ -269,6 +267,7 @@ class Batcher:
                 0.0,
             )
             return
+        plugin = self.deliveries[trigger.delivery]  # the configuration names only known ones
         delivery = Delivery(
             id=batch.id,
             event_id="",

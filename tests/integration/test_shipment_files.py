@@ -314,3 +314,28 @@ def daemon_files_with(daemon: PostbackdDaemon, options: dict[str, Any]) -> dict[
     files = tomllib.loads((daemon.conf_dir / "postbackd.toml").read_text())
     files["trigger"][0]["options"] = options
     return files
+
+
+async def test_a_trigger_removed_while_its_file_is_retried_cancels_the_file(
+    postbackd_daemon: Callable[..., PostbackdDaemon], tmp_path: Path
+) -> None:
+    share = tmp_path / "never-mounted"
+    daemon = await batching_daemon(
+        postbackd_daemon, "directory", {"path": str(share)}, retry_schedule=["1s"] * 30
+    ).start()
+    await at_window_start()
+    await daemon.submit(*(event_payload(f"r-{n}", order=f"o-{n}") for n in range(2)))
+    ids = [d["id"] for d in await daemon.deliveries()]
+    await until_async(lambda: _has_attempt(daemon, ids[0]), 15, "a failed write")
+    files = tomllib.loads((daemon.conf_dir / "postbackd.toml").read_text())
+    files["trigger"] = []
+    daemon.write("postbackd.toml", files)
+    daemon.signal(signal.SIGHUP)
+    cancelled = await daemon.wait_for_deliveries(2, states=["cancelled"], timeout=15)
+    assert {d["id"] for d in cancelled} == set(ids)
+    detail = await daemon.delivery(ids[0])
+    assert "removed from the configuration" in detail["delivery"]["last_error"]
+    share.mkdir()
+    await asyncio.sleep(2.5)  # the file is not written: its trigger is gone
+    assert list(share.iterdir()) == []
+    assert (await daemon.get("/readyz"))[0] == 200
