@@ -438,7 +438,9 @@ def choose_delivery_id(given: str, matches: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------- shipment files (batches)
 
-BATCH_STATES = ("pending", "done", "dead", "cancelled")
+MAX_FILE_ROWS = 50_000
+"""Rows in one shipment file at most: a window with more goes out in several files (part 2,
+3, …), so no window, however busy, makes a file too large to hold in memory or in one row."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from postbackd.spool import (
     Spool,
     open_spool,
 )
+from postbackd.spool.postgres import batches as postgres_batches
+from postbackd.spool.sqlite import batches as sqlite_batches
 from postbackd.spool.sqlite.schema import MIGRATIONS
 from tests.spool.helpers import add, count_rows, new_delivery, result, state_of
 
@@ -233,3 +235,17 @@ async def test_a_resent_row_goes_out_in_one_more_file_rendered_again(spool: Spoo
     (again,) = await spool.closed_windows(time.time())
     assert again.files == 1
     assert [(row.delivery_id, row.body) for row in again.rows] == [("d1", None)]
+
+
+async def test_a_window_over_the_row_limit_goes_out_in_several_files(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_batches, "MAX_FILE_ROWS", 2)
+    monkeypatch.setattr(postgres_batches, "MAX_FILE_ROWS", 2)
+    end = time.time() - 1
+    await fill_window(spool, end, count=3)
+    (first,) = await spool.closed_windows(time.time())
+    assert [row.delivery_id for row in first.rows] == ["d0", "d1"]
+    assert await spool.seal_batch(sealed(first))
+    (rest,) = await spool.closed_windows(time.time())
+    assert rest.files == 1 and [row.delivery_id for row in rest.rows] == ["d2"]

@@ -9,13 +9,13 @@ second insert finds it and gives up); a file is claimed with ``SKIP LOCKED`` and
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import asyncpg
 
 from postbackd.spool.codec import log_json
 from postbackd.spool.model import (
     FINAL_STATES,
+    MAX_FILE_ROWS,
     BatchAttempt,
     BatchRow,
     NewBatch,
@@ -45,14 +45,16 @@ async def closed_windows(conn: asyncpg.Connection, now: float, limit: int) -> li
     ]
     if not keys:
         return []
-    rows: dict[str, list[asyncpg.Record]] = defaultdict(list)
-    for row in await conn.fetch(
-        "SELECT batch_window, id, event_id, order_id, body, trigger_name, customer, plugin, "
-        "format, content_type FROM deliveries WHERE batch_window = ANY($1::text[]) "
-        "AND state = 'pending' AND batch_id IS NULL ORDER BY seq",
-        keys,
-    ):
-        rows[row[0]].append(row)
+    rows = {
+        key: await conn.fetch(
+            "SELECT batch_window, id, event_id, order_id, body, trigger_name, customer, plugin, "
+            "format, content_type FROM deliveries WHERE batch_window = $1 "
+            "AND state = 'pending' AND batch_id IS NULL ORDER BY seq LIMIT $2",
+            key,
+            MAX_FILE_ROWS,
+        )
+        for key in keys
+    }
     files = {
         row[0]: row[1]
         for row in await conn.fetch(

@@ -113,6 +113,9 @@ _V2 = (
     "WHERE state = 'pending' AND batch_window IS NULL",
     "CREATE INDEX deliveries_open_windows ON deliveries(next_attempt_at) "
     "WHERE state = 'pending' AND batch_window IS NOT NULL AND batch_id IS NULL",
+    # a closed window's rows, in order (`closed_windows`)
+    "CREATE INDEX deliveries_window_rows ON deliveries(batch_window, seq) "
+    "WHERE state = 'pending' AND batch_window IS NOT NULL AND batch_id IS NULL",
     "CREATE INDEX deliveries_batch ON deliveries(batch_id) WHERE batch_id IS NOT NULL",
     """
     CREATE TABLE batches (

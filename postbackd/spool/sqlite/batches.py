@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import defaultdict
 
 from postbackd.spool.codec import log_json
 from postbackd.spool.model import (
     FINAL_STATES,
+    MAX_FILE_ROWS,
     BatchAttempt,
     BatchRow,
     NewBatch,
@@ -44,15 +44,16 @@ def closed_windows(conn: sqlite3.Connection, now: float, limit: int) -> list[Ope
     ]
     if not keys:
         return []
-    rows: dict[str, list[tuple[str, ...]]] = defaultdict(list)
-    for row in conn.execute(
-        "SELECT batch_window, id, event_id, order_id, body, trigger_name, customer, plugin, "
-        "format, content_type FROM deliveries WHERE batch_window IN "
-        "(SELECT value FROM json_each(?)) AND state = 'pending' AND batch_id IS NULL "
-        "ORDER BY seq",
-        (id_list(keys),),
-    ):
-        rows[row[0]].append(row)
+    rows = {
+        key: conn.execute(
+            "SELECT batch_window, id, event_id, order_id, body, trigger_name, customer, plugin, "
+            "format, content_type FROM deliveries INDEXED BY deliveries_window_rows "
+            "WHERE batch_window = ? AND state = 'pending' AND batch_window IS NOT NULL "
+            "AND batch_id IS NULL ORDER BY seq LIMIT ?",
+            (key, MAX_FILE_ROWS),
+        ).fetchall()
+        for key in keys
+    }
     files = dict(
         conn.execute(
             "SELECT window_key, count(*) FROM batches WHERE window_key IN "
