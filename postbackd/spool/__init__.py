@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from postbackd.events import Event
 from postbackd.spool.model import (
@@ -108,6 +108,15 @@ class Spool(Protocol):
     async def throughput(self, minutes: int = 60, now: float | None = None) -> Throughput: ...
 
     async def get_delivery(self, delivery_id: str) -> DeliveryDetail | None: ...
+
+    # the order's history -----------------------------------------------------------------
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The envelope of the customer's last stored event of `order_id` before
+        `before_event_id` (stored earlier; all of them when that event is not stored yet), or
+        None. It is what templates' ``changes`` compare with (see `postbackd.changes`)."""
+        ...
 
 
 async def open_spool(
