@@ -60,8 +60,8 @@ class Intake:
             self.rejected(source, "unavailable", len(events))
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
         generation = self.current()
-        routed = [(event, generation.router.route(event)) for event in events]
         try:
+            routed = await self._route(generation, events)
             outcomes = await self.spool.submit_many(routed, source=source)
         except SpoolUnavailable as exc:
             self.rejected(source, "unavailable", len(events))
@@ -79,6 +79,32 @@ class Intake:
             self._stored(generation, event, deliveries, outcome.duplicate, source)
             for (event, deliveries), outcome in zip(routed, outcomes, strict=True)
         ]
+
+    async def _route(
+        self, generation: Generation, events: Sequence[Event]
+    ) -> list[tuple[Event, list[NewDelivery]]]:
+        """Route each event, with its order's previous event where a template reads ``changes``.
+
+        The previous event of an order is the batch's own earlier event of that order, else
+        the spool's last stored one; the spool is asked only for events that need it.
+        """
+        router = generation.router
+        routed: list[tuple[Event, list[NewDelivery]]] = []
+        earlier: dict[tuple[str, str], Event] = {}
+        for event in events:
+            order_id = event.order_id
+            previous = None
+            if order_id is not None:
+                before = earlier.get((event.customer, order_id))
+                earlier[(event.customer, order_id)] = event
+                if router.needs_previous(event):
+                    previous = (
+                        before.to_dict()
+                        if before is not None
+                        else await self.spool.previous_event(event.customer, order_id, event.id)
+                    )
+            routed.append((event, router.route(event, previous)))
+        return routed
 
     def _stored(
         self,
