@@ -298,7 +298,7 @@ def _invalid_body_error(
         tracked = None
     if tracked is not None and tracked.text == text:
         line = tracked.template_line_at(invalid.line, invalid.column)
-    label = "JSON" if format == "json" else "XML"
+    label = format.upper()
     return RenderError(
         f"invalid {label} at line {invalid.line}, column {invalid.column}: {invalid.reason}",
         template=name,
