@@ -282,3 +282,9 @@ def test_gelato_status_refuses_an_event_type_it_cannot_map(engine: TemplateEngin
     raw["type"] = "label.printed"
     with pytest.raises(RenderError, match=r"no status for event type label\.printed"):
         engine.render("builtin:gelato-status-v2", parse_event(raw), ACME)
+
+
+def test_the_configuration_knows_every_builtin_by_name() -> None:
+    from postbackd.config.load import BUILTIN_TEMPLATE_NAMES
+
+    assert set(BUILTIN_TEMPLATES) == BUILTIN_TEMPLATE_NAMES
