@@ -56,7 +56,7 @@ def test_help_lists_every_command():
 def test_example_configuration_checks_from_another_directory(tmp_path):
     result = postbackd("check", "-c", str(EXAMPLE), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 customers, 3 triggers" in result.stdout
+    assert "2 customers, 8 triggers" in result.stdout
     assert result.stdout.strip().endswith("ok")
 
 

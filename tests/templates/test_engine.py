@@ -615,9 +615,11 @@ def test_names_and_has_include_the_built_ins() -> None:
     assert engine.names() == [
         "alpha",
         "zeta",
+        "builtin:cxml-ship-notice",
         "builtin:gelato-status-v2",
         "builtin:order-status-json",
         "builtin:order-status-xml",
+        "builtin:shipment-csv",
         "builtin:shipped-email",
     ]
     assert engine.has("builtin:shipped-email")
