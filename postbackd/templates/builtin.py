@@ -190,8 +190,9 @@ _GELATO_STATUS_V2 = """\
   "orderId": {{ orderId | tojson }},
   "status": {{ status | tojson }},
   "message": {{ (failureReason | default("") or ns.reasons | join("; ") or description) | tojson }},
-  "trackingCode": {{ (ns.parcels[0].trackingCode if ns.parcels else none) | tojson }},
-  "trackingLink": {{ (ns.parcels[0].trackingUrl | default(none) if ns.parcels else none) | tojson }},
+{%- set first = ns.parcels[0] if ns.parcels else {} %}
+  "trackingCode": {{ first.trackingCode | default(none) | tojson }},
+  "trackingLink": {{ first.trackingUrl | default(none) | tojson }},
   "trackings": [
 {%- for f in ns.parcels %}
 {%- set held = namespace(refs=[]) %}

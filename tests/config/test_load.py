@@ -688,7 +688,8 @@ def test_bad_enum_values(conf: Conf) -> None:
         "a.toml:2: [smtp] tls: expected one of starttls, implicit, none; got 'starttsl' "
         '(did you mean "starttls"?)',
         "a.toml:5: [daemon] synchronous: expected one of FULL, NORMAL; got 'OFF'",
-        "a.toml:12: [[template]] \"t\" format: expected one of json, xml, text, html, csv; got 'jsno' "
+        'a.toml:12: [[template]] "t" format: expected one of json, xml, text, html, csv; '
+        "got 'jsno' "
         '(did you mean "json"?)',
         "a.toml:21: [[trigger]] \"x\" status: expected one of active, inactive; got 'paused'",
     ]
