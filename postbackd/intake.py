@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 from postbackd.events import Event, EventRejected
 from postbackd.generation import Generation
@@ -79,11 +79,8 @@ class Intake:
         generation = self.current()
         for index, event in enumerate(events):
             _check_size(event, index if len(events) > 1 else None)
-        loop = asyncio.get_running_loop()
-        routed = await loop.run_in_executor(
-            self._render_pool, lambda: [(e, generation.router.route(e)) for e in events]
-        )
         try:
+            routed = await self._route(generation, events)
             outcomes = await self.spool.submit_many(routed, source=source)
         except SpoolUnavailable as exc:
             self.rejected(source, "unavailable", len(events))
@@ -101,6 +98,37 @@ class Intake:
             self._stored(generation, event, deliveries, outcome.duplicate, source)
             for (event, deliveries), outcome in zip(routed, outcomes, strict=True)
         ]
+
+    async def _route(
+        self, generation: Generation, events: Sequence[Event]
+    ) -> list[tuple[Event, list[NewDelivery]]]:
+        """Route each event on the render threads, with its order's previous event where a
+        template reads ``changes`` (fetched first, on the loop: the spool is async).
+
+        The previous event of an order is the batch's own earlier event of that order, else
+        the spool's last stored one; the spool is asked only for events that need it.
+        """
+        router = generation.router
+        previous: list[dict[str, Any] | None] = []
+        earlier: dict[tuple[str, str], Event] = {}
+        for event in events:
+            order_id = event.order_id
+            found = None
+            if order_id is not None:
+                before = earlier.get((event.customer, order_id))
+                earlier[(event.customer, order_id)] = event
+                if router.needs_previous(event):
+                    found = (
+                        before.to_dict()
+                        if before is not None
+                        else await self.spool.previous_event(event.customer, order_id, event.id)
+                    )
+            previous.append(found)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._render_pool,
+            lambda: [(e, router.route(e, p)) for e, p in zip(events, previous, strict=True)],
+        )
 
     def _stored(
         self,

@@ -35,7 +35,7 @@ from postbackd.units import parse_duration
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.-]+")
 CUSTOMER_KEYS = ("id", "name")
 TEMPLATE_KEYS = ("name", "format", "body", "body_file", "subject")
-TEMPLATE_FORMATS = ("json", "xml", "text", "html")
+TEMPLATE_FORMATS = ("json", "xml", "text", "html", "csv")
 TRIGGER_KEYS = (
     "name",
     "customer",

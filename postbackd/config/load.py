@@ -82,6 +82,8 @@ BUILTIN_TEMPLATE_NAMES = frozenset(
         "builtin:order-status-xml",
         "builtin:shipped-email",
         "builtin:gelato-status-v2",
+        "builtin:cxml-ship-notice",
+        "builtin:shipment-csv",
     }
 )
 SINGLE_TABLES = ("daemon", "smtp", "ui")

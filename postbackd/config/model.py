@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from postbackd.redaction import NO_SECRETS, Redactor
 
-TemplateFormat = Literal["json", "xml", "text", "html"]
+TemplateFormat = Literal["json", "xml", "text", "html", "csv"]
 TriggerStatus = Literal["active", "inactive"]
 TlsMode = Literal["starttls", "implicit", "none"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from postbackd.config.model import is_database_url
 from postbackd.events import Event
@@ -140,6 +140,15 @@ class Spool(Protocol):
 
     async def resolve_delivery_id(self, given: str) -> str:
         """The one delivery `given` names (`choose_delivery_id` over `match_delivery_ids`)."""
+        ...
+
+    # the order's history -----------------------------------------------------------------
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The envelope of the customer's last stored event of `order_id` before
+        `before_event_id` (stored earlier; all of them when that event is not stored yet), or
+        None. It is what templates' ``changes`` compare with (see `postbackd.changes`)."""
         ...
 
 

@@ -394,6 +394,15 @@ class PostgresSpool:
         )
         return detail
 
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The order's previous stored event (see `Spool.previous_event`)."""
+        envelope: dict[str, Any] | None = await self._transact(
+            lambda conn: reads.previous_event(conn, customer, order_id, before_event_id)
+        )
+        return envelope
+
     async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
         """The delivery ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more
         characters) may stand for, in id order, at most `limit`."""

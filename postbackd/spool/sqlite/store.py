@@ -418,6 +418,15 @@ class SqliteSpool:
 
         await self._write(insert)
 
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The order's previous stored event (see `Spool.previous_event`), on the reader thread."""
+        envelope: dict[str, Any] | None = await self._read(
+            lambda conn: reads.previous_event(conn, customer, order_id, before_event_id)
+        )
+        return envelope
+
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, operation: Operation, *, durable: bool = True) -> asyncio.Future[Any]:
