@@ -230,6 +230,24 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class SlaRule:
+    """An ``[[sla]]`` rule: once an order's first `after` event arrives, one of `expect` must
+    follow within `within` seconds, or an `emit` event is routed for the order (a delay
+    alert). `customer` None: every customer's orders."""
+
+    name: str
+    after: str
+    expect: tuple[str, ...]
+    within: float
+    emit: str
+    location: Location
+    customer: str | None = None
+
+    def applies_to(self, customer: str) -> bool:
+        return self.customer is None or self.customer == customer
+
+
+@dataclass(frozen=True)
 class Lookup:
     name: str
     key: str
@@ -252,6 +270,7 @@ class Config:
     templates: Mapping[str, TemplateConfig]
     triggers: Mapping[str, Trigger]
     lookups: Mapping[str, Lookup]
+    sla: Mapping[str, SlaRule] = field(default_factory=dict)
     # every secret of the directory, for messages and log lines; `shared_redactor` holds only
     # those of the settings tables ([daemon], [smtp], sources, deliveries), which any attempt
     # may show, so an attempt checks its trigger's few secrets and these, not all of them

@@ -330,7 +330,7 @@ def test_unknown_tables_and_top_level_keys(conf: Conf) -> None:
     errors = conf.errors()
     allowed = (
         "a file may hold [daemon], [smtp], [ui], [sources.NAME], [deliveries.NAME], "
-        "[[customer]], [[template]], [[trigger]], [[lookup]]"
+        "[[customer]], [[template]], [[trigger]], [[lookup]], [[sla]]"
     )
     assert errors == [
         f"a.toml:1: unknown table [spool]: {allowed}",
