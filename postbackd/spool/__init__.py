@@ -35,11 +35,16 @@ from postbackd.spool.model import (
     MinuteCount,
     NewDelivery,
     Selection,
+    SlaTimer,
     SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
+    TimerCancel,
+    TimerChange,
+    TimerStart,
+    TimerState,
     TriggerSync,
     UnknownDeliveryId,
     choose_delivery_id,
@@ -83,10 +88,36 @@ class Spool(Protocol):
     ) -> SubmitOutcome: ...
 
     async def submit_many(
-        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+        self,
+        routed: Sequence[tuple[Event, Sequence[NewDelivery]]],
+        *,
+        source: str,
+        timers: Sequence[TimerChange] = (),
     ) -> list[SubmitOutcome]:
         """Commit events with their deliveries in one transaction: all stored, or none (raises
-        `SpoolUnavailable`); a known event id is a duplicate and adds nothing."""
+        `SpoolUnavailable`); a known event id is a duplicate and adds nothing. `timers` are the
+        ``[[sla]]`` timers the events start or cancel, applied in the same transaction for the
+        events stored (not for duplicates)."""
+        ...
+
+    # [[sla]] timers ------------------------------------------------------------------------
+    async def next_timer_due(self) -> float | None:
+        """When the earliest pending timer is due (or its claim ends); None: no timer pends."""
+        ...
+
+    async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
+        """Up to `limit` timers due at `now` that nobody is firing, claimed for `lease`
+        seconds (another node of a fleet skips them; a claim that runs out is taken again)."""
+        ...
+
+    async def finish_timer(self, timer_id: str, state: TimerState, note: str) -> bool:
+        """End a pending timer (fired, or cancelled); False when it was no longer pending."""
+        ...
+
+    async def list_timers(
+        self, state: TimerState | None = "pending", limit: int = 100
+    ) -> list[SlaTimer]:
+        """Timers in `state` (None: all), pending ones by due time, others newest first."""
         ...
 
     # dispatcher --------------------------------------------------------------------------
@@ -209,6 +240,7 @@ __all__ = [
     "NewDelivery",
     "OperatorVerbs",
     "Selection",
+    "SlaTimer",
     "Spool",
     "SpoolError",
     "SpoolStats",
@@ -216,6 +248,10 @@ __all__ = [
     "StoredDelivery",
     "SubmitOutcome",
     "Throughput",
+    "TimerCancel",
+    "TimerChange",
+    "TimerStart",
+    "TimerState",
     "TriggerSync",
     "UnknownDeliveryId",
     "choose_delivery_id",
