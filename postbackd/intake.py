@@ -5,6 +5,10 @@ guarantees of DESIGN §1 hold for all of them: the caller hears "accepted" only 
 commit, the same event id twice yields one set of deliveries, and an event that matches
 nothing is still recorded, logged and counted.
 
+The same transaction starts and cancels the order's ``[[sla]]`` timers (`postbackd.sla`): an
+event its rule waits after starts one, an expected event cancels it, never one without the
+other.
+
 A source also reports what it refused before there was an event to submit (malformed JSON,
 a wrong token, a body too large) through ``submit.rejected(reason)``, so
 ``postbackd_events_rejected_total{source,reason}`` counts every refusal, whatever the source.
@@ -28,7 +32,8 @@ from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import SpoolUnavailable, SubmitResult
-from postbackd.spool import NewDelivery, Spool
+from postbackd.sla import timer_changes
+from postbackd.spool import NewDelivery, Spool, TimerStart
 
 log = get_logger("postbackd.intake")
 
@@ -46,11 +51,13 @@ class Intake:
         current: Callable[[], Generation],
         metrics: Metrics,
         on_committed: Callable[[Event], None],
+        on_timer_started: Callable[[], None] = lambda: None,
     ) -> None:
         self.spool = spool
         self.current = current
         self.metrics = metrics
         self.on_committed = on_committed
+        self.on_timer_started = on_timer_started
         self.closed = False
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, "postbackd-render")
 
@@ -79,9 +86,10 @@ class Intake:
         generation = self.current()
         for index, event in enumerate(events):
             _check_size(event, index if len(events) > 1 else None)
+        timers = timer_changes(generation.config.sla, events)
         try:
             routed = await self._route(generation, events)
-            outcomes = await self.spool.submit_many(routed, source=source)
+            outcomes = await self.spool.submit_many(routed, source=source, timers=timers)
         except SpoolUnavailable as exc:
             self.rejected(source, "unavailable", len(events))
             for event in events:
@@ -94,6 +102,8 @@ class Intake:
                 )
             raise
         self.metrics.events_received.labels(source).inc(len(events))
+        if any(isinstance(change, TimerStart) for change in timers):
+            self.on_timer_started()
         return [
             self._stored(generation, event, deliveries, outcome.duplicate, source)
             for (event, deliveries), outcome in zip(routed, outcomes, strict=True)

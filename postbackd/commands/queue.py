@@ -1,5 +1,6 @@
-"""`postbackd queue list|show|retry|hold|release|purge|stats`: Postfix's operator verbs on the
-spool, beside the running daemon (its dispatcher picks the changes up within a second).
+"""`postbackd queue list|show|retry|hold|release|purge|stats|timers`: Postfix's operator verbs
+on the spool, beside the running daemon (its dispatcher picks the changes up within a second);
+`timers` lists the ``[[sla]]`` delay timers still waiting.
 
 The verbs compose with jq: ``queue list --state dead --json | jq -r .id | queue retry -``.
 Each says what it did ("retried 3 deliveries"); given explicit ids of which none could be
@@ -30,6 +31,7 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
+from postbackd.commands.timers import add_timer_options, list_timers
 from postbackd.spool import MIN_ID_PREFIX, RETRYABLE, DeliveryState, Spool
 from postbackd.units import plural
 
@@ -92,6 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     purge.add_argument("--customer", metavar="C", help="only this customer's deliveries")
     purge.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     _common(purge, _purge, "--state S or --customer C")
+
+    timers = verbs.add_parser(
+        "timers", help="[[sla]] delay timers: pending ones by due time (--state for others)"
+    )
+    add_timer_options(timers)
+    _common(timers, list_timers, read_only=True)
 
     stats = verbs.add_parser("stats", help="deliveries per state, oldest pending, events")
     stats.add_argument("--json", action="store_true", help="one JSON object")
