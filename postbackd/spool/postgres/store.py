@@ -266,10 +266,9 @@ class PostgresSpool:
         return due
 
     async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
-        """Due timers for this node to fire; `lease` is at least the node's own lease."""
-        hold = max(lease, self.lease)
+        """Due timers for this node to fire (see `Spool.claim_due_timers`)."""
         claimed: list[SlaTimer] = await self._transact(
-            lambda conn: timer_sql.claim_due(conn, now, self.node, hold, limit)
+            lambda conn: timer_sql.claim_due(conn, now, self.node, lease, limit)
         )
         return claimed
 
