@@ -233,3 +233,75 @@ async def test_a_fleet_fires_each_timer_once(
     assert len(fired) == len(orders)
     logs = "".join(node.logs() for node in fleet)
     assert logs.count('"delay alert fired"') == len(orders)
+
+
+async def config_status(daemon: PostbackdDaemon, ready: Callable[[dict[str, Any]], bool]) -> Any:
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = await daemon.get("/v1/config")
+        assert status == 200, body
+        if ready(body):
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_rules_reload_live_a_broken_one_is_refused_a_removed_one_stops_its_alerts(
+    webhook_receiver: WebhookReceiver, postbackd_daemon: Callable[..., PostbackdDaemon]
+) -> None:
+    daemon = alert_daemon(postbackd_daemon, webhook_receiver, within="3s")
+    await daemon.start()
+    rules = daemon.conf_dir / "postbackd.toml"
+    written = rules.read_text()
+    first = (await config_status(daemon, lambda c: True))["generation"]
+
+    broken = daemon.conf_dir / "broken-sla.toml"
+    broken.write_text(
+        '[[sla]]\nname = "typo"\nafter = "order.recieved"\nexpect = ["order.shipped"]\n'
+        'within = "soon"\nemit = "order.delayed"\n'
+    )
+    refused = await config_status(daemon, lambda c: c["last_error"] is not None)
+    assert refused["generation"] == first
+    assert f"{broken}:3:" in refused["last_error"] and f"{broken}:5:" in refused["last_error"]
+    broken.unlink()
+    await config_status(daemon, lambda c: c["last_error"] is None and c["generation"] > first)
+
+    await daemon.submit(order_event("order.received", "order-rule-gone", "evt-rule-gone"))
+    assert len(await timers(daemon)) == 1
+    rules.write_text(written.replace("[[sla]]", "[[removed]]").split("[[removed]]")[0])
+    await config_status(daemon, lambda c: c["generation"] > first + 1)
+    await asyncio.sleep(3.5)  # past the due time
+    (dropped,) = await config_status_timers(daemon, "cancelled")
+    assert dropped["note"] == "rule 'ship-in-time' is no longer in the configuration"
+    assert [r.path for r in webhook_receiver.requests].count("/delayed") == 0
+    assert "delay timer dropped: its [[sla]] rule was removed" in daemon.logs()
+
+
+async def config_status_timers(daemon: PostbackdDaemon, state: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while not (found := await timers(daemon, state)):
+        assert time.monotonic() < deadline, f"no {state} timer"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def test_hostile_timer_queries_are_refused_and_the_daemon_stays_ready(
+    webhook_receiver: WebhookReceiver, postbackd_daemon: Callable[..., PostbackdDaemon]
+) -> None:
+    daemon = alert_daemon(postbackd_daemon, webhook_receiver)
+    await daemon.start()
+    for query, field in (
+        ("state=done", "state"),
+        ("state=%00", "state"),
+        ("state=" + "p" * 5_000, "state"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=99999999999999999999999", None),
+    ):
+        status, body = await daemon.get(f"/v1/timers?{query}")
+        if field is None:  # a huge limit is capped, not an error
+            assert status == 200 and body == {"timers": []}, body
+        else:
+            assert status == 400 and body["field"] == field, (query, body)
+    status, ready = await daemon.get("/readyz")
+    assert status == 200, ready
