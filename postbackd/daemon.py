@@ -31,7 +31,7 @@ from postbackd.housekeeping import Housekeeping
 from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
-from postbackd.plugin import SpoolUnavailable, SubmitResult
+from postbackd.plugin import SubmitResult
 from postbackd.plugins import PluginError
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
@@ -226,8 +226,7 @@ class Daemon:
 
     async def _submit_alert(self, event: Event) -> SubmitResult:
         """A delay alert of an ``[[sla]]`` rule, into intake like any source's event."""
-        if self.intake is None:
-            raise SpoolUnavailable("postbackd is starting; the alert fires again shortly")
+        assert self.intake is not None  # built with the firing loop, before it runs
         return await self.intake.submit(event, source=SLA_SOURCE)
 
     def _committed(self, event: Event) -> None:

@@ -5,9 +5,9 @@ guarantees of DESIGN §1 hold for all of them: the caller hears "accepted" only 
 commit, the same event id twice yields one set of deliveries, and an event that matches
 nothing is still recorded, logged and counted.
 
-The same transaction starts and cancels the order's ``[[sla]]`` timers (`postbackd.sla`): an
-event its rule waits after starts one, an expected event cancels it, never one without the
-other.
+The same transaction starts and cancels the orders' ``[[sla]]`` timers (`postbackd.sla`): the
+event a rule waits after starts one, an event it expects cancels it — a timer is never stored
+without its event, nor an event without its timer.
 
 A source also reports what it refused before there was an event to submit (malformed JSON,
 a wrong token, a body too large) through ``submit.rejected(reason)``, so
@@ -86,7 +86,8 @@ class Intake:
         generation = self.current()
         for index, event in enumerate(events):
             _check_size(event, index if len(events) > 1 else None)
-        timers = timer_changes(generation.config.sla, events)
+        config = generation.config
+        timers = timer_changes(config.sla, config.customers, events)
         try:
             routed = await self._route(generation, events)
             outcomes = await self.spool.submit_many(routed, source=source, timers=timers)

@@ -13,7 +13,7 @@ the same event id, which intake stores once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,15 +31,19 @@ def alert_id(rule: str, customer: str, order_id: str) -> str:
     return str(uuid.uuid5(ALERT_NAMESPACE, f"{rule}\x00{customer}\x00{order_id}"))
 
 
-def timer_changes(rules: Mapping[str, SlaRule], events: Sequence[Event]) -> list[TimerChange]:
+def timer_changes(
+    rules: Mapping[str, SlaRule], customers: Collection[str], events: Sequence[Event]
+) -> list[TimerChange]:
     """The timers `events` start (their type is a rule's `after`) and cancel (a rule expects
-    their type), in event order. Events without an order id touch no timer."""
+    their type), in event order. Events without an order id, and events of customers not in
+    `customers` (the configured ones: an alert for anyone else would go nowhere), touch no
+    timer."""
     if not rules:
         return []
     changes: list[TimerChange] = []
     for event in events:
         order_id = event.order_id
-        if order_id is None:
+        if order_id is None or event.customer not in customers:
             continue
         applying = [rule for rule in rules.values() if rule.applies_to(event.customer)]
         ended = tuple(rule.name for rule in applying if event.type in rule.expect)

@@ -23,6 +23,7 @@ ACME_PRINT = SlaRule(
     customer="acme",
 )
 RULES = {rule.name: rule for rule in (SHIP, ACME_PRINT)}
+CUSTOMERS = {"acme", "globex"}
 
 
 def event(event_id: str, type_: str, customer: str = "acme", order: str | None = "o1") -> Event:
@@ -38,7 +39,7 @@ def test_alert_ids_are_uuid5_of_rule_customer_and_order() -> None:
 
 
 def test_a_received_event_starts_the_rules_of_its_customer() -> None:
-    changes = timer_changes(RULES, [event("e1", "order.received")])
+    changes = timer_changes(RULES, CUSTOMERS, [event("e1", "order.received")])
     assert changes == [
         TimerStart(
             "e1",
@@ -61,23 +62,25 @@ def test_a_received_event_starts_the_rules_of_its_customer() -> None:
             600.0,
         ),
     ]
-    (only,) = timer_changes(RULES, [event("e2", "order.received", customer="globex")])
+    (only,) = timer_changes(RULES, CUSTOMERS, [event("e2", "order.received", customer="globex")])
     assert isinstance(only, TimerStart) and only.rule == "ship"
 
 
 def test_an_expected_event_cancels_every_rule_waiting_for_it() -> None:
-    assert timer_changes(RULES, [event("e3", "order.shipped")]) == [
+    assert timer_changes(RULES, CUSTOMERS, [event("e3", "order.shipped")]) == [
         TimerCancel("e3", "order.shipped", "acme", "o1", ("ship", "print"))
     ]
-    assert timer_changes(RULES, [event("e4", "order.in_production")]) == [
+    assert timer_changes(RULES, CUSTOMERS, [event("e4", "order.in_production")]) == [
         TimerCancel("e4", "order.in_production", "acme", "o1", ("print",))
     ]
 
 
 def test_events_without_an_order_or_rules_touch_nothing() -> None:
-    assert timer_changes(RULES, [event("e5", "order.received", order=None)]) == []
-    assert timer_changes({}, [event("e6", "order.received")]) == []
-    assert timer_changes(RULES, [event("e7", "order.delivered")]) == []
+    assert timer_changes(RULES, CUSTOMERS, [event("e5", "order.received", order=None)]) == []
+    assert timer_changes({}, CUSTOMERS, [event("e6", "order.received")]) == []
+    unknown = event("e8", "order.received", customer="stranger")
+    assert timer_changes(RULES, CUSTOMERS, [unknown]) == []
+    assert timer_changes(RULES, CUSTOMERS, [event("e7", "order.delivered")]) == []
 
 
 def timer(order: str = "o1") -> SlaTimer:

@@ -95,6 +95,7 @@ async def test_silence_after_received_sends_one_delayed_postback(
     assert await timers(daemon) == []
     delivered = await daemon.deliveries(event_type="order.delayed")
     assert len(delivered) == 1 and delivered[0]["event_id"] == fired["id"]
+    assert 'postbackd_events_received_total{source="sla"} 1.0' in await daemon.metrics()
     await asyncio.sleep(WITHIN)  # nothing fires again
     assert len([r for r in webhook_receiver.requests if r.path == "/delayed"]) == 1
 
