@@ -13,7 +13,7 @@ order, so a second firing is a duplicate intake ignores).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 import asyncpg
 
@@ -157,7 +157,7 @@ async def prune(conn: asyncpg.Connection, older_than: float, batch: int) -> int:
     return row_count(status)
 
 
-def timer_from_row(row: Any) -> SlaTimer:
-    values = list(row.values()) if hasattr(row, "values") else list(row)
+def timer_from_row(row: asyncpg.Record) -> SlaTimer:
+    values = list(row.values())
     values[8] = cast(TimerState, values[8])
     return SlaTimer(*values)
