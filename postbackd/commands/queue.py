@@ -195,6 +195,7 @@ async def _stats(spool: Spool, args: argparse.Namespace) -> int:
         ("oldest pending", "-" if oldest is None else short_duration(oldest)),
         ("events", str(stats.events)),
         ("unmatched events", str(stats.unmatched_events)),
+        ("delay timers pending", str(stats.timers_pending)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -341,6 +341,7 @@ class SpoolStats:
     oldest_pending_age: float | None
     events: int
     unmatched_events: int
+    timers_pending: int = 0  # [[sla]] timers still waiting: orders that may yet be late
 
     @property
     def deliveries(self) -> int:
@@ -353,6 +354,7 @@ class SpoolStats:
             "oldest_pending_age": self.oldest_pending_age,
             "events": self.events,
             "unmatched_events": self.unmatched_events,
+            "timers_pending": self.timers_pending,
         }
 
 

@@ -140,6 +140,8 @@ async def test_a_timer_survives_kill_9_and_fires_once_after_restart(
     assert listed.returncode == 0, listed.stderr
     assert "ship-in-time" in listed.stdout and "order-crash" in listed.stdout
     assert "evt-received-crash" in listed.stdout and "1 timer" in listed.stdout
+    stats = daemon.command("queue", "stats")
+    assert stats.returncode == 0 and "delay timers pending       1" in stats.stdout, stats.stdout
 
     await daemon.start()
     (alert,) = await webhook_receiver.wait_for(1, path="/delayed", timeout=15)
@@ -180,6 +182,8 @@ async def test_hostile_orders_start_timers_and_the_daemon_stays_ready(
     assert status == 200, ready
     pending = await timers(daemon)
     assert len(pending) == len(hostile) - 1  # the SQL-named order shipped in the same batch
+    gauge = f"postbackd_sla_timers_pending {float(len(pending))}"
+    assert gauge in await daemon.metrics()
     assert "x" * 50_000 in {timer["order_id"] for timer in pending}
     finished = await daemon.wait_for_deliveries(len(hostile) + 1, trigger="acme-status")
     assert {d["state"] for d in finished} == {"done"}

@@ -61,6 +61,7 @@ async def test_a_timer_starts_with_its_event_and_is_listed_by_due_time(spool: Sp
     assert first.due_at == pytest.approx(first.started_at + 60)
     due = await spool.next_timer_due()
     assert due == pytest.approx(pending[0].due_at)
+    assert (await spool.stats()).timers_pending == 2
 
 
 async def test_a_rule_watches_an_order_once(spool: Spool) -> None:
@@ -126,6 +127,7 @@ async def test_due_timers_are_claimed_once_then_finished(spool: Spool) -> None:
     assert not await spool.finish_timer(claimed.id, "fired", "again")
     (fired,) = await spool.list_timers("fired")
     assert fired.note == "fired as order.delayed event x"
+    assert (await spool.stats()).timers_pending == 1
     assert [t.order_id for t in await spool.list_timers()] == ["o2"]
 
 

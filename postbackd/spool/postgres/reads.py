@@ -44,11 +44,13 @@ async def stats(conn: asyncpg.Connection) -> SpoolStats:
     )
     events = await conn.fetchval("SELECT count(*) FROM events")
     unmatched = await conn.fetchval("SELECT count(*) FROM events WHERE NOT matched")
+    timers = await conn.fetchval("SELECT count(*) FROM sla_timers WHERE state = 'pending'")
     return SpoolStats(
         by_state=by_state,
         oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest),
         events=events,
         unmatched_events=unmatched,
+        timers_pending=timers,
     )
 
 

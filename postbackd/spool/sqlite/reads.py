@@ -98,11 +98,13 @@ def stats(conn: sqlite3.Connection) -> SpoolStats:
     ).fetchone()
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
+    timers = conn.execute("SELECT count(*) FROM sla_timers WHERE state = 'pending'").fetchone()[0]
     return SpoolStats(
         by_state=by_state,
         oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest[0]),
         events=events,
         unmatched_events=unmatched,
+        timers_pending=timers,
     )
 
 
