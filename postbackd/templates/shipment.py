@@ -9,7 +9,9 @@ closes (it may count the rows, name the window). What a format needs of the whol
   any, must each be one JSON value too; every line is checked.
 - ``xml``: header + rows + footer must be one well-formed document (the header opens the root
   element, the footer closes it); the whole file is checked.
-- anything else (``csv``, ``text``): the parts joined, each ending with a line break.
+- ``csv``: the parts joined as RFC 4180 records (each ending in CRLF); the whole file is
+  checked like a csv body — a header, then rows with as many fields.
+- anything else (``text``): the parts joined, each ending with a line break.
 """
 
 from __future__ import annotations
@@ -65,7 +67,16 @@ def compose_file(
     if config.format == "json":
         return _json_lines(template, header, texts, footer)
     parts = [text for text in (header, *texts, footer) if text is not None]
-    whole = "".join(part if part.endswith("\n") else part + "\n" for part in parts)
+    end = "\r\n" if config.format == "csv" else "\n"  # RFC 4180 records end in CRLF
+    whole = "".join(part if part.endswith("\n") else part + end for part in parts)
+    if config.format == "csv":
+        invalid = check_body("csv", whole)
+        if invalid is not None:
+            raise RenderError(
+                f"the shipment file {frame.file_name} is not valid CSV at line {invalid.line}: "
+                f"{invalid.reason} (the header names the columns each row must fill)",
+                template=template,
+            )
     if config.format == "xml":
         invalid = check_body("xml", whole)
         if invalid is not None:

@@ -3,6 +3,8 @@ XML document, plain text/CSV — and a clear error when the parts do not make a 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from xml.etree import ElementTree
@@ -83,3 +85,21 @@ def test_text_parts_are_joined_one_per_line() -> None:
     assert body == b"orderId,status\no-1,shipped\no-2,shipped\n# 2 rows in acme-1.xml\n"
     plain = engine("text", "x", None, None)
     assert compose_file(plain, "t", FRAME, [b"a", b"b"]) == b"a\nb\n"
+
+
+def test_csv_rows_become_rfc_4180_records_under_their_header() -> None:
+    csv_engine = engine("csv", "{{ orderId }},{{ note }}", "order_id,note", None)
+    event_rows = [b"o-1,plain", b'o-2,"with, comma"\r\n']
+    body = compose_file(csv_engine, "t", FRAME, event_rows)
+    assert body == b'order_id,note\r\no-1,plain\r\no-2,"with, comma"\r\n'
+    assert list(csv.reader(io.StringIO(body.decode(), newline=""))) == [
+        ["order_id", "note"],
+        ["o-1", "plain"],
+        ["o-2", "with, comma"],
+    ]
+
+
+def test_a_csv_row_that_does_not_fit_the_header_is_a_render_error() -> None:
+    csv_engine = engine("csv", "x", "order_id,note,carrier", None)
+    with pytest.raises(RenderError, match="is not valid CSV at line 2: record has 2 fields"):
+        compose_file(csv_engine, "t", FRAME, [b"o-1,plain"])

@@ -97,11 +97,13 @@ def stats(conn: sqlite3.Connection) -> SpoolStats:
     oldest = _oldest_pending(conn, now)
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
+    timers = conn.execute("SELECT count(*) FROM sla_timers WHERE state = 'pending'").fetchone()[0]
     return SpoolStats(
         by_state=by_state,
         oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
         events=events,
         unmatched_events=unmatched,
+        timers_pending=timers,
     )
 
 
@@ -121,3 +123,19 @@ def _oldest_pending(conn: sqlite3.Connection, now: float) -> float | None:
     ).fetchone()
     (file,) = conn.execute("SELECT min(created_at) FROM batches WHERE state = 'pending'").fetchone()
     return min((t for t in (postback, closed_window, file) if t is not None), default=None)
+
+
+def previous_event(
+    conn: sqlite3.Connection, customer: str, order_id: str, before_event_id: str
+) -> dict[str, Any] | None:
+    """The newest event of the order stored before `before_event_id` (or at all, when that
+    event is not stored): found through the events_order index, newest first, one row."""
+    row = conn.execute(
+        "SELECT body FROM events WHERE order_id = ? AND customer = ? AND seq < coalesce("
+        "(SELECT seq FROM events WHERE id = ?), 9223372036854775807) ORDER BY seq DESC LIMIT 1",
+        (order_id, customer, before_event_id),
+    ).fetchone()
+    if row is None:
+        return None
+    envelope: dict[str, Any] = json.loads(row[0])
+    return envelope
