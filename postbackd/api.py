@@ -18,6 +18,7 @@ from aiohttp import web
 from postbackd import jsoncodec
 from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
+from postbackd.fleet import fleet_status
 from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.samples import load_sample
@@ -208,4 +209,6 @@ class AdminApi:
         return json_response(result, 200 if result.get("ok") else 422)
 
     async def config(self, request: web.Request) -> web.Response:
-        return json_response(self.backend.config_status())
+        status = self.backend.config_status()
+        status.update((await fleet_status(self.backend.spool)).to_dict())
+        return json_response(status)

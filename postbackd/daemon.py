@@ -17,6 +17,7 @@ import asyncio
 import gc
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugins import PluginError
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
-from postbackd.spool import Spool, SpoolError, open_spool
+from postbackd.spool import NodeBeat, Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
 
@@ -63,6 +64,7 @@ class Daemon:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self._started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -102,6 +104,7 @@ class Daemon:
             node=daemon.node,
             lease=daemon.lease,
         )
+        await self.heartbeat()
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
         runner = AttemptRunner(
@@ -114,7 +117,13 @@ class Daemon:
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
         self.housekeeping = Housekeeping(
-            spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
+            spool,
+            self.current,
+            self.metrics,
+            self.breakers,
+            self.notifier,
+            self.healthy,
+            self.heartbeat,
         )
         self._tasks.extend(self.housekeeping.tasks())
         admin_routes = tuple(AdminApi(self).routes())
@@ -230,6 +239,21 @@ class Daemon:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
+    async def heartbeat(self) -> None:
+        """Tell the spool this node is live and what it runs (a fleet's nodes compare these)."""
+        generation = self.current()
+        triggers = generation.config.triggers.values()
+        await self.spool.heartbeat(
+            NodeBeat(
+                node=generation.config.daemon.node,
+                generation=generation.number,
+                fingerprint=generation.fingerprint,
+                started_at=self._started_at,
+                triggers=tuple(sorted(t.name for t in triggers)),
+                active_triggers=tuple(sorted(t.name for t in triggers if t.active)),
+            )
+        )
+
     async def _sync_triggers(self, generation: Generation) -> None:
         triggers = generation.config.triggers.values()
         changed = await self.spool.sync_triggers(
@@ -263,6 +287,7 @@ class Daemon:
         daemon = generation.config.daemon
         self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
         try:
+            await self.heartbeat()  # first: the fleet must see what this node knows now
             await self._sync_triggers(generation)
         except Exception as exc:  # attempts check their trigger anyway; this is the fast path
             log.error("trigger states not synced to the spool", error=str(exc))
@@ -293,7 +318,9 @@ class Daemon:
         generation = self.current()
         config = generation.config
         return {
+            "node": config.daemon.node,
             "generation": generation.number,
+            "fingerprint": generation.fingerprint,
             "loaded_at": generation.loaded_at,
             "last_error": self.last_error,
             "customers": sorted(config.customers),

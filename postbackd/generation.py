@@ -34,6 +34,7 @@ class Generation:
     config: Config
     router: Router
     loaded_at: str
+    fingerprint: str = ""  # the loaded files' hash: a fleet's nodes compare theirs
 
 
 @dataclass
@@ -179,7 +180,9 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     broken = template_errors(config, engine)
     if broken:
         raise ConfigError([replace(d, message=config.redactor.text(d.message)) for d in broken])
-    return Generation(number, config, Router(config, engine, plugins.deliveries), now_iso())
+    router = Router(config, engine, plugins.deliveries)
+    fingerprint = plugins.config_cache.fingerprint(conf_dir)
+    return Generation(number, config, router, now_iso(), fingerprint)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ forgotten; one that cannot be read is reported at every load, never cached.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -82,6 +83,22 @@ class ConfigCache:
             del self._entries[path]
         self.last_read = []
         self.last_parsed = []
+
+    def fingerprint(self, conf_dir: Path) -> str:
+        """A stable hash of the files the last load read: each one's name (relative to
+        `conf_dir`) and bytes, in name order. Two nodes loading the same files get the same
+        hash whatever their directory's path; secret values resolved from the environment are
+        not in it (they never leave the node)."""
+        digest = hashlib.sha256()
+        for name in sorted(self._entries):
+            content = self._entries[name].parsed.content or b""
+            try:
+                relative = str(Path(name).relative_to(conf_dir))
+            except ValueError:
+                relative = name
+            digest.update(f"{relative}\0{len(content)}\0".encode())
+            digest.update(content)
+        return digest.hexdigest()[:16]
 
     def parsed(self, name: str) -> ParsedFile:
         """The parse of file `name`, from the cache unless the file may have changed."""

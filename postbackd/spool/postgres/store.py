@@ -20,6 +20,7 @@ import functools
 import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -39,6 +40,7 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    NodeBeat,
     SpoolError,
     SpoolStats,
     StoredDelivery,
@@ -47,7 +49,7 @@ from postbackd.spool.model import (
     TriggerSync,
     choose_delivery_id,
 )
-from postbackd.spool.postgres import claim, reads, writes
+from postbackd.spool.postgres import claim, nodes, reads, writes
 from postbackd.spool.postgres.schema import WORK_CHANNEL, migrate
 from postbackd.spool.postgres.verbs import PostgresVerbStore
 from postbackd.spool.verbs import OperatorVerbs
@@ -90,6 +92,8 @@ class PostgresSpool:
         self._closed = False
         self._down_since: float | None = None
         self._held: set[str] = set()  # claimed by this node, not yet recorded or released
+        self._delivers: list[str] | None = None  # the triggers this node delivers (sync_triggers)
+        self._beating = False  # this node has a heartbeat row, to delete when it stops
         self._wakers: list[Callable[[], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -172,6 +176,10 @@ class PostgresSpool:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._beating:
+            with contextlib.suppress(*UNREACHABLE, asyncpg.PostgresError):
+                async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                    await nodes.leave(conn, self.node)
         if self._listener is not None:
             with contextlib.suppress(*UNREACHABLE):
                 await self._listener.close(timeout=2)
@@ -264,7 +272,14 @@ class PostgresSpool:
                     nodes=sorted({str(node) for node in expired}),
                 )
             return await claim.claim_due(
-                conn, now, limit, exclude, exclude_destinations, self.node, self.lease
+                conn,
+                now,
+                limit,
+                exclude,
+                exclude_destinations,
+                self.node,
+                self.lease,
+                self._delivers,
             )
 
         try:
@@ -277,7 +292,7 @@ class PostgresSpool:
     async def next_due_at(self, exclude_destinations: Collection[str] = ()) -> float | None:
         try:
             due: float | None = await self._transact(
-                lambda conn: claim.next_due_at(conn, exclude_destinations)
+                lambda conn: claim.next_due_at(conn, exclude_destinations, self._delivers)
             )
         except SpoolUnavailable:
             return None
@@ -360,9 +375,46 @@ class PostgresSpool:
     async def sync_triggers(
         self, active: Collection[str], inactive: Collection[str]
     ) -> TriggerSync:
+        """After this node's (re)load: hold, resume and cancel for the whole fleet (what another
+        live node delivers is neither held nor cancelled); from now on this node claims only
+        deliveries of its `active` triggers and leaves the others' to the nodes that have them.
+        """
         on, off = list(active), list(inactive)
-        sync: TriggerSync = await self._transact(lambda conn: writes.sync_triggers(conn, on, off))
+        sync: TriggerSync = await self._transact(
+            lambda conn: writes.sync_triggers(conn, on, off, self.node)
+        )
+        if self._daemon:
+            self._delivers = sorted(on)
         return sync
+
+    # ------------------------------------------------------------------ the fleet's nodes
+
+    async def heartbeat(self, beat: NodeBeat) -> None:
+        """Record this node as live, running `beat`'s configuration (under this node's name)."""
+        mine = replace(beat, node=self.node)
+        await self._transact(lambda conn: nodes.beat(conn, mine))
+        self._beating = True
+
+    async def live_nodes(self) -> list[NodeBeat]:
+        """Every node whose heartbeat is recent, by name."""
+        found: list[NodeBeat] = await self._transact(nodes.live)
+        return found
+
+    async def leave_to_others(self, delivery_id: str, trigger: str) -> bool:
+        """This node does not know `trigger` (any more): if another live node delivers it, put
+        the claimed delivery back, due now, for that node, and return True."""
+
+        async def run(conn: asyncpg.Connection) -> bool:
+            if not await nodes.known_elsewhere(conn, self.node, trigger):
+                return False
+            await writes.release_inflight(conn, [delivery_id], time.time(), self.node)
+            await writes.notify_work(conn)
+            return True
+
+        left: bool = await self._transact(run)
+        if left:
+            self._held.discard(delivery_id)
+        return left
 
     # ------------------------------------------------------------------ queries
 

@@ -24,6 +24,7 @@ from postbackd.spool.model import (
     SubmitOutcome,
     TriggerSync,
 )
+from postbackd.spool.postgres import nodes
 from postbackd.spool.postgres.schema import DB_NOW, WORK_CHANNEL
 
 S = DeliveryState
@@ -296,11 +297,21 @@ async def set_rendered(
 
 
 async def sync_triggers(
-    conn: asyncpg.Connection, active: list[str], inactive: list[str]
+    conn: asyncpg.Connection, active: list[str], inactive: list[str], node: str
 ) -> TriggerSync:
     """Hold the pending deliveries of inactive triggers, resume reactivated ones, cancel those
-    of triggers that are gone (each statement through the trigger index)."""
+    of triggers that are gone (each statement through the trigger index) — for the fleet.
+
+    `active` and `inactive` are `node`'s triggers; the other live nodes' heartbeats count as
+    much: a trigger another live node delivers is not held, and one any live node knows is not
+    cancelled (configuration skew never cancels work, DESIGN §10).
+    """
     now = time.time()
+    others_known, others_active = await nodes.others_triggers(conn, node)
+    delivered = {*active, *others_active}
+    inactive = [name for name in inactive if name not in delivered]
+    active = sorted(delivered)
+    known = sorted({*active, *inactive, *others_known})
     held = row_count(
         await conn.execute(
             "UPDATE deliveries SET state = 'held', held_reason = $1, updated_at = $2 "
@@ -326,7 +337,7 @@ async def sync_triggers(
             "' was removed from the configuration' "
             "WHERE state IN ('pending', 'held') AND trigger_name <> ALL($2::text[])",
             now,
-            [*active, *inactive],
+            known,
         )
     )
     if resumed:

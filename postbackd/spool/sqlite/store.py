@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    NodeBeat,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
@@ -84,6 +86,7 @@ class SqliteSpool:
         self._closed = False
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
+        self._beat: NodeBeat | None = None  # the one node: the daemon that owns this file
         self.verbs = OperatorVerbs(SqliteVerbStore(self._write, self._truncate_log))
         # Writes that arrive while the writer is busy share one operation (see `joined`).
         writing_error = functools.partial(storage_error, path, writing=True)
@@ -345,6 +348,20 @@ class SqliteSpool:
         on, off = list(active), list(inactive)
         sync: TriggerSync = await self._write(lambda conn: writes.sync_triggers(conn, on, off))
         return sync
+
+    # ------------------------------------------------------------------ the one node
+
+    async def heartbeat(self, beat: NodeBeat) -> None:
+        """A SQLite spool has one node, the daemon that owns it: kept in memory, not stored."""
+        self._beat = replace(beat, last_seen=time.time())
+
+    async def live_nodes(self) -> list[NodeBeat]:
+        """The daemon itself, once it has beaten; nobody else can share this file."""
+        return [] if self._beat is None else [self._beat]
+
+    async def leave_to_others(self, delivery_id: str, trigger: str) -> bool:
+        """No other node could deliver it: the caller settles the delivery itself."""
+        return False
 
     # ------------------------------------------------------------------ queries
 
