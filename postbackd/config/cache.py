@@ -19,12 +19,12 @@ forgotten; one that cannot be read is reported at every load, never cached.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from postbackd.config.parse import ParsedFile, conf_file, parse_content, unreadable
 from postbackd.config.report import Reporter
@@ -84,21 +84,15 @@ class ConfigCache:
         self.last_read = []
         self.last_parsed = []
 
-    def fingerprint(self, conf_dir: Path) -> str:
-        """A stable hash of the files the last load read: each one's name (relative to
-        `conf_dir`) and bytes, in name order. Two nodes loading the same files get the same
-        hash whatever their directory's path; secret values resolved from the environment are
-        not in it (they never leave the node)."""
-        digest = hashlib.sha256()
+    def tables(self) -> list[tuple[str, Any]]:
+        """Every top-level TOML value of the files the last load read, as written (secret
+        references not expanded), as (key, value) pairs file by file in name order."""
+        found: list[tuple[str, Any]] = []
         for name in sorted(self._entries):
-            content = self._entries[name].parsed.content or b""
-            try:
-                relative = str(Path(name).relative_to(conf_dir))
-            except ValueError:
-                relative = name
-            digest.update(f"{relative}\0{len(content)}\0".encode())
-            digest.update(content)
-        return digest.hexdigest()[:16]
+            raw = self._entries[name].parsed.raw
+            if raw is not None:
+                found.extend(raw.items())
+        return found
 
     def parsed(self, name: str) -> ParsedFile:
         """The parse of file `name`, from the cache unless the file may have changed."""

@@ -93,6 +93,7 @@ class PostgresSpool:
         self._down_since: float | None = None
         self._held: set[str] = set()  # claimed by this node, not yet recorded or released
         self._delivers: list[str] | None = None  # the triggers this node delivers (sync_triggers)
+        self._knows: list[str] = []  # and every trigger it has, inactive ones too
         self._beating = False  # this node has a heartbeat row, to delete when it stops
         self._wakers: list[Callable[[], None]] = []
         self._listener: asyncpg.Connection | None = None
@@ -316,7 +317,9 @@ class PostgresSpool:
         while True:
             try:
                 written = await self._transact(
-                    lambda conn: writes.record_attempt(conn, result, self.node)
+                    lambda conn: writes.record_attempt(
+                        conn, result, self.node, self._delivers, self._knows
+                    )
                 )
             except SpoolUnavailable:
                 if self._closed:
@@ -384,7 +387,7 @@ class PostgresSpool:
             lambda conn: writes.sync_triggers(conn, on, off, self.node)
         )
         if self._daemon:
-            self._delivers = sorted(on)
+            self._delivers, self._knows = sorted(on), sorted({*on, *off})
         return sync
 
     # ------------------------------------------------------------------ the fleet's nodes

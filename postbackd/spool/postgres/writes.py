@@ -9,7 +9,7 @@ outcome never overrides a claim another live node holds now.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -159,11 +159,20 @@ async def recover_own(conn: asyncpg.Connection, node: str) -> int:
     )
 
 
-async def record_attempt(conn: asyncpg.Connection, result: AttemptResult, node: str) -> bool:
+async def record_attempt(
+    conn: asyncpg.Connection,
+    result: AttemptResult,
+    node: str,
+    delivers: Collection[str] | None = None,
+    knows: Collection[str] = (),
+) -> bool:
     """Log an attempt and move its delivery on; False if the delivery is gone (purged).
 
     When another live node holds the delivery now (this node's lease ran out and it was claimed
-    again), the attempt is logged but the state is left to the node that holds it.
+    again), the attempt is logged but the state is left to the node that holds it. An attempt
+    that began before a reload removed or deactivated its trigger on this node (`delivers`: the
+    triggers it delivers now, `knows`: all it has) and is to be retried is settled as
+    `sync_triggers` would have settled it, had it been pending then (nobody may claim it now).
     """
     now = time.time()
     final = result.new_state in FINAL_STATES
@@ -208,7 +217,45 @@ async def record_attempt(conn: asyncpg.Connection, result: AttemptResult, node: 
     )
     if row is not None and final and row["ordered"] and row["order_id"] is not None:
         await wake_successor(conn, row["order_id"], row["trigger_name"], row["seq"], now)
+    if (
+        row is not None
+        and result.new_state is S.PENDING
+        and delivers is not None
+        and row["trigger_name"] not in delivers
+    ):
+        await _settle_skew(conn, row["trigger_name"], row["seq"], node, knows, now)
     return True
+
+
+async def _settle_skew(
+    conn: asyncpg.Connection,
+    trigger: str,
+    seq: int,
+    node: str,
+    knows: Collection[str],
+    now: float,
+) -> None:
+    """A pending delivery of a trigger this node does not deliver: left pending for a live node
+    that delivers it, held while some node has it inactive, cancelled when none has it."""
+    others_known, others_active = await nodes.others_triggers(conn, node)
+    if trigger in others_active:
+        return
+    if trigger in knows or trigger in others_known:
+        await conn.execute(
+            "UPDATE deliveries SET state = 'held', held_reason = $1, updated_at = $2 "
+            "WHERE seq = $3 AND state = 'pending'",
+            TRIGGER_INACTIVE,
+            now,
+            seq,
+        )
+        return
+    await conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', finished_at = $1, updated_at = $1, "
+        "last_error = 'trigger ' || trigger_name || ' was removed from the configuration' "
+        "WHERE seq = $2 AND state = 'pending'",
+        now,
+        seq,
+    )
 
 
 async def wake_successor(
