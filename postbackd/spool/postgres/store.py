@@ -19,7 +19,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -463,18 +463,25 @@ class PostgresSpool:
 
     # ------------------------------------------------------------------ spool copy
 
-    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
-        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+    async def dump_batch(
+        self, table: str, columns: str, key: str, after: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` (a `postbackd.spool.copy` table) past `after`, in key
+        order, each as (key, *columns): one page of a keyset-paginated copy."""
         rows = await self._transact(
-            lambda conn: conn.fetch(f"SELECT {columns} FROM {table} ORDER BY {order_by}")
+            lambda conn: conn.fetch(
+                f"SELECT {key}, {columns} FROM {table} WHERE {key} > $1 ORDER BY {key} LIMIT $2",
+                after,
+                limit,
+            )
         )
         return [tuple(row.values()) for row in rows]
 
-    async def load(self, tables: Sequence[TableRows]) -> None:
-        """COPY the rows in, every table in one transaction."""
+    async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
+        """COPY each batch in as it comes, all of them in one transaction."""
 
         async def insert(conn: asyncpg.Connection) -> None:
-            for rows in tables:
+            async for rows in batches:
                 await conn.copy_records_to_table(
                     rows.table, records=rows.rows, columns=list(rows.columns)
                 )

@@ -17,7 +17,7 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +38,7 @@ from postbackd.spool.model import (
     ListFilter,
     NewDelivery,
     NodeBeat,
+    SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
@@ -413,27 +414,57 @@ class SqliteSpool:
 
     # ------------------------------------------------------------------ spool copy
 
-    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
-        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+    async def dump_batch(
+        self, table: str, columns: str, key: str, after: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` (a `postbackd.spool.copy` table) past `after`, in key
+        order, each as (key, *columns): one page of a keyset-paginated copy."""
         rows: list[tuple[Any, ...]] = await self._read(
             lambda conn: conn.execute(
-                f"SELECT {columns} FROM {table} ORDER BY {order_by}"
+                f"SELECT {key}, {columns} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                (after, limit),
             ).fetchall()
         )
         return rows
 
-    async def load(self, tables: Sequence[TableRows]) -> None:
-        """Insert copied rows, every table in one transaction."""
+    async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
+        """Insert copied rows, every batch in one transaction on the writer thread, which pulls
+        the next batch from the event loop only once it has written the last."""
+        loop = asyncio.get_running_loop()
+
+        async def pull() -> TableRows | None:
+            return await anext(batches, None)
+
+        runs: list[BaseException | None] = []
 
         def insert(conn: sqlite3.Connection) -> None:
-            for rows in tables:
-                marks = ", ".join("?" for _ in rows.columns)
-                conn.executemany(
-                    f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
-                    rows.rows,
+            # The writer runs an operation again after a ROLLBACK (see `threads`); a stream
+            # cannot be read twice, so a second run fails the copy with the first one's error.
+            if runs:
+                raise runs[0] or SpoolError(
+                    f"copy into {self.path} was rolled back and nothing was copied; run it again"
                 )
+            runs.append(None)
+            try:
+                self._insert_stream(conn, loop, pull)
+            except BaseException as exc:
+                runs[0] = exc
+                raise
 
         await self._write(insert)
+
+    @staticmethod
+    def _insert_stream(
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        pull: Callable[[], Coroutine[Any, Any, TableRows | None]],
+    ) -> None:
+        while (rows := asyncio.run_coroutine_threadsafe(pull(), loop).result()) is not None:
+            marks = ", ".join("?" for _ in rows.columns)
+            conn.executemany(
+                f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
+                rows.rows,
+            )
 
     # ------------------------------------------------------------------ plumbing
 
