@@ -63,6 +63,7 @@ POOL_SIZE = 10
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+OUTCOME_BATCH = 256  # outcomes written in one transaction at most
 
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -98,7 +99,8 @@ class PostgresSpool:
         self._wakers: list[Callable[[], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[bool]] = set()
+        self._outcomes: list[tuple[AttemptResult, asyncio.Future[bool]]] = []  # to record
+        self._recorder: asyncio.Future[None] | None = None
         self.verbs = OperatorVerbs(PostgresVerbStore(self._transact))
 
     # ------------------------------------------------------------------ lifecycle
@@ -173,7 +175,7 @@ class PostgresSpool:
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._retries, *([self._keeper] if self._keeper else [])]
+        tasks = [t for t in (self._recorder, self._keeper) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -242,7 +244,7 @@ class PostgresSpool:
 
         async def run(conn: asyncpg.Connection) -> list[SubmitOutcome]:
             await writes.lock_orders(conn, batch)
-            outcomes = [await writes.submit(conn, row, news) for row, news in batch]
+            outcomes = await writes.submit_batch(conn, batch)
             if any(not o.duplicate and o.deliveries for o in outcomes):
                 await writes.notify_work(conn)
             return outcomes
@@ -300,39 +302,80 @@ class PostgresSpool:
         return due
 
     def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
-        """Log the attempt and move its delivery on, in one transaction; retried with backoff
-        while the database is unreachable, so an outcome is not lost to an outage."""
+        """Log the attempt and move its delivery on; retried with backoff while the database
+        is unreachable, so an outcome is not lost to an outage.
+
+        Outcomes that arrive while earlier ones are being written are joined into the next
+        transaction (up to `OUTCOME_BATCH`): one commit — one WAL flush — for many attempts,
+        as the SQLite spool's writer joins them.
+        """
         if result.new_state not in RECORDED_STATES:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
         self._ensure_open()
-        task = asyncio.ensure_future(self._record_until_written(result))
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-        return task
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((result, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.ensure_future(self._record_queued())
+        return future
 
-    async def _record_until_written(self, result: AttemptResult) -> bool:
+    async def _record_queued(self) -> None:
+        """Write queued outcomes, a batch per transaction, until none is left."""
+        try:
+            while self._outcomes:
+                batch = self._outcomes[:OUTCOME_BATCH]
+                del self._outcomes[:OUTCOME_BATCH]
+                await self._record_until_written(batch)
+        finally:  # cancelled at close: whoever waits hears it
+            for _, future in self._outcomes:
+                future.cancel()
+            self._outcomes.clear()
+
+    async def _record_until_written(
+        self, batch: list[tuple[AttemptResult, asyncio.Future[bool]]]
+    ) -> None:
         backoff = BACKOFF_FIRST
         while True:
             try:
-                written = await self._transact(
-                    lambda conn: writes.record_attempt(
-                        conn, result, self.node, self._delivers, self._knows
-                    )
-                )
+                written = await self._transact(functools.partial(self._record_batch, batch))
             except SpoolUnavailable:
                 if self._closed:
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            self._held.discard(result.delivery_id)
-            if not written:
-                log.info(
-                    "attempt for a delivery no longer in the spool", delivery_id=result.delivery_id
-                )
-            return written
+            except asyncio.CancelledError:  # closing: the leases run out, they go again
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    ((_, future),) = batch
+                    if not future.done():
+                        future.set_exception(exc)
+                    return
+                for one in batch:  # a write refused: only its own outcome fails
+                    await self._record_until_written([one])
+                return
+            for (result, future), done in zip(batch, written, strict=True):
+                self._held.discard(result.delivery_id)
+                if not done:
+                    log.info(
+                        "attempt for a delivery no longer in the spool",
+                        delivery_id=result.delivery_id,
+                    )
+                if not future.done():
+                    future.set_result(done)
+            return
+
+    async def _record_batch(
+        self, batch: list[tuple[AttemptResult, asyncio.Future[bool]]], conn: asyncpg.Connection
+    ) -> list[bool]:
+        return [
+            await writes.record_attempt(conn, result, self.node, self._delivers, self._knows)
+            for result, _ in batch
+        ]
 
     async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int:
         """inflight → pending at `next_attempt_at`; while the database is unreachable nothing

@@ -69,6 +69,87 @@ async def lock_orders(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
 
 
+async def submit_batch(
+    conn: asyncpg.Connection, batch: Sequence[tuple[EventRow, Sequence[NewDelivery]]]
+) -> list[SubmitOutcome]:
+    """Store a batch of events with their deliveries in two statements: every event in one
+    INSERT … SELECT FROM unnest (known ids skipped), every delivery of the new ones in one
+    pipelined executemany. A round trip per event made intake the PostgreSQL node's limit.
+
+    A batch with a superseding delivery goes event by event (`submit`): a later event's
+    supersede must see the deliveries of an earlier one of the same batch.
+    """
+    if any(new.supersede for _, news in batch for new in news):
+        return [await submit(conn, event, news) for event, news in batch]
+    now = time.time()
+    inserted = await conn.fetch(
+        "INSERT INTO events (id, type, customer, order_id, event_time, received_at, source, "
+        "matched, body) SELECT i, t, c, o, e, $6, s, m, b FROM unnest($1::text[], $2::text[], "
+        "$3::text[], $4::text[], $5::text[], $7::text[], $8::boolean[], $9::bytea[]) "
+        "AS u(i, t, c, o, e, s, m, b) ON CONFLICT (id) DO NOTHING RETURNING id",
+        [event.id for event, _ in batch],
+        [event.type for event, _ in batch],
+        [event.customer for event, _ in batch],
+        [event.order_id for event, _ in batch],
+        [event.time for event, _ in batch],
+        now,
+        [event.source for event, _ in batch],
+        [bool(news) for _, news in batch],
+        [event.body for event, _ in batch],
+    )
+    new_ids = {row["id"] for row in inserted}
+    outcomes: list[SubmitOutcome] = []
+    rows: list[tuple[object, ...]] = []
+    for event, news in batch:
+        if event.id not in new_ids:  # stored before, or earlier in this batch
+            outcomes.append(SubmitOutcome(event.id, duplicate=True, deliveries=0))
+            continue
+        new_ids.discard(event.id)
+        outcomes.append(SubmitOutcome(event.id, False, len(news), 0))
+        rows.extend(delivery_row(event.id, new, now) for new in news)
+    await insert_deliveries(conn, rows)
+    return outcomes
+
+
+def delivery_row(event_id: str, new: NewDelivery, now: float) -> tuple[object, ...]:
+    failed = new.state is S.FAILED
+    return (
+        new.id,
+        event_id,
+        new.trigger,
+        new.plugin,
+        new.customer,
+        new.event_type,
+        new.order_id,
+        new.format,
+        new.content_type,
+        new.subject,
+        new.body,
+        new.render_error,
+        str(new.state),
+        new.held_reason,
+        new.ordered,
+        now,
+        now if new.next_attempt_at is None else new.next_attempt_at,
+        now,
+        now if failed else None,
+        new.render_error if failed else None,
+        new.destination,
+    )
+
+
+async def insert_deliveries(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+    if rows:
+        await conn.executemany(
+            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+            "destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+            "$15, $16, $17, $18, $19, $20, $21)",
+            rows,
+        )
+
+
 async def submit(
     conn: asyncpg.Connection, event: EventRow, deliveries: Sequence[NewDelivery]
 ) -> SubmitOutcome:
@@ -91,10 +172,8 @@ async def submit(
     if inserted is None:
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
     superseded = 0
-    rows = []
     for new in deliveries:
-        failed = new.state is S.FAILED
-        if new.supersede and new.order_id is not None and not failed:
+        if new.supersede and new.order_id is not None and new.state is not S.FAILED:
             status = await conn.execute(
                 "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
                 "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
@@ -104,40 +183,7 @@ async def submit(
                 new.trigger,
             )
             superseded += row_count(status)
-        rows.append(
-            (
-                new.id,
-                event.id,
-                new.trigger,
-                new.plugin,
-                new.customer,
-                new.event_type,
-                new.order_id,
-                new.format,
-                new.content_type,
-                new.subject,
-                new.body,
-                new.render_error,
-                str(new.state),
-                new.held_reason,
-                new.ordered,
-                now,
-                now if new.next_attempt_at is None else new.next_attempt_at,
-                now,
-                now if failed else None,
-                new.render_error if failed else None,
-                new.destination,
-            )
-        )
-    if rows:
-        await conn.executemany(
-            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
-            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
-            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-            "$15, $16, $17, $18, $19, $20, $21)",
-            rows,
-        )
+    await insert_deliveries(conn, [delivery_row(event.id, new, now) for new in deliveries])
     return SubmitOutcome(event.id, False, len(deliveries), superseded)
 
 
