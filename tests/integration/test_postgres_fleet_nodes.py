@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
@@ -209,3 +210,40 @@ async def test_a_node_that_stops_leaves_the_list(nodes: list[Node]) -> None:
         return [n["node"] for n in (await a.config())["nodes"]] == ["node-a"]
 
     await wait_for(only_a, 10, "a node stopped cleanly leaves the live list at once")
+
+
+async def test_a_hostile_heartbeat_row_is_shown_as_text_and_the_node_stays_ready(
+    nodes: list[Node], receiver: WebhookReceiver
+) -> None:
+    """Anyone who can write the database can write a heartbeat: markup in every text column
+    and 20,000 trigger names. The API and the UI show it as text; the node stays ready and
+    keeps delivering."""
+    a, _ = nodes
+    a.configure(with_t=True)
+    a.daemon.launch()
+    await a.daemon.wait_ready(30)
+    conn = await asyncpg.connect(a.url)
+    try:
+        await conn.execute(
+            "INSERT INTO nodes (node, generation, fingerprint, started_at, last_seen, "
+            "live_until, triggers, active_triggers) VALUES ($1, -1, $2, 'NaN', 1e300, "
+            "extract(epoch FROM now()) + 600, $3, '{}')",
+            "<img src=x onerror=alert(1)>",
+            '"><script>alert(2)</script>',
+            [f"<b>t{i}</b>" for i in range(20_000)],
+        )
+    finally:
+        await conn.close()
+    config = await a.config()
+    rogue = next(n for n in config["nodes"] if n["node"].startswith("<img"))
+    assert (
+        len(rogue["triggers"]) == 20_000 and "different configurations" in config["nodes_warning"]
+    )
+    status, page = await a.daemon.get("/ui/")
+    assert status == 200, page
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    status, body = await a.daemon.post(event("after-rogue", order="o-r"))
+    assert status == 202, body
+    await receiver.wait_for(1, path="/u", timeout=20)
+    assert (await a.daemon.get("/readyz"))[0] == 200

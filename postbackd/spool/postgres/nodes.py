@@ -9,6 +9,8 @@ never cancelled (`sync_triggers` in `writes`, `known_elsewhere` for an attempt).
 
 from __future__ import annotations
 
+import math
+
 import asyncpg
 
 from postbackd.spool.model import LIVE_FOR, NodeBeat
@@ -50,10 +52,10 @@ async def live(conn: asyncpg.Connection) -> list[NodeBeat]:
             node=row["node"],
             generation=row["generation"],
             fingerprint=row["fingerprint"],
-            started_at=row["started_at"],
+            started_at=_finite(row["started_at"]),
             triggers=tuple(row["triggers"]),
             active_triggers=tuple(row["active_triggers"]),
-            last_seen=row["last_seen"],
+            last_seen=_finite(row["last_seen"]),
         )
         for row in rows
     ]
@@ -82,3 +84,8 @@ async def known_elsewhere(conn: asyncpg.Connection, node: str, trigger: str) -> 
         trigger,
     )
     return found
+
+
+def _finite(epoch: float) -> float:
+    """A time as JSON can carry it: a row some other writer left NaN or infinite reads as 0."""
+    return epoch if math.isfinite(epoch) else 0.0
