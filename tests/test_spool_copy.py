@@ -15,9 +15,9 @@ import pytest
 import postbackd.spool.copy as copy_module
 from postbackd.spool import Spool, open_spool
 from postbackd.spool.copy import CopyCounts, copy_spool
-from postbackd.spool.model import DeliveryState
+from postbackd.spool.model import DeliveryState, TimerStart
 from tests.pg_fixtures import pg_cluster, pg_url
-from tests.spool.helpers import add, new_delivery, result, soon
+from tests.spool.helpers import add, make_event, new_delivery, result, soon
 
 S = DeliveryState
 __all__ = ["pg_cluster", "pg_url"]
@@ -43,6 +43,9 @@ async def fill(spool: Spool) -> float:
     await add(spool, "e3", new_delivery("held", order="o3", ordered=True), order="o3")
     await spool.verbs.hold(["held"])
     await add(spool, "unmatched")
+    received = make_event("e4", order="o4", type_="order.received")
+    timer = TimerStart("e4", "alert-o4", "ship", "acme", "o4", "order.delayed", ("x.y",), 60.0)
+    await spool.submit_many([(received, [])], source="test", timers=[timer])
     return later
 
 
@@ -64,6 +67,7 @@ async def snapshot(target: Path | str) -> dict[str, tuple[object, ...]]:
             )
         stats = await spool.stats()
         out["stats"] = (stats.events, stats.unmatched_events, dict(stats.by_state))
+        out["timers"] = tuple(await spool.list_timers(None))
         return out
 
 
@@ -73,10 +77,11 @@ async def test_sqlite_into_postgresql_and_back(tmp_path: Path, pg_url: str) -> N
         later = await fill(spool)
     original = await snapshot(source)
     assert original["later"][1] == later
+    assert [t.order_id for t in original["timers"]] == ["o4"]  # type: ignore[attr-defined]
 
     done = spool_copy(source, pg_url)
     assert done.returncode == 0, done.stderr
-    assert "copied 4 events, 3 deliveries and 1 request log entries" in done.stdout
+    assert "copied 5 events, 3 deliveries and 1 request log entries" in done.stdout
     assert await snapshot(pg_url) == original
 
     back = tmp_path / "back.db"
@@ -94,7 +99,7 @@ async def test_a_non_empty_target_and_a_missing_source_are_refused(
     assert spool_copy(source, pg_url).returncode == 0
     again = spool_copy(source, pg_url)
     assert again.returncode == 1
-    assert "already holds 4 events and 3 deliveries: copy into an empty spool" in again.stderr
+    assert "already holds 5 events and 3 deliveries: copy into an empty spool" in again.stderr
     missing = spool_copy(tmp_path / "nope.db", tmp_path / "new.db")
     assert missing.returncode == 1 and "not found" in missing.stderr
     assert not (tmp_path / "new.db").exists()
@@ -120,6 +125,14 @@ async def fill_many(spool: Spool, count: int) -> None:
         if int(claimed.id[1:]) % 2 == 0:
             await spool.record_attempt(result(claimed.id, S.DONE, request={"n": claimed.id}))
     await spool.release_inflight([f"d{i}" for i in range(1, count, 2)], time.time())
+    # five timers started in one transaction: the same started_at, so the copy's keyset
+    # (started_at, id) must page through ties
+    received = [make_event(f"r{i}", order=f"t{i}", type_="order.received") for i in range(5)]
+    timers = [
+        TimerStart(f"r{i}", f"alert-t{i}", "ship", "acme", f"t{i}", "order.delayed", ("x",), 60.0)
+        for i in range(5)
+    ]
+    await spool.submit_many([(event, []) for event in received], source="test", timers=timers)
 
 
 async def test_more_rows_than_a_batch_are_streamed_across_batches(
@@ -129,11 +142,12 @@ async def test_more_rows_than_a_batch_are_streamed_across_batches(
     async with await open_spool(source) as spool:
         await fill_many(spool, 25)
     original = await snapshot(source)
-    # 25 events and deliveries, 13 attempts: 7 batches of 4 (the last one short)
+    # 30 events, 25 deliveries, 13 attempts, 5 timers: batches of 4 (the last one short)
     counts = await copy_spool(source, pg_url, batch_rows=4)
-    assert counts == CopyCounts(events=25, deliveries=25, attempts=13)
+    assert counts == CopyCounts(events=30, deliveries=25, attempts=13)
+    assert len(original["timers"]) == 5
     assert await snapshot(pg_url) == original
-    back = tmp_path / "back.db"  # batches that end exactly at the table's end: 5 of 5 events
+    back = tmp_path / "back.db"  # batches that end exactly at a table's end: 6 of 5 events
     assert await copy_spool(pg_url, back, batch_rows=5) == counts
     assert await snapshot(back) == original
 
@@ -150,7 +164,7 @@ async def test_a_copy_that_fails_midway_leaves_the_target_empty(
     def failing(table: str, columns: str, rows: list[tuple[object, ...]]) -> Any:
         nonlocal batches
         batches += 1
-        if batches == 4:  # events copied, deliveries half way
+        if batches == 4:  # part of the way: some batches written, more to come
             raise RuntimeError("the source went away")
         return normalised(table, columns, rows)
 

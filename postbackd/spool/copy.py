@@ -1,10 +1,12 @@
 """`copy_spool`: move a stopped daemon's spool to another backend (``postbackd spool copy``).
 
-Events, deliveries (state, schedule, attempts so far, payload) and the request log are copied
+Events, deliveries (state, schedule, attempts so far, payload), the request log and the
+``[[sla]]`` timers (without their claims: nothing is firing in a stopped spool) are copied
 row for row, in their original order, in one transaction on the target: all of it or nothing.
-Rows are streamed in batches of `BATCH_ROWS`, read by keyset pagination (``WHERE seq > last
-ORDER BY seq LIMIT n``), so a spool of millions of rows is copied in bounded memory: the target
-consumes a batch before the next is read.
+Rows are streamed in batches of `BATCH_ROWS`, read by keyset pagination (``WHERE (key) >
+(last key) ORDER BY key LIMIT n``, the key a table's write order: ``seq``, ``id``, or
+``started_at, id`` for the timers), so a spool of millions of rows is copied in bounded memory:
+the target consumes a batch before the next is read.
 Both backends name their columns alike (`postbackd.spool.codec`), so a row needs no mapping but
 its booleans (SQLite keeps integers). A delivery left in flight by a crash is copied as due
 now. A target that already holds events or deliveries is refused: merging two spools could
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from postbackd.spool.codec import redacted
-from postbackd.spool.model import SpoolError
+from postbackd.spool.model import TIMER_COLUMNS, SpoolError
 
 EVENT_COLUMNS = "id, type, customer, order_id, event_time, received_at, source, matched, body"
 DELIVERY_COLUMNS = (
@@ -34,6 +36,7 @@ TABLES = (
     ("events", EVENT_COLUMNS, "seq"),
     ("deliveries", DELIVERY_COLUMNS, "seq"),
     ("attempts", ATTEMPT_COLUMNS, "id"),
+    ("sla_timers", TIMER_COLUMNS, "started_at, id"),
 )
 BOOLEAN_COLUMNS = frozenset({"matched", "ordered"})
 BATCH_ROWS = 2000
@@ -54,10 +57,10 @@ class CopyableSpool(Protocol):
     """What each backend offers `copy_spool` (not part of `Spool`: only this command needs it)."""
 
     async def dump_batch(
-        self, table: str, columns: str, key: str, after: int, limit: int
+        self, table: str, columns: str, key: str, after: tuple[Any, ...] | None, limit: int
     ) -> list[tuple[Any, ...]]:
-        """Up to `limit` rows of `table` whose `key` is above `after`, in key order, each as
-        (key, *columns)."""
+        """Up to `limit` rows of `table` whose `key` (one column or several) is above `after`
+        (None: from the first), in key order, each as (*key, *columns)."""
         ...
 
     async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
@@ -107,14 +110,15 @@ async def _batches(
 ) -> AsyncIterator[TableRows]:
     """Each table's rows in write order, `batch_rows` at a time, counted into `counts`."""
     for table, columns, key in TABLES:
-        after = 0  # seq and id start at 1
+        width = len(key.split(","))
+        after: tuple[Any, ...] | None = None
         while True:
             rows = await src.dump_batch(table, columns, key, after, batch_rows)
             if not rows:
                 break
-            after = rows[-1][0]
-            counts[table] += len(rows)
-            yield _normalised(table, columns, [row[1:] for row in rows])
+            after = tuple(rows[-1][:width])
+            counts[table] = counts.get(table, 0) + len(rows)
+            yield _normalised(table, columns, [row[width:] for row in rows])
             if len(rows) < batch_rows:
                 break
 

@@ -38,15 +38,20 @@ from postbackd.spool.model import (
     ListFilter,
     NewDelivery,
     NodeBeat,
+    SlaTimer,
     SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
+    TimerChange,
+    TimerState,
     TriggerSync,
     choose_delivery_id,
+    timer_changes_by_event,
 )
 from postbackd.spool.sqlite import browse, claim, reads, writes
+from postbackd.spool.sqlite import timers as timer_sql
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.joined import WriteBatcher
@@ -220,7 +225,11 @@ class SqliteSpool:
         return outcome
 
     async def submit_many(
-        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+        self,
+        routed: Sequence[tuple[Event, Sequence[NewDelivery]]],
+        *,
+        source: str,
+        timers: Sequence[TimerChange] = (),
     ) -> list[SubmitOutcome]:
         """`submit` for a batch, in one write: every event is stored, or none is.
 
@@ -229,6 +238,7 @@ class SqliteSpool:
         one round trip, and the writer three statements for all the batches it holds.
         """
         rows: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
+        changes = timer_changes_by_event(timers)
         for event, deliveries in routed:
             for new in deliveries:
                 if new.state not in NEW_STATES:
@@ -241,6 +251,7 @@ class SqliteSpool:
                 time=event.time,
                 source=source,
                 body=event.to_json(),
+                timers=changes.get(event.id, ()),
             )
             rows.append((row, deliveries))
         payload = sum(
@@ -254,6 +265,33 @@ class SqliteSpool:
             self._disk.remeasure_soon()
             raise
         return outcomes
+
+    # ------------------------------------------------------------------ [[sla]] timers
+
+    async def next_timer_due(self) -> float | None:
+        due: float | None = await self._read(timer_sql.next_due)
+        return due
+
+    async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
+        claimed: list[SlaTimer] = await self._write(
+            lambda conn: timer_sql.claim_due(conn, now, lease, limit), durable=False
+        )
+        return claimed
+
+    async def finish_timer(self, timer_id: str, state: TimerState, note: str) -> bool:
+        now = time.time()
+        finished: bool = await self._write(
+            lambda conn: timer_sql.finish(conn, timer_id, state, note, now)
+        )
+        return finished
+
+    async def list_timers(
+        self, state: TimerState | None = "pending", limit: int = 100
+    ) -> list[SlaTimer]:
+        found: list[SlaTimer] = await self._read(
+            lambda conn: timer_sql.list_timers(conn, state, limit)
+        )
+        return found
 
     # ------------------------------------------------------------------ dispatcher
 
@@ -415,15 +453,14 @@ class SqliteSpool:
     # ------------------------------------------------------------------ spool copy
 
     async def dump_batch(
-        self, table: str, columns: str, key: str, after: int, limit: int
+        self, table: str, columns: str, key: str, after: tuple[Any, ...] | None, limit: int
     ) -> list[tuple[Any, ...]]:
         """Up to `limit` rows of `table` (a `postbackd.spool.copy` table) past `after`, in key
-        order, each as (key, *columns): one page of a keyset-paginated copy."""
+        order, each as (*key, *columns): one page of a keyset-paginated copy."""
+        where = "" if after is None else f"WHERE ({key}) > ({', '.join('?' for _ in after)})"
+        sql = f"SELECT {key}, {columns} FROM {table} {where} ORDER BY {key} LIMIT ?"
         rows: list[tuple[Any, ...]] = await self._read(
-            lambda conn: conn.execute(
-                f"SELECT {key}, {columns} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
-                (after, limit),
-            ).fetchall()
+            lambda conn: conn.execute(sql, (*(after or ()), limit)).fetchall()
         )
         return rows
 
@@ -465,6 +502,15 @@ class SqliteSpool:
                 f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
                 rows.rows,
             )
+
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The order's previous stored event (see `Spool.previous_event`), on the reader thread."""
+        envelope: dict[str, Any] | None = await self._read(
+            lambda conn: reads.previous_event(conn, customer, order_id, before_event_id)
+        )
+        return envelope
 
     # ------------------------------------------------------------------ plumbing
 
