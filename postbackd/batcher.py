@@ -50,6 +50,7 @@ ERROR_PAUSE = 5.0  # after an unexpected error, before looking again
 FILES_PER_CLAIM = 4
 LEASE_MARGIN = 30.0  # a file's claim outlasts its attempt by this much
 INACTIVE_RECHECK = 60.0  # a file of an inactive trigger is looked at again after this
+SKEW_RECHECK = 10.0  # a file left to a node that knows its trigger: due again after this
 SHIPMENT_FILE = "shipment.file"  # the `event_type` a plugin sees for a file
 
 
@@ -118,10 +119,22 @@ class Batcher:
         ]
         return max(timeouts, default=TIMEOUT_MARGIN) + LEASE_MARGIN
 
+    async def _delivered_elsewhere(self, trigger: str) -> bool:
+        """Whether another live node of the fleet delivers `trigger`, which this node does not
+        know: configuration skew never cancels work (DESIGN §10), so its windows and files are
+        left to that node. When the spool cannot tell now, nothing is cancelled either."""
+        try:
+            beats = await self.spool.live_nodes()
+        except SpoolUnavailable:
+            return True
+        return any(trigger in beat.active_triggers for beat in beats)
+
     # ------------------------------------------------------------------ closing a window
 
     async def _close(self, generation: Generation, window: OpenWindow) -> None:
         trigger = generation.config.triggers.get(window.trigger)
+        if trigger is None and await self._delivered_elsewhere(window.trigger):
+            return  # another node of the fleet has the trigger: it closes the window
         if trigger is None:
             await self._end_rows(
                 window,
@@ -254,6 +267,12 @@ class Batcher:
         """One attempt at the file, through the trigger's delivery and options as they are
         configured now (like a postback's destination)."""
         trigger = generation.config.triggers.get(batch.trigger)
+        if trigger is None and await self._delivered_elsewhere(batch.trigger):
+            reason = f"trigger {batch.trigger!r} is not configured on this node: left to others"
+            await self._record(
+                batch, DeliveryState.PENDING, time.time() + SKEW_RECHECK, _not_sent(reason), 0.0
+            )
+            return
         if trigger is None:
             reason = f"trigger {batch.trigger!r} was removed from the configuration"
             await self._record(batch, DeliveryState.CANCELLED, None, _not_sent(reason), 0.0)
