@@ -20,6 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from postbackd.alerts import AlertMonitor
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
 from postbackd.breaker import BreakerBoard
@@ -113,6 +114,10 @@ class Daemon:
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
+        self.alerts = AlertMonitor(self.current, self.intake, self.breakers, self._source_states)
+        runner.watch = self.alerts
+        self.reloader.on_rejected = self.alerts.reload_rejected
+        self._tasks.extend(self.alerts.tasks())
         self.housekeeping = Housekeeping(
             spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
@@ -205,6 +210,12 @@ class Daemon:
     def last_error(self) -> str | None:
         """Why the last reload was rejected (or a listener could not be rebuilt); None if not."""
         return self.reloader.last_error
+
+    def _source_states(self) -> tuple[dict[str, bool], dict[str, str]]:
+        """Each source's readiness and the errors of those not ready (for the alerts)."""
+        if self.sources is None:
+            return {}, {}
+        return self.sources.readiness(), self.sources.errors()
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog should be fed: the loop turns and the dispatcher runs."""

@@ -58,7 +58,13 @@ from postbackd.config.plugin_tables import (
 )
 from postbackd.config.report import ConfigError, Diagnostic, Reporter, did_you_mean
 from postbackd.config.secrets import SchemeResolver, SecretResolver
-from postbackd.config.sections import build_daemon, build_smtp, build_ui, check_admin_listener
+from postbackd.config.sections import (
+    build_alerts,
+    build_daemon,
+    build_smtp,
+    build_ui,
+    check_admin_listener,
+)
 from postbackd.config.table import Built, ConfFile, Table
 from postbackd.redaction import Redactor
 
@@ -82,9 +88,11 @@ BUILTIN_TEMPLATE_NAMES = frozenset(
         "builtin:order-status-xml",
         "builtin:shipped-email",
         "builtin:gelato-status-v2",
+        "builtin:alert-json",
+        "builtin:alert-email",
     }
 )
-SINGLE_TABLES = ("daemon", "smtp", "ui")
+SINGLE_TABLES = ("daemon", "smtp", "ui", "alerts")
 TABLE_FORMS = {
     **{key: f"[{key}]" for key in SINGLE_TABLES},
     **{key: f"[{key}.NAME]" for key in PLUGIN_TABLES},
@@ -307,6 +315,10 @@ class _Loader:
         for table, lookup in lookups.values():
             if lookup.customer is not None:
                 self.check_reference(table, "customer", lookup.customer, customers)
+        alerts_table = self.singles.get("alerts")
+        alerts = build_alerts(alerts_table)
+        if alerts_table is not None and "customer" in alerts_table.data:
+            self.check_reference(alerts_table, "customer", alerts.customer, customers)
         return Config(
             conf_dir=conf_dir,
             daemon=daemon,
@@ -314,6 +326,7 @@ class _Loader:
             deliveries=deliveries,
             smtp=build_smtp(self.singles.get("smtp")),
             ui=build_ui(self.singles.get("ui")),
+            alerts=alerts,
             customers=_values(customers),
             templates=_values(templates),
             triggers=_values(triggers),
