@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postbackd.cli import main
 from postbackd.alerts import Alert
+from postbackd.cli import main
 from postbackd.events import CANONICAL_TYPES, SYSTEM_TYPES, parse_event
 from postbackd.samples import (
     UnknownSample,
