@@ -66,6 +66,7 @@ from postbackd.config.sections import (
     check_admin_listener,
 )
 from postbackd.config.table import Built, ConfFile, Table
+from postbackd.events import SYSTEM_TYPE_PREFIX
 from postbackd.redaction import Redactor
 
 __all__ = [
@@ -319,6 +320,8 @@ class _Loader:
         alerts = build_alerts(alerts_table)
         if alerts_table is not None and "customer" in alerts_table.data:
             self.check_reference(alerts_table, "customer", alerts.customer, customers)
+        for table, trigger in triggers.values():
+            _check_alert_events(table, trigger, alerts.customer)
         return Config(
             conf_dir=conf_dir,
             daemon=daemon,
@@ -437,6 +440,21 @@ class _Loader:
 
     def known_deliveries(self) -> str:
         return ", ".join(sorted(self.deliveries or ())) or "none registered"
+
+
+def _check_alert_events(table: Table, trigger: Trigger, alerts_customer: str) -> None:
+    """Warn of a trigger that names the alert types for a customer that never has them."""
+    if trigger.customer == alerts_customer:
+        return
+    for index, pattern in enumerate(trigger.events):
+        if pattern.casefold().startswith(SYSTEM_TYPE_PREFIX):
+            table.warning(
+                f'"{pattern}": the postbackd.* events belong to the [alerts] customer '
+                f'"{alerts_customer}" alone; this trigger of "{trigger.customer}" never receives '
+                f'them (set customer = "{alerts_customer}")',
+                "events",
+                index,
+            )
 
 
 def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:

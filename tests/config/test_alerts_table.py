@@ -78,3 +78,20 @@ def test_a_trigger_may_route_the_alert_types_without_a_warning(tmp_path: Path) -
         "postbackd.destination_failing",
         "postbackd.*",
     )
+
+
+def test_a_trigger_of_another_customer_naming_alert_types_is_warned_at_its_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.toml").write_text(
+        '[[customer]]\nid = "acme"\nname = "Acme"\n\n'
+        '[[trigger]]\nname = "acme-alerts"\ncustomer = "acme"\n'
+        'events = ["order.shipped", "postbackd.*"]\n'
+        'template = "builtin:alert-json"\ndelivery = "webhook"\n'
+        '[trigger.options]\nurl = "https://acme.example/hook"\n',
+        encoding="utf-8",
+    )
+    result = load_config_with_warnings(tmp_path, environ={})
+    (warning,) = [w for w in result.warnings if "postbackd.*" in w.message]
+    assert warning.line == 8
+    assert 'belong to the [alerts] customer "postbackd" alone' in warning.message
