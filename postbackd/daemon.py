@@ -226,6 +226,8 @@ class Daemon:
             self.dispatcher.wake()
 
     async def refresh_gauges(self) -> object:
+        if self.sources is not None:
+            self.sources.readiness()  # postbackd_source_ready as of this scrape, not the last look
         return await self.housekeeping.refresh_gauges()
 
     def _committed(self, event: Event) -> None:
