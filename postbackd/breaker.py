@@ -50,9 +50,12 @@ class BreakerBoard:
         self._breakers: dict[str, _Breaker] = {}
 
     def configure(self, failures: int, cooldown: float) -> None:
-        """Apply new settings (on reload); open breakers keep their current cooldown."""
+        """Apply new settings (on reload); open breakers keep their current cooldown, unless
+        breakers are turned off (0): then none is open any more (nor reported failing)."""
         self.threshold = failures
         self.base_cooldown = cooldown
+        if failures <= 0:
+            self._breakers.clear()
 
     def admit(self, destination: str, now: float) -> Admission:
         breaker = self._breakers.get(destination)
