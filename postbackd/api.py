@@ -1,4 +1,5 @@
-"""The admin HTTP API: health, readiness, metrics, the request log, retry, render, reload.
+"""The admin HTTP API: health, readiness, metrics, the request log, retry, render, reload,
+the operator's verbs (`postbackd.api_verbs`) and the API's own description (`/v1/openapi.json`).
 
 Served on the HTTP source's listener (it adds these routes to its own), or, with no HTTP
 source, on ``[daemon] admin_listen`` — so health and metrics always exist. Every route but
@@ -16,12 +17,14 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from postbackd import jsoncodec
+from postbackd.api_verbs import AdminVerbs, delivery_id_error
 from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
 from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
+from postbackd.openapi import openapi_document
 from postbackd.samples import load_sample
-from postbackd.spool import AmbiguousDeliveryId, DeliveryIdError, ListFilter, Spool, parse_state
+from postbackd.spool import DeliveryIdError, ListFilter, Spool, parse_state
 from postbackd.templates import RenderError, render_budget
 from postbackd.ui import UiRoutes
 from postbackd.web import Handler, bearer_ok, json_error, json_response, unauthorized
@@ -48,15 +51,6 @@ class AdminBackend(Protocol):
     async def refresh_gauges(self) -> object: ...
 
 
-def delivery_id_error(exc: DeliveryIdError) -> web.Response:
-    """404 for an id (or prefix) of no delivery; 409 for a prefix of several, with `matches`
-    (and `more` when not all of them are listed)."""
-    if isinstance(exc, AmbiguousDeliveryId):
-        body = {"error": exc.message, "field": "id", "matches": list(exc.matches), "more": exc.more}
-        return json_response(body, 409)
-    return json_error(404, exc.message, "id")
-
-
 class AdminApi:
     def __init__(self, backend: AdminBackend) -> None:
         self.backend = backend
@@ -73,6 +67,8 @@ class AdminApi:
             web.post("/v1/render", guarded(self.render)),
             web.post("/v1/reload", guarded(self.reload)),
             web.get("/v1/config", guarded(self.config)),
+            *AdminVerbs(self.backend, guarded).routes(),
+            web.get("/v1/openapi.json", guarded(self.openapi)),
             *UiRoutes(self.backend).routes(),
         ]
 
@@ -209,3 +205,7 @@ class AdminApi:
 
     async def config(self, request: web.Request) -> web.Response:
         return json_response(self.backend.config_status())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """This API described (OpenAPI 3.1; `postbackd.openapi`, also in docs/openapi.json)."""
+        return json_response(openapi_document())

@@ -9,6 +9,11 @@ consistent either way (every write is a committed transaction).
 A reload is the transaction of `postbackd.reload`; the daemon gives it the checks only the
 running sources can make and what must follow a swap (breakers, the spool's trigger states,
 replaced plugins closed, sources rebuilt).
+
+With ``[daemon] workers`` above 1 (PostgreSQL only), the main process also starts delivery
+workers (`postbackd.workers`): the same daemon with `worker` set, which claims and delivers
+as a node of the fleet but runs no sources and no admin API, and stops when its standard input
+— a pipe from the main process — ends.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 import gc
 import os
 import signal
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +45,27 @@ from postbackd.sdnotify import Notifier
 from postbackd.spool import Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
+from postbackd.workers import DeliveryWorkers, worker_node
 
 log = get_logger("postbackd.daemon")
 
 
 class Daemon:
-    def __init__(self, conf_dir: Path, plugins: Plugins) -> None:
+    def __init__(
+        self,
+        conf_dir: Path,
+        plugins: Plugins,
+        *,
+        worker_argv: Sequence[str] = (),
+        worker: int | None = None,
+    ) -> None:
+        """`worker_argv`: the arguments a delivery worker of this daemon is started with;
+        `worker`: this process is delivery worker number `worker` (None: the main process)."""
         self.conf_dir = conf_dir
         self.plugins = plugins
+        self.worker = worker
+        self.workers = DeliveryWorkers(worker_argv) if worker is None else None
+        self._started = False
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.reloader = Reloader(conf_dir, plugins, self.metrics, self.notifier)
@@ -92,15 +112,16 @@ class Daemon:
     async def startup(self) -> None:
         self._install_signals()
         generation = await self.reloader.load_first(
-            lambda config: source_problems(self.plugins.host, config, self.source_context)
+            lambda config: [] if self.worker else self._source_problems(config)
         )
         daemon = generation.config.daemon
+        node = daemon.node if self.worker is None else worker_node(daemon.node, self.worker)
         self.spool = self._opened = spool = await open_spool(
             daemon.spool,
             synchronous=daemon.synchronous,
             min_free=daemon.min_free,
             exclusive=True,
-            node=daemon.node,
+            node=node,
             lease=daemon.lease,
         )
         await self._sync_triggers(generation)
@@ -122,20 +143,27 @@ class Daemon:
             spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
         self._tasks.extend(self.housekeeping.tasks())
-        admin_routes = tuple(AdminApi(self).routes())
-        self.source_context = self.plugins.context(admin_routes)
-        self.sources = SourceSet(
-            self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
-        )
-        await self.sources.apply(generation.config)  # returns once every listener is bound
+        if self.workers is not None:
+            admin_routes = tuple(AdminApi(self).routes())
+            self.source_context = self.plugins.context(admin_routes)
+            self.sources = SourceSet(
+                self.plugins.host, self.source_context, self.intake, self.metrics, admin_routes
+            )
+            await self.sources.apply(generation.config)  # returns once every listener is bound
+            await self.workers.resize(daemon.workers)
+        else:
+            self._tasks.append(asyncio.create_task(self._follow_lifeline(), name="lifeline"))
         self.watcher = ConfigWatcher(self.conf_dir, self.reload)
         self.watcher.start()
+        self._started = True
         # What start-up built lives as long as the daemon: out of the collector's sight, a full
         # collection no longer walks it (a pause that showed in the latency tail).
         gc.collect()
         gc.freeze()
         log.info(
-            "postbackd ready",
+            "postbackd ready" if self.worker is None else "delivery worker ready",
+            worker=self.worker,
+            node=node,
             conf_dir=str(self.conf_dir),
             spool=str(daemon.spool),
             generation=generation.number,
@@ -158,8 +186,12 @@ class Daemon:
         async with self.reloader.lock:  # a reload in progress finishes first
             if self.sources is not None:
                 await self.sources.stop_all()
-        if self.dispatcher is not None and self.reloader.loaded:
-            await self.dispatcher.stop(self.current().config.daemon.grace)
+        if self.reloader.loaded:
+            grace = self.current().config.daemon.grace
+            await asyncio.gather(
+                self.dispatcher.stop(grace) if self.dispatcher is not None else _nothing(),
+                self.workers.stop(grace) if self.workers is not None else _nothing(),
+            )
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -187,10 +219,22 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._start_reload, "SIGHUP")
 
     def _start_reload(self, reason: str) -> None:
-        if self.sources is None:
+        if not self._started:
             log.info("reload requested during start-up: ignored, the files are being read now")
             return
         self.reloader.start(reason, self)
+
+    async def _follow_lifeline(self) -> None:
+        """A delivery worker stops when the main process is gone, however it went (``kill -9``
+        included): its standard input is a pipe from the main process, which ends then."""
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while await reader.read(4096):
+            pass
+        if not self._stopping:
+            log.warning("the main process is gone: delivery worker stopping", worker=self.worker)
+            self.request_stop("lifeline")
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         """The dispatcher never returns on its own: if it died, nothing would be delivered."""
@@ -265,11 +309,15 @@ class Daemon:
         return await self.reloader.reload(reason, self)
 
     async def problems(self, generation: Generation) -> list[str]:
-        """What only the running daemon can check: its sources built, new addresses free."""
-        assert self.sources is not None
+        """What only the running daemon can check: its sources built, new addresses free
+        (nothing for a delivery worker, which runs no sources)."""
+        if self.sources is None:
+            return []
         config = generation.config
-        problems = source_problems(self.plugins.host, config, self.source_context)
-        return problems + await self.sources.listener_problems(config)
+        return self._source_problems(config) + await self.sources.listener_problems(config)
+
+    def _source_problems(self, config: Config) -> list[str]:
+        return source_problems(self.plugins.host, config, self.source_context)
 
     async def follow(self, generation: Generation, replaced: list[Any]) -> None:
         """What depends on the new generation besides the sources: breakers, spool states."""
@@ -282,9 +330,13 @@ class Daemon:
         self.wake()
         for plugin in replaced:
             self._tasks.append(asyncio.create_task(_close_later(plugin)))
+        if self.workers is not None:
+            self.workers.reload()
+            self._tasks.append(asyncio.create_task(self.workers.resize(daemon.workers)))
 
     async def rebuild_sources(self, config: Config) -> list[str]:
-        assert self.sources is not None
+        if self.sources is None:  # a delivery worker
+            return []
         return await self.sources.apply(config)
 
     # ------------------------------------------------------------------ reporting
@@ -320,6 +372,10 @@ class Daemon:
                 for name, t in sorted(config.triggers.items())
             },
         }
+
+
+async def _nothing() -> None:
+    """An awaitable that does nothing, for a `gather` whose other part may be missing."""
 
 
 async def _close_later(plugin: Any, delay: float = 60.0) -> None:

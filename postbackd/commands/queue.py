@@ -1,5 +1,10 @@
-"""`postbackd queue list|show|retry|hold|release|purge|stats`: Postfix's operator verbs on the
-spool, beside the running daemon (its dispatcher picks the changes up within a second).
+"""`postbackd queue list|show|retry|resend|backfill|hold|release|purge|stats`: Postfix's
+operator verbs on the spool, beside the running daemon (its dispatcher picks the changes up
+within a second).
+
+`retry` and `resend` take the filters of `requests` (customer, trigger, order, event type,
+--since/--until) and `--dry-run` to count first. `backfill` routes stored events through one
+trigger of the configuration (`postbackd.backfill`).
 
 The verbs compose with jq: ``queue list --state dead --json | jq -r .id | queue retry -``.
 Each says what it did ("retried 3 deliveries"); given explicit ids of which none could be
@@ -11,16 +16,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from yarl import URL
 
 from postbackd.commands.requests import list_requests, show_delivery
 from postbackd.commands.spool_access import (
     STATE_NAMES,
+    CommandFailed,
     ListQuery,
     add_filter_options,
     add_id_arguments,
     add_spool_options,
+    add_until_option,
     ask,
     iter_deliveries,
     print_json_line,
@@ -29,8 +37,9 @@ from postbackd.commands.spool_access import (
     resolve_ids,
     run_on_spool,
     short_duration,
+    since_argument,
 )
-from postbackd.spool import MIN_ID_PREFIX, RETRYABLE, DeliveryState, Spool
+from postbackd.spool import MIN_ID_PREFIX, RETRYABLE, DeliveryState, ListFilter, Spool
 from postbackd.units import plural
 
 
@@ -73,18 +82,60 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="only deliveries in this state (default: pending, dead and failed)",
     )
     retry.add_argument("--customer", metavar="C", help="only this customer's deliveries")
+    _add_narrowing(retry)
     retry.add_argument("--all", action="store_true", help="every pending, dead, failed delivery")
-    _common(retry, _retry, "--destination HOST, --state S, --customer C or --all")
+    _common(retry, _retry, f"--destination HOST, --state S, --customer C, {NARROWING} or --all")
+
+    resend = verbs.add_parser(
+        "resend",
+        help="send delivered (done) postbacks again",
+        description="Send done deliveries again, with the same delivery id and payload (the "
+        "receiver sees the same webhook-id), or with --rerender the event rendered again with "
+        "the trigger's current template. The earlier attempts stay in the request log.",
+    )
+    add_id_arguments(resend)
+    resend.add_argument("--customer", metavar="C", help="only this customer's deliveries")
+    _add_narrowing(resend)
+    resend.add_argument(
+        "--rerender", action="store_true", help="render with the current template, not as sent"
+    )
+    _common(resend, _resend, f"--customer C or {NARROWING}")
+
+    backfill = verbs.add_parser(
+        "backfill",
+        help="create a trigger's deliveries for stored events it matches now",
+        description="Route the stored events of a time window through one trigger, as if it "
+        "had been active when they came: each event it matches now gets the delivery it would "
+        "have had (same stable delivery id), rendered with the current template. Events that "
+        "already have it are skipped, so running it again sends nothing. Needs the "
+        "configuration (-c DIR) with the trigger, active.",
+    )
+    backfill.add_argument("--trigger", metavar="NAME", required=True, help="the trigger")
+    backfill.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=since_argument,
+        required=True,
+        help='events received since a duration ago ("7d") or an ISO time',
+    )
+    add_until_option(backfill, "events received")
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="count what would be created; change nothing"
+    )
+    add_spool_options(backfill)
+    backfill.set_defaults(func=run_backfill)
 
     hold = verbs.add_parser("hold", help="pending → held: never attempted until released")
     add_id_arguments(hold)
     hold.add_argument("--customer", metavar="C", help="every pending delivery of this customer")
-    _common(hold, _hold, "--customer C")
+    _add_narrowing(hold)
+    _common(hold, _hold, f"--customer C or {NARROWING}")
 
     release = verbs.add_parser("release", help="held → pending, due now")
     add_id_arguments(release)
     release.add_argument("--customer", metavar="C", help="every held delivery of this customer")
-    _common(release, _release, "--customer C")
+    _add_narrowing(release)
+    _common(release, _release, f"--customer C or {NARROWING}")
 
     purge = verbs.add_parser("purge", help="delete deliveries and their request log")
     add_id_arguments(purge)
@@ -99,6 +150,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 Verb = Callable[[Spool, argparse.Namespace], Awaitable[int]]
+NARROWING = "--trigger T, --order O, --event-type E, --since WHEN, --until WHEN"
+
+
+def _add_narrowing(parser: argparse.ArgumentParser) -> None:
+    """The request log's filters beyond customer and state, and --dry-run."""
+    parser.add_argument("--trigger", metavar="T", help="only this trigger's deliveries")
+    parser.add_argument("--order", metavar="O", help="only deliveries of this order id")
+    parser.add_argument("--event-type", metavar="E", help="only this event type")
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        type=since_argument,
+        help='created since a duration ago ("1h", "7d") or an ISO time ("2024-05-01T12:00")',
+    )
+    add_until_option(parser)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="say how many would change; change nothing"
+    )
+
+
+def _narrowing(args: argparse.Namespace) -> ListFilter:
+    return ListFilter(
+        trigger=args.trigger,
+        order=args.order,
+        event_type=args.event_type,
+        since=args.since,
+        until=args.until,
+    )
 
 
 def _common(
@@ -139,27 +218,96 @@ async def _show(spool: Spool, args: argparse.Namespace) -> int:
 
 async def _retry(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
+    where = _narrowing(args)
     if args.destination is None:
-        count = await spool.verbs.retry(ids, state=args.state, customer=args.customer)
+        destinations: list[str | None] = [None]
     else:
-        count = 0
-        named = await _destinations(spool, args.destination, args.state, args.customer)
-        for destination in named:
-            count += await spool.verbs.retry(
-                ids, state=args.state, customer=args.customer, destination=destination
-            )
+        destinations = [*await _destinations(spool, args.destination, args.state, args.customer)]
+    count = 0
+    for destination in destinations:
+        count += await spool.verbs.retry(
+            ids,
+            state=args.state,
+            customer=args.customer,
+            destination=destination,
+            where=where,
+            dry_run=args.dry_run,
+        )
+    if args.dry_run:
+        return _report_dry_run("retry", count)
     return _report("retried", count, ids, "none of them is dead, failed, held or pending")
+
+
+async def _resend(spool: Spool, args: argparse.Namespace) -> int:
+    ids = await _given_ids(spool, args)
+    where = replace(_narrowing(args), customer=args.customer)
+    count = await spool.verbs.resend(ids, where=where, rerender=args.rerender, dry_run=args.dry_run)
+    if args.dry_run:
+        return _report_dry_run("resend", count)
+    return _report("resent", count, ids, "none of them is done")
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    """Load the configuration (the trigger and its template), then backfill on the spool."""
+    from postbackd.backfill import BackfillRefused, backfill
+    from postbackd.commands.common import open_or_report
+    from postbackd.config import ConfigError
+    from postbackd.generation import load_generation
+
+    opened = open_or_report(args, stream=sys.stderr)
+    if opened is None:
+        return 1
+    conf_dir, plugins = opened
+    try:
+        generation = load_generation(conf_dir, plugins, 1)
+    except ConfigError as exc:
+        for diagnostic in exc.errors:
+            print(diagnostic, file=sys.stderr)
+        print("postbackd queue backfill: fix the configuration first", file=sys.stderr)
+        return 1
+
+    async def command(spool: Spool) -> int:
+        try:
+            result = await backfill(
+                spool,
+                generation.router,
+                args.trigger,
+                since=args.since,
+                until=args.until,
+                dry_run=args.dry_run,
+            )
+        except BackfillRefused as exc:
+            raise CommandFailed(f"postbackd queue backfill: {exc}") from None
+        matched = plural(result.matched, "stored event")
+        verb = "matches" if result.matched == 1 else "match"
+        print(f"{matched} in the window {verb} trigger {result.trigger}")
+        if result.existing:
+            print(f"{plural(result.existing, 'of them has', 'of them have')} its delivery already")
+        if result.unreadable:
+            print(f"skipped {plural(result.unreadable, 'unreadable event')} (see the log)")
+        done = "would create" if result.dry_run else "created"
+        print(f"{done} {plural(result.added, 'delivery', 'deliveries')}")
+        return 0
+
+    args.spool = args.spool if args.spool is not None else generation.config.daemon.spool
+    return run_on_spool(args, command)
 
 
 async def _hold(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.verbs.hold(ids, customer=args.customer)
+    where, dry_run = _narrowing(args), args.dry_run
+    count = await spool.verbs.hold(ids, customer=args.customer, where=where, dry_run=dry_run)
+    if dry_run:
+        return _report_dry_run("hold", count)
     return _report("held", count, ids, "none of them is pending")
 
 
 async def _release(spool: Spool, args: argparse.Namespace) -> int:
     ids = await _given_ids(spool, args)
-    count = await spool.verbs.release(ids, customer=args.customer)
+    where, dry_run = _narrowing(args), args.dry_run
+    count = await spool.verbs.release(ids, customer=args.customer, where=where, dry_run=dry_run)
+    if dry_run:
+        return _report_dry_run("release", count)
     return _report("released", count, ids, "none of them is held")
 
 
@@ -199,7 +347,11 @@ async def _stats(spool: Spool, args: argparse.Namespace) -> int:
 
 def _selected(args: argparse.Namespace) -> bool:
     return any(
-        getattr(args, name, None) for name in ("ids", "destination", "state", "customer", "all")
+        getattr(args, name, None)
+        for name in (
+            *("ids", "destination", "state", "customer", "all"),
+            *("trigger", "order", "event_type", "since", "until"),
+        )
     )
 
 
@@ -208,6 +360,11 @@ async def _given_ids(spool: Spool, args: argparse.Namespace) -> list[str] | None
     if not args.ids:
         return None
     return await resolve_ids(spool, read_ids(args.ids))
+
+
+def _report_dry_run(verb: str, count: int) -> int:
+    print(f"would {verb} {plural(count, 'delivery', 'deliveries')} (dry run: nothing changed)")
+    return 0
 
 
 def _report(done: str, count: int, ids: list[str] | None, why_none: str) -> int:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 
@@ -14,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the daemon in the foreground")
     add_conf_dir_option(parser)
     add_plugin_options(parser)
+    # internal: how the main process starts its delivery workers (`[daemon] workers`)
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -24,9 +27,18 @@ def run(args: argparse.Namespace) -> int:
     if opened is None:
         return 1
     conf_dir, plugins = opened
-    daemon = Daemon(conf_dir, plugins)
+    daemon = Daemon(
+        conf_dir, plugins, worker_argv=worker_arguments(args, conf_dir), worker=args.worker
+    )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(daemon.run())
+
+
+def worker_arguments(args: argparse.Namespace, conf_dir: Path) -> list[str]:
+    """The arguments of this daemon's delivery workers: the same directory, log level and
+    plugin options (`postbackd.workers` adds ``--worker K``)."""
+    plugin_options = ["--no-plugins"] if args.no_plugins else []
+    return ["--log-level", args.log_level, "run", "-c", str(conf_dir), *plugin_options]
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -89,6 +89,7 @@ def add_filter_options(parser: argparse.ArgumentParser, *, default_limit: int | 
         type=since_argument,
         help='created since a duration ago ("1h", "2d") or an ISO time ("2024-05-01T12:00")',
     )
+    add_until_option(parser)
     shown = "all" if default_limit is None else str(default_limit)
     parser.add_argument(
         "--limit",
@@ -98,6 +99,15 @@ def add_filter_options(parser: argparse.ArgumentParser, *, default_limit: int | 
         help=f"at most N deliveries, newest first (default: {shown})",
     )
     parser.add_argument("--json", action="store_true", help="JSON lines, one per delivery")
+
+
+def add_until_option(parser: argparse.ArgumentParser, what: str = "created") -> None:
+    parser.add_argument(
+        "--until",
+        metavar="WHEN",
+        type=since_argument,
+        help=f"{what} before a duration ago or an ISO time (same forms as --since)",
+    )
 
 
 def since_argument(text: str) -> float:
@@ -144,6 +154,7 @@ class ListQuery:
     order: str | None = None
     event_type: str | None = None
     since: float | None = None
+    until: float | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ListQuery:
@@ -154,6 +165,7 @@ class ListQuery:
             order=args.order,
             event_type=args.event_type,
             since=args.since,
+            until=args.until,
         )
 
     def filters(self) -> ListFilter:

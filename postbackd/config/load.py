@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -422,9 +423,10 @@ class _Loader:
             )
             return
         for problem in problems:
-            key = problem.split(":", 1)[0].split(".", 1)[0].split("[", 1)[0].strip()
-            if key in trigger.options and ":" in problem:
-                table.error(problem.split(":", 1)[1].strip(), "options", key)
+            where, colon, message = problem.partition(":")
+            path = _option_path(where.strip(), trigger.options) if colon else None
+            if path is not None:
+                table.error(message.strip(), "options", *path)
             else:
                 table.error(problem, "options")
 
@@ -455,6 +457,24 @@ def _check_alert_events(table: Table, trigger: Trigger, alerts_customer: str) ->
                 "events",
                 index,
             )
+
+
+_OPTION_PATH = re.compile(r"[\w-]+(?:\.[\w-]+|\[\d+\])*")
+_OPTION_PART = re.compile(r"[\w-]+|\[(\d+)\]")
+
+
+def _option_path(where: str, options: Mapping[str, Any]) -> tuple[str | int, ...] | None:
+    """``"options.tls.client_cert"`` (or ``"url"``, ``"to[1]"``) → the key path under the
+    trigger's options a problem names, so it is reported at that key's line; None when the
+    text before the colon is not such a path or names no option."""
+    where = where.removeprefix("options.")
+    if not _OPTION_PATH.fullmatch(where):
+        return None
+    path = tuple(
+        int(match.group(1)) if match.group(1) else match.group(0)
+        for match in _OPTION_PART.finditer(where)
+    )
+    return path if path[0] in options else None
 
 
 def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:

@@ -39,6 +39,7 @@ ALERT_DELAY_EXAMPLES = {
 TLS_MODES = ("starttls", "implicit", "none")
 SYNCHRONOUS = ("FULL", "NORMAL")
 MIN_LEASE = 1.0
+MAX_WORKERS = 64
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?")
 
 
@@ -53,8 +54,9 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         parts = urlsplit(proxy)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             table.error('expected an http:// or https:// URL like "http://127.0.0.1:4750"', "proxy")
+    spool = _spool(table) or default_spool
     return DaemonConfig(
-        spool=_spool(table) or default_spool,
+        spool=spool,
         plugin_dirs=_paths(table, "plugin_dirs"),
         allow_private_destinations=table.boolean(
             "allow_private_destinations", d.allow_private_destinations
@@ -77,6 +79,7 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         synchronous=cast(Any, table.choice("synchronous", SYNCHRONOUS, d.synchronous)),
         node=_node(table) or d.node,
         lease=_lease(table, d.lease),
+        workers=_workers(table, spool, d.workers),
     )
 
 
@@ -107,6 +110,18 @@ def _lease(table: Table, default: float) -> float:
         )
         return default
     return lease
+
+
+def _workers(table: Table, spool: Path | str, default: int) -> int:
+    workers = table.integer("workers", default, minimum=1, maximum=MAX_WORKERS)
+    if workers > 1 and not is_database_url(spool):
+        table.error(
+            f"workers = {workers} needs the PostgreSQL spool: a SQLite spool file has one "
+            'writer, this process. Set spool = "postgresql://…" (DESIGN §10), or workers = 1',
+            "workers",
+        )
+        return default
+    return workers
 
 
 def check_admin_listener(

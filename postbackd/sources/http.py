@@ -111,10 +111,13 @@ class HttpSource:
 
     async def start(self, submit: Submit) -> None:
         self._submit = submit
-        routes = [web.post("/v1/events", self.post_events), *self.context.admin_routes]
-        app = build_app(routes, max_body=self.max_body)
+        app = build_app(self.routes(), max_body=self.max_body)
         self._runner = await serve(app, self.listen, "[sources.http] listen", self.limits)
         log.info("http source listening", listen=self.listen)
+
+    def routes(self) -> list[web.RouteDef]:
+        """What this listener serves: intake, and the admin API (docs/openapi.json)."""
+        return [web.post("/v1/events", self.post_events), *self.context.admin_routes]
 
     async def reconfigure(self, settings: Mapping[str, Any]) -> bool:
         """Take a new token in place (the listener and its connections stay); a new `listen`

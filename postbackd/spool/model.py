@@ -338,13 +338,19 @@ NO_FILTER = ListFilter()
 class Selection:
     """Which deliveries an operator's verb acts on: every given selector must match.
 
-    No selector at all selects every delivery (in the states a verb allows).
+    No selector at all selects every delivery (in the states a verb allows). `since`
+    (inclusive) and `until` (exclusive) bound `created_at`, as in `ListFilter`.
     """
 
     ids: tuple[str, ...] | None = None
     states: tuple[DeliveryState, ...] = ()
     customer: str | None = None
     destination: str | None = None
+    trigger: str | None = None
+    order: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    until: float | None = None
 
     @classmethod
     def of(
@@ -354,10 +360,35 @@ class Selection:
         states: Collection[DeliveryState] = (),
         customer: str | None = None,
         destination: str | None = None,
+        where: ListFilter = NO_FILTER,
     ) -> Selection:
+        """`where` brings the request log's filters (its `state` is the verb's to judge, and
+        is ignored here); `customer` and `destination`, when given, win over its own."""
         if isinstance(ids, str):
             raise TypeError(f"pass a list of delivery ids, not the string {ids!r}")
-        return cls(None if ids is None else tuple(ids), tuple(states), customer, destination)
+        return cls(
+            ids=None if ids is None else tuple(ids),
+            states=tuple(states),
+            customer=where.customer if customer is None else customer,
+            destination=where.destination if destination is None else destination,
+            trigger=where.trigger,
+            order=where.order,
+            event_type=where.event_type,
+            since=where.since,
+            until=where.until,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the spool keeps it, for a backfill to route again: `body` is the event's
+    JSON (`Event.to_json`), `seq` its place in arrival order (the cursor of the next page)."""
+
+    seq: int
+    id: str
+    type: str
+    received_at: float
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ Fixtures (both synchronous, so they work in sync and async tests alike):
 - ``webhook_receiver`` — a real aiohttp server on 127.0.0.1, in its own thread, that records
   every request; script statuses per path or install a handler (a fake MIS, a chat service).
 - ``postbackd_daemon`` — a factory of real daemons: ``python -m postbackd run`` as a
-  subprocess on a generated ``conf.d`` with your plugin files, triggers and settings. Every
-  daemon is stopped after the test.
+  subprocess on a generated ``conf.d`` with your plugin files, triggers and settings.
+
+Every daemon a test launched (through the fixture or a `PostbackdDaemon` of its own) is stopped
+after the test, also when the test forgot to or failed first.
 
 Helpers: `event_payload` and `make_event` (an event as posted, and as a validated `Event`),
 `make_delivery` (what ``deliver`` receives), `RecordingSubmit` (a ``submit`` for a source
@@ -26,7 +28,13 @@ from typing import Any
 
 import pytest
 
-from postbackd.testing.daemon import FINAL_STATES, PostbackdDaemon, daemon_files, free_port
+from postbackd.testing.daemon import (
+    FINAL_STATES,
+    PostbackdDaemon,
+    daemon_files,
+    free_port,
+    stop_launched,
+)
 from postbackd.testing.receiver import ReceivedRequest, WebhookReceiver
 from postbackd.testing.values import (
     RecordingSubmit,
@@ -50,6 +58,12 @@ __all__ = [
     "postbackd_daemon",
     "webhook_receiver",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    yield
+    stop_launched()
 
 
 @pytest.fixture

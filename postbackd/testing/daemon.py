@@ -27,6 +27,28 @@ from postbackd.testing.waiting import until, until_async
 
 FINAL_STATES = frozenset({"done", "dead", "failed", "cancelled"})
 
+_launched: list[subprocess.Popen[bytes]] = []
+"""Every daemon process started by `PostbackdDaemon.launch`, so none outlives its test."""
+
+
+def stop_launched() -> None:
+    """Stop every daemon process launched so far that is still running (SIGTERM, then
+    SIGKILL): a test that forgot `stop`, or failed before it, must not leave a daemon behind
+    holding its port, its spool and a share of the CPU the next tests need."""
+    while _launched:
+        _terminate(_launched.pop())
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
 
 @dataclass
 class PostbackdDaemon:
@@ -77,6 +99,7 @@ class PostbackdDaemon:
             stderr=self.log_path.open("wb"),
             env={**os.environ, **self.env},
         )
+        _launched.append(self.process)
 
     def _postbackd(self) -> list[str]:
         level = () if self.log_level is None else ("--log-level", self.log_level)
@@ -210,14 +233,8 @@ class PostbackdDaemon:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            _terminate(self.process)
 
     def logs(self) -> str:
         """What the daemon wrote on stderr (JSON log lines)."""

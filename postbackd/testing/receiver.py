@@ -7,6 +7,7 @@ a daemon subprocess, a plugin awaited in the test — and works in sync and asyn
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -35,10 +36,15 @@ class ReceivedRequest:
 
 
 class WebhookReceiver:
-    """An aiohttp server on 127.0.0.1 in a thread of its own; records every request."""
+    """An aiohttp server on 127.0.0.1 in a thread of its own; records every request.
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    With an `ssl_context` it speaks HTTPS (``url`` then says https://): a receiver that
+    requires a client certificate is a context with ``verify_mode = ssl.CERT_REQUIRED``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, 0
+        self.ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._lock = threading.Lock()
@@ -49,7 +55,8 @@ class WebhookReceiver:
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -118,7 +125,7 @@ class WebhookReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

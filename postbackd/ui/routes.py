@@ -20,6 +20,7 @@ from aiohttp import web
 from postbackd.logs import get_logger
 from postbackd.ui import auth, views
 from postbackd.ui.overview import Overview
+from postbackd.ui.replay import Replay
 from postbackd.ui.requests_pages import RequestsPages
 from postbackd.ui.visit import UiBackend, Visit
 from postbackd.ui.workbench import Workbench
@@ -42,6 +43,7 @@ class UiRoutes:
         self.signer = signer or auth.SessionSigner()
         self.throttle = throttle or auth.LoginThrottle()
         self.requests = RequestsPages(backend)
+        self.replay = Replay(backend)
         self.workbench = Workbench(backend)
         self.overview = Overview(backend)
 
@@ -56,6 +58,8 @@ class UiRoutes:
             web.get("/ui/", get(self.overview.page)),
             web.get("/ui/requests", get(self.requests.list)),
             web.post("/ui/requests/retry-dead", post(self.requests.retry_dead)),
+            web.get("/ui/requests/replay", get(self.replay.confirm)),
+            web.post("/ui/requests/replay", post(self.replay.run)),
             web.get("/ui/requests/{id}", get(self.requests.detail)),
             web.post("/ui/requests/{id}/{action}", post(self.requests.action)),
             web.get("/ui/workbench", get(self.workbench.page)),

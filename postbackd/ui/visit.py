@@ -57,6 +57,8 @@ NOTICES = {
     "released": "Released: the delivery is due now.",
     "unchanged": "Nothing changed: the delivery is no longer in a state that allows this.",
     "retried-dead": "Dead deliveries due again now: {n}.",
+    "replayed-retry": "Retried: {n} deliveries due again now.",
+    "replayed-resend": "Resent: {n} delivered postbacks are being sent again.",
 }
 
 

@@ -4,12 +4,17 @@ Each attempt reads `[daemon]` (address policy, proxy) from the current configura
 stamps a fresh `webhook-timestamp` and `webhook-signature`, since receivers reject old ones.
 Redirects are never followed: a receiver that moved says so in the request log, and a
 redirect cannot lead a postback past the SSRF guard (`postbackd.deliveries.webhook.netguard`).
+
+A receiver may also ask for a client certificate (`tls`: one SSLContext per option set, built
+off the event loop) and for an OAuth2 bearer token (`oauth2`: fetched through the same guard
+and proxy, cached, fetched again once when the receiver answers 401).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +33,16 @@ from postbackd.deliveries.webhook.netguard import (
     GuardedSessions,
     parse_ip,
 )
+from postbackd.deliveries.webhook.oauth2 import (
+    AccessToken,
+    OAuth2Options,
+    TokenCache,
+    TokenError,
+    request_token,
+)
 from postbackd.deliveries.webhook.options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     MASK,
     WebhookOptions,
     is_sensitive,
@@ -36,12 +50,21 @@ from postbackd.deliveries.webhook.options import (
     mask_url,
 )
 from postbackd.deliveries.webhook.signing import signature_header
+from postbackd.deliveries.webhook.tls import (
+    TlsContexts,
+    TlsFileError,
+    TlsOptions,
+    check_files,
+    parse_tls,
+)
 from postbackd.plugin import ConnectionCheck, Delivery, Outcome, PluginContext
+from postbackd.redaction import Redactor, masked_outcome
 from postbackd.units import format_duration
 
 EXCERPT_BYTES = 1024
 CONNECT_CHECK = 5.0  # seconds `check --connect` waits for a receiver's TCP handshake
 PREPARED_LIMIT = 16384  # trigger options worked out and kept; more (many reloads) starts afresh
+TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=DEFAULT_TIMEOUT, sock_connect=DEFAULT_CONNECT_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +102,19 @@ class WebhookDelivery:
         self._destinations: dict[int, tuple[Mapping[str, Any], str]] = {}
         self._policy_of: tuple[object, AddressPolicy] | None = None
         self._vetted: set[tuple[str, int, AddressPolicy]] = set()
+        self._tls = TlsContexts()
+        self._ssl_of: dict[int, tuple[Mapping[str, Any], ssl.SSLContext]] = {}
+        self._tokens = TokenCache(self._fetch_token)
 
     def validate_options(self, options: Mapping[str, Any]) -> list[str]:
-        return WebhookOptions.parse(options)[1]
+        """The options' problems, and (for `check` and each reload, which run off the event
+        loop) whether the TLS files load: a missing or mismatched file is found before an
+        attempt needs it."""
+        errors = WebhookOptions.parse(options)[1]
+        tls = parse_tls(options.get("tls"), [])  # its files are checked whatever else is wrong
+        if tls is not None:
+            errors.extend(check_files(tls))
+        return errors
 
     def destination(self, options: Mapping[str, Any]) -> str:
         """``scheme://host:port`` of the receiver: the unit of concurrency and circuit breaking."""
@@ -103,18 +136,66 @@ class WebhookDelivery:
                 f"trigger {delivery.trigger}: invalid webhook options: {problems}", breaker=False
             )
         proxy = self._context.config().daemon.proxy
+        if parsed.tls is None and parsed.oauth2 is None:
+            return await self._exchange(delivery, prepared, proxy, True, None)
+        try:
+            # the token, the request and its second try after a 401 share the attempt's
+            # `timeout`, so the attempt ends with a reason before the core cuts it short
+            async with asyncio.timeout(parsed.timeout):
+                context = True if parsed.tls is None else await self._ssl(options, parsed.tls)
+                token = None if parsed.oauth2 is None else await self._tokens.token(parsed.oauth2)
+                outcome = await self._exchange(delivery, prepared, proxy, context, token)
+                if parsed.oauth2 is not None and token is not None and outcome.status == 401:
+                    # the token was revoked or the receiver's keys rotated: a fresh one, once
+                    self._tokens.invalidate(parsed.oauth2, token)
+                    token = await self._tokens.token(parsed.oauth2)
+                    outcome = await self._exchange(delivery, prepared, proxy, context, token)
+                return outcome
+        except TimeoutError:
+            waited = format_duration(parsed.timeout)
+            step = "an OAuth2 token and " if parsed.oauth2 is not None else ""
+            error = f"timed out after {waited} waiting for {step}{prepared.shown_url}"
+            request = self._request_log(delivery, prepared, proxy)
+            request["headers"] = mask_headers(self._headers(delivery, parsed, int(time.time())))
+            return Outcome.retry(error, request=request, response={"error": error})
+        except TlsFileError as exc:
+            # the files changed since `check`: the configuration's fault, not the receiver's
+            return Outcome.retry(f"trigger {delivery.trigger}: {exc}", breaker=False)
+        except TokenError as exc:
+            request = self._request_log(delivery, prepared, proxy)
+            request["headers"] = mask_headers(self._headers(delivery, parsed, int(time.time())))
+            extra: dict[str, Any] = {
+                "request": request,
+                "response": {"error": exc.reason},
+                "breaker": not exc.permanent,
+            }
+            if exc.permanent:
+                return Outcome.fail(exc.reason, **extra)
+            return Outcome.retry(exc.reason, **extra)
+
+    async def _exchange(
+        self,
+        delivery: Delivery,
+        prepared: _Prepared,
+        proxy: str | None,
+        context: ssl.SSLContext | bool,
+        token: AccessToken | None,
+    ) -> Outcome:
+        """One request, with its own timestamp and signature; network trouble explained."""
+        parsed = prepared.parsed
+        assert parsed is not None
         headers = self._headers(delivery, parsed, int(time.time()))
-        request: dict[str, Any] = {
-            "method": parsed.method,
-            "url": prepared.shown_url,
-            "headers": None,  # the headers sent, once known; ours if the exchange failed
-            "body_bytes": len(delivery.body),
-        }
-        if proxy:
-            request["proxy"] = mask_url(URL(proxy))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.value}"
+        request = self._request_log(delivery, prepared, proxy)
         started = time.monotonic()
         try:
-            return await self._send(delivery, prepared, headers, proxy, request, started)
+            outcome = await self._send(
+                delivery, prepared, headers, proxy, request, started, context
+            )
+            if token is not None:  # a receiver may echo the token back in its answer
+                outcome = masked_outcome(outcome, Redactor.of([token.value]))
+            return outcome
         except (aiohttp.ClientError, OSError) as exc:
             if request["headers"] is None:
                 request["headers"] = mask_headers(headers)
@@ -127,6 +208,53 @@ class WebhookDelivery:
                 "breaker": not permanent,
             }
             return Outcome.fail(error, **extra) if permanent else Outcome.retry(error, **extra)
+
+    @staticmethod
+    def _request_log(delivery: Delivery, prepared: _Prepared, proxy: str | None) -> dict[str, Any]:
+        assert prepared.parsed is not None
+        request: dict[str, Any] = {
+            "method": prepared.parsed.method,
+            "url": prepared.shown_url,
+            "headers": None,  # the headers sent, once known; ours if the exchange failed
+            "body_bytes": len(delivery.body),
+        }
+        if proxy:
+            request["proxy"] = mask_url(URL(proxy))
+        return request
+
+    async def _ssl(self, options: Mapping[str, Any], tls: TlsOptions) -> ssl.SSLContext:
+        """The trigger's SSLContext, looked up once per configuration generation (the files'
+        state is read then, so a reload picks up a certificate renewed in place)."""
+        known = self._ssl_of.get(id(options))
+        if known is not None and known[0] is options:
+            return known[1]
+        context = await self._tls.context(tls)
+        if len(self._ssl_of) >= PREPARED_LIMIT:
+            self._ssl_of.clear()
+        self._ssl_of[id(options)] = (options, context)
+        return context
+
+    async def _fetch_token(self, oauth: OAuth2Options) -> AccessToken:
+        """One token request through the SSRF guard and the `[daemon]` proxy, as a postback
+        goes; network trouble becomes a TokenError naming the token endpoint."""
+        proxy = self._context.config().daemon.proxy
+        sessions = self._guarded_sessions()
+        url = oauth.token_url
+        try:
+            await self._vet(sessions, url, proxy, DEFAULT_TIMEOUT)
+            async with sessions.session() as session:
+                return await request_token(
+                    session,
+                    oauth,
+                    timeout=TOKEN_TIMEOUT,
+                    proxy=proxy,
+                    user_agent=f"postbackd/{self._context.version}",
+                )
+        except (aiohttp.ClientError, OSError) as exc:
+            error, permanent = _explain(exc, WebhookOptions(url))
+            raise TokenError(
+                f"OAuth2 token endpoint {mask_url(url)}: {error}", permanent=permanent
+            ) from None
 
     def _prepare(self, options: Mapping[str, Any]) -> _Prepared:
         prepared = self._prepared.get(id(options))
@@ -155,23 +283,13 @@ class WebhookDelivery:
         proxy: str | None,
         request: dict[str, Any],
         started: float,
+        context: ssl.SSLContext | bool,
     ) -> Outcome:
-        """One HTTP exchange; network trouble is raised for `deliver` to explain."""
+        """One HTTP exchange; network trouble is raised for `_exchange` to explain."""
         options = prepared.parsed
         assert options is not None
         sessions = self._guarded_sessions()
-        host, port = options.url.host or "", options.url.port or 0
-        if proxy:
-            async with asyncio.timeout(options.timeout):
-                await sessions.vet(host, port)
-        elif parse_ip(host) is not None:
-            # An IP literal's verdict depends on the policy alone: checked once per policy.
-            vetted = (host, port, self._policy())
-            if vetted not in self._vetted:
-                await sessions.vet(host, port)
-                if len(self._vetted) >= PREPARED_LIMIT:
-                    self._vetted.clear()
-                self._vetted.add(vetted)
+        await self._vet(sessions, options.url, proxy, options.timeout)
         async with (
             sessions.session() as session,
             session.request(
@@ -182,6 +300,7 @@ class WebhookDelivery:
                 allow_redirects=False,
                 timeout=prepared.timeout,
                 proxy=proxy,
+                ssl=context,
             ) as answer,
         ):
             latency_ms = _elapsed_ms(started)
@@ -197,19 +316,85 @@ class WebhookDelivery:
             }
             return _judge(answer, options.url, request, response)
 
+    async def _vet(
+        self, sessions: GuardedSessions, url: URL, proxy: str | None, timeout: float
+    ) -> None:
+        """Check a destination the connector's resolver will not: any behind a proxy, and an
+        IP literal (whose verdict depends on the policy alone: checked once per policy)."""
+        host, port = url.host or "", url.port or 0
+        if proxy:
+            async with asyncio.timeout(timeout):
+                await sessions.vet(host, port)
+        elif parse_ip(host) is not None:
+            vetted = (host, port, self._policy())
+            if vetted not in self._vetted:
+                await sessions.vet(host, port)
+                if len(self._vetted) >= PREPARED_LIMIT:
+                    self._vetted.clear()
+                self._vetted.add(vetted)
+
     async def check_connections(self, triggers: Sequence[Trigger]) -> list[ConnectionCheck]:
         """`check --connect`: each trigger's receiver resolved, vetted by the address policy
-        (SSRF guard) and connected to over TCP."""
+        (SSRF guard) and connected to over TCP; with `tls`, a TLS handshake presenting the
+        client certificate; with `oauth2`, a token fetched."""
         resolver = GuardedResolver(self._policy)
+        lines: list[ConnectionCheck] = []
         try:
-            return [
-                await _check_receiver(resolver, str(trigger.options.get("url", "")), trigger.name)
-                for trigger in sorted(triggers, key=lambda t: t.name)
-            ]
+            for trigger in sorted(triggers, key=lambda t: t.name):
+                url = str(trigger.options.get("url", ""))
+                line = await _check_receiver(resolver, url, trigger.name)
+                lines.append(line)
+                parsed = WebhookOptions.parse(trigger.options)[0]
+                if parsed is None:
+                    continue
+                where = f"{url}  [trigger {trigger.name}]"
+                if line.ok and parsed.tls is not None:
+                    lines.append(await self._check_tls(parsed, where))
+                if parsed.oauth2 is not None:
+                    lines.append(await self._check_token(parsed.oauth2, trigger.name))
+            return lines
         finally:
             await resolver.close()
 
+    async def _check_tls(self, options: WebhookOptions, where: str) -> ConnectionCheck:
+        assert options.tls is not None
+        host, port = options.url.host or "", options.url.port or 443
+        try:
+            context = await self._tls.context(options.tls)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+                CONNECT_CHECK,
+            )
+        except TlsFileError as exc:
+            return ConnectionCheck(False, f"tls     {where}: {exc}")
+        except ssl.SSLError as exc:
+            return ConnectionCheck(False, f"tls     {where}: handshake failed: {_reason(exc)}")
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
+            return ConnectionCheck(False, f"tls     {where}: handshake failed: {reason}")
+        writer.close()
+        offered = (
+            "client certificate offered (the receiver may still refuse it after the handshake)"
+            if options.tls.client_cert is not None
+            else "receiver's certificate accepted"
+        )
+        return ConnectionCheck(True, f"tls     {where}: handshake done, {offered}")
+
+    async def _check_token(self, oauth: OAuth2Options, trigger: str) -> ConnectionCheck:
+        where = f"{mask_url(oauth.token_url)}  [trigger {trigger}]"
+        try:
+            token = await self._tokens.token(oauth)
+        except TokenError as exc:
+            return ConnectionCheck(False, f"oauth2  {where}: {exc.reason}")
+        if token.expires_at is None:
+            lasts = "no expires_in: kept until a receiver answers 401"
+        else:
+            left = max(0, round(token.expires_at - time.monotonic()))
+            lasts = f"used for {format_duration(left)}"
+        return ConnectionCheck(True, f"oauth2  {where}: token issued ({lasts})")
+
     async def close(self) -> None:
+        await self._tokens.close()
         sessions, self._sessions = self._sessions, None
         if sessions is not None:
             await sessions.close()
@@ -343,7 +528,15 @@ def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid url {url}: {exc.description}", True
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return f"{where} closed the connection before answering", False
+        message = f"{where} closed the connection before answering"
+        if options.url.scheme == "https" and (options.tls is None or not options.tls.client_cert):
+            # TLS 1.3 sends "certificate required" after the handshake, and the alert does not
+            # reach aiohttp: the likeliest cause is said, since no other is seen
+            message += (
+                " (a receiver that requires a client certificate does that: give one in "
+                "[trigger.options.tls] client_cert)"
+            )
+        return message, False
     return f"request to {url} failed: {_reason(exc)}", False
 
 

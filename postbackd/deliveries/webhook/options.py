@@ -7,13 +7,17 @@ Options (all but `url` optional):
 - ``method`` — POST (default), PUT or PATCH.
 - ``secret`` — a string, or a list of strings to sign with each (rotation). ``whsec_`` +
   base64 is the Standard Webhooks form; any other string is used as its bytes
-  (`postbackd.deliveries.webhook.signing` explains what a receiver must do then).
+  (`postbackd.deliveries.webhook.signing` explains what a receiver must do then); a
+  ``whsk_`` ed25519 secret key signs ``v1a`` instead of the HMAC ``v1``.
 - ``headers`` — a table of header name → string value. The Standard Webhooks headers
   (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and the message framing (`Host`,
   `Content-Length`, `Transfer-Encoding`, `Connection`) belong to postbackd and may not be set;
   `Content-Type` and `User-Agent` may be overridden (e.g. ``application/vnd.acme+json``).
 - ``timeout`` — the whole attempt (default 15s); ``connect_timeout`` — the TCP connect
   (default 5s).
+- ``tls`` — a table: mutual TLS and the receiver's CA (`postbackd.deliveries.webhook.tls`).
+- ``oauth2`` — a table: OAuth2 client credentials, a bearer token fetched for the receiver
+  (`postbackd.deliveries.webhook.oauth2`).
 
 The request log masks the values of `webhook-signature` and of every header whose name
 contains key, token, secret, auth, pass, sig or cookie, the URL's password, and query
@@ -30,13 +34,24 @@ from typing import Any
 
 from yarl import URL
 
-from postbackd.deliveries.webhook.signing import secret_key
+from postbackd.deliveries.webhook.oauth2 import OAuth2Options, parse_oauth2
+from postbackd.deliveries.webhook.signing import check_secret
+from postbackd.deliveries.webhook.tls import TlsOptions, parse_tls
 from postbackd.units import parse_duration
 
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 METHODS = ("POST", "PUT", "PATCH")
-OPTION_NAMES = ("url", "method", "secret", "headers", "timeout", "connect_timeout")
+OPTION_NAMES = (
+    "url",
+    "method",
+    "secret",
+    "headers",
+    "timeout",
+    "connect_timeout",
+    "tls",
+    "oauth2",
+)
 RESERVED_HEADERS = frozenset(
     {
         "webhook-id",
@@ -63,6 +78,8 @@ class WebhookOptions:
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    tls: TlsOptions | None = None
+    oauth2: OAuth2Options | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> tuple[WebhookOptions | None, list[str]]:
@@ -79,14 +96,31 @@ class WebhookOptions:
         connect = _duration(
             "connect_timeout", options.get("connect_timeout"), DEFAULT_CONNECT_TIMEOUT, errors
         )
+        tls = parse_tls(options.get("tls"), errors)
+        oauth2 = parse_oauth2(options.get("oauth2"), errors)
         if url is not None and url.user is not None and _has_authorization(headers):
             errors.append(
                 "options.headers.Authorization: the url carries credentials (user@) too, "
                 "which aiohttp sends as Basic auth; keep only one of them"
             )
+        if "oauth2" in options and _has_authorization(headers):
+            errors.append(
+                "options.headers.Authorization: oauth2 sets Authorization (the bearer token); "
+                "remove this header or the oauth2 table"
+            )
+        if "oauth2" in options and url is not None and url.user is not None:
+            errors.append(
+                "options.url: carries credentials (user@), sent as Basic auth, and oauth2 "
+                "sends a bearer token; keep only one of them"
+            )
+        if tls is not None and url is not None and url.scheme != "https":
+            errors.append(
+                f"options.tls: the url is {url.scheme}://, so no TLS is spoken; "
+                "use an https:// url or remove the tls table"
+            )
         if errors or url is None:
             return None, errors
-        return cls(url, method, secrets, headers, timeout, connect), []
+        return cls(url, method, secrets, headers, timeout, connect, tls, oauth2), []
 
 
 def _has_authorization(headers: tuple[tuple[str, str], ...]) -> bool:
@@ -164,7 +198,7 @@ def _secrets(value: Any, errors: list[str]) -> tuple[str, ...]:
             errors.append(f"{where}: expected a string, got {type(secret).__name__}")
             continue
         try:
-            secret_key(secret)
+            check_secret(secret)
         except ValueError as exc:
             errors.append(f"{where}: {exc}")
             continue

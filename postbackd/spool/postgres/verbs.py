@@ -7,13 +7,13 @@ deliveries up at once, whichever node (or CLI) the operator used.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
-from postbackd.spool.model import ErasedCounts, Selection
-from postbackd.spool.postgres.writes import notify_work, row_count
+from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
+from postbackd.spool.postgres.writes import notify_work, order_key, row_count
 
 T = TypeVar("T")
 Transact = Callable[[Callable[[asyncpg.Connection], Awaitable[T]]], Awaitable[T]]
@@ -31,9 +31,21 @@ def selection_sql(selection: Selection, params: list[Any]) -> str:
     if selection.customer is not None:
         params.append(selection.customer)
         terms.append(f"customer = ${len(params)}")
-    if selection.destination is not None:
-        params.append(selection.destination)
-        terms.append(f"destination = ${len(params)}")
+    for column, value in (
+        ("destination", selection.destination),
+        ("trigger_name", selection.trigger),
+        ("order_id", selection.order),
+        ("event_type", selection.event_type),
+    ):
+        if value is not None:
+            params.append(value)
+            terms.append(f"{column} = ${len(params)}")
+    if selection.since is not None:
+        params.append(selection.since)
+        terms.append(f"created_at >= ${len(params)}")
+    if selection.until is not None:
+        params.append(selection.until)
+        terms.append(f"created_at < ${len(params)}")
     return " AND ".join(terms) or "true"
 
 
@@ -46,6 +58,27 @@ class PostgresVerbStore:
 
     async def retry(self, selection: Selection) -> int:
         return int(await self._transact(lambda conn: retry(conn, selection)))
+
+    async def count(self, selection: Selection) -> int:
+        return int(await self._transact(lambda conn: count(conn, selection)))
+
+    async def resend(self, selection: Selection, rerender: bool) -> int:
+        return int(await self._transact(lambda conn: resend(conn, selection, rerender)))
+
+    async def stored_events(
+        self, customer: str, since: float, until: float | None, after_seq: int, limit: int
+    ) -> list[StoredEvent]:
+        found: list[StoredEvent] = await self._transact(
+            lambda conn: stored_events(conn, customer, since, until, after_seq, limit)
+        )
+        return found
+
+    async def missing_ids(self, ids: Sequence[str]) -> list[str]:
+        missing: list[str] = await self._transact(lambda conn: missing_ids(conn, ids))
+        return missing
+
+    async def add_deliveries(self, rows: Sequence[tuple[str, NewDelivery]]) -> int:
+        return int(await self._transact(lambda conn: add_deliveries(conn, rows)))
 
     async def hold(self, selection: Selection, reason: str) -> int:
         return int(await self._transact(lambda conn: hold(conn, selection, reason)))
@@ -79,6 +112,126 @@ async def retry(conn: asyncpg.Connection, selection: Selection) -> int:
     if count:
         await notify_work(conn)
     return count
+
+
+async def count(conn: asyncpg.Connection, selection: Selection) -> int:
+    params: list[Any] = []
+    where = selection_sql(selection, params)
+    return int(await conn.fetchval(f"SELECT count(*) FROM deliveries WHERE {where}", *params))
+
+
+async def resend(conn: asyncpg.Connection, selection: Selection, rerender: bool) -> int:
+    """Done deliveries due again now, on a fresh schedule (see the SQLite twin)."""
+    params: list[Any] = [time.time()]
+    where = selection_sql(selection, params)
+    payload = ", body = NULL, subject = NULL, render_error = NULL" if rerender else ""
+    count = row_count(
+        await conn.execute(
+            "UPDATE deliveries SET attempts = 0, state = 'pending', next_attempt_at = $1, "
+            f"held_reason = NULL, finished_at = NULL, updated_at = $1{payload} WHERE {where}",
+            *params,
+        )
+    )
+    if count:
+        await notify_work(conn)
+    return count
+
+
+async def stored_events(
+    conn: asyncpg.Connection,
+    customer: str,
+    since: float,
+    until: float | None,
+    after_seq: int,
+    limit: int,
+) -> list[StoredEvent]:
+    """A page of the customer's events received in [since, until), in arrival order."""
+    rows = await conn.fetch(
+        "SELECT seq, id, type, received_at, body FROM events WHERE received_at >= $1 "
+        "AND received_at < $2 AND customer = $3 AND seq > $4 ORDER BY seq LIMIT $5",
+        since,
+        float("inf") if until is None else until,
+        customer,
+        after_seq,
+        limit,
+    )
+    return [
+        StoredEvent(row["seq"], row["id"], row["type"], row["received_at"], bytes(row["body"]))
+        for row in rows
+    ]
+
+
+async def missing_ids(conn: asyncpg.Connection, ids: Sequence[str]) -> list[str]:
+    """Those of `ids` that no delivery has, in the order given."""
+    rows = await conn.fetch("SELECT id FROM deliveries WHERE id = ANY($1::text[])", list(ids))
+    present = {row["id"] for row in rows}
+    return [delivery_id for delivery_id in ids if delivery_id not in present]
+
+
+async def add_deliveries(conn: asyncpg.Connection, rows: Sequence[tuple[str, NewDelivery]]) -> int:
+    """Deliveries for events already stored (a backfill); an id that exists is skipped.
+
+    The (trigger, order) advisory locks are taken first, as at intake, so a backfilled
+    delivery and one another node routes at the same moment keep their order.
+    """
+    keys = sorted(
+        {
+            order_key(new.trigger, new.order_id)
+            for _, new in rows
+            if (new.ordered or new.supersede) and new.order_id is not None
+        }
+    )
+    for key in keys:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+    now = time.time()
+    added = 0
+    for event_id, new in rows:
+        failed = new.state is DeliveryState.FAILED
+        if await conn.fetchval("SELECT 1 FROM deliveries WHERE id = $1", new.id):
+            continue
+        if new.supersede and new.order_id is not None and not failed:
+            await conn.execute(
+                "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
+                "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
+                f"superseded by {new.id}",
+                now,
+                new.order_id,
+                new.trigger,
+            )
+        added += row_count(
+            await conn.execute(
+                "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, "
+                "event_type, order_id, format, content_type, subject, body, render_error, state, "
+                "held_reason, ordered, created_at, next_attempt_at, updated_at, finished_at, "
+                "last_error, destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                "$12, $13, $14, $15, $16, $16, $16, $17, $18, $19) ON CONFLICT (id) DO NOTHING",
+                new.id,
+                event_id,
+                new.trigger,
+                new.plugin,
+                new.customer,
+                new.event_type,
+                new.order_id,
+                new.format,
+                new.content_type,
+                new.subject,
+                new.body,
+                new.render_error,
+                str(new.state),
+                new.held_reason,
+                new.ordered,
+                now,
+                now if failed else None,
+                new.render_error if failed else None,
+                new.destination,
+            )
+        )
+        await conn.execute(
+            "UPDATE events SET matched = true WHERE id = $1 AND NOT matched", event_id
+        )
+    if added:
+        await notify_work(conn)
+    return added
 
 
 async def hold(conn: asyncpg.Connection, selection: Selection, reason: str) -> int:

@@ -48,7 +48,19 @@ def selection_sql(selection: Selection) -> tuple[str, list[Any]]:
     if selection.customer is not None:
         terms.append("customer = ?")
         params.append(selection.customer)
-    if selection.destination is not None:
-        terms.append("destination = ?")
-        params.append(selection.destination)
+    for column, value in (
+        ("destination", selection.destination),
+        ("trigger_name", selection.trigger),
+        ("order_id", selection.order),
+        ("event_type", selection.event_type),
+    ):
+        if value is not None:
+            terms.append(f"{column} = ?")
+            params.append(value)
+    if selection.since is not None:
+        terms.append("created_at >= ?")
+        params.append(selection.since)
+    if selection.until is not None:
+        terms.append("created_at < ?")
+        params.append(selection.until)
     return (" AND ".join(terms) or "1"), params

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from postbackd.spool.model import ErasedCounts, Selection
+from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
 from postbackd.spool.sqlite.rows import id_list, selection_sql
 from postbackd.spool.sqlite.threads import Operation
 
@@ -27,6 +27,27 @@ class SqliteVerbStore:
 
     async def retry(self, selection: Selection) -> int:
         return int(await self._write(lambda conn: retry(conn, selection)))
+
+    async def count(self, selection: Selection) -> int:
+        return int(await self._write(lambda conn: count(conn, selection)))
+
+    async def resend(self, selection: Selection, rerender: bool) -> int:
+        return int(await self._write(lambda conn: resend(conn, selection, rerender)))
+
+    async def stored_events(
+        self, customer: str, since: float, until: float | None, after_seq: int, limit: int
+    ) -> list[StoredEvent]:
+        found: list[StoredEvent] = await self._write(
+            lambda conn: stored_events(conn, customer, since, until, after_seq, limit)
+        )
+        return found
+
+    async def missing_ids(self, ids: Sequence[str]) -> list[str]:
+        missing: list[str] = await self._write(lambda conn: missing_ids(conn, ids))
+        return missing
+
+    async def add_deliveries(self, rows: Sequence[tuple[str, NewDelivery]]) -> int:
+        return int(await self._write(lambda conn: add_deliveries(conn, rows)))
 
     async def hold(self, selection: Selection, reason: str) -> int:
         return int(await self._write(lambda conn: hold(conn, selection, reason)))
@@ -62,6 +83,109 @@ def retry(conn: sqlite3.Connection, selection: Selection) -> int:
         f"finished_at = NULL, updated_at = ? WHERE {where}",
         (now, now, *params),
     ).rowcount
+
+
+def count(conn: sqlite3.Connection, selection: Selection) -> int:
+    where, params = selection_sql(selection)
+    found: int = conn.execute(f"SELECT count(*) FROM deliveries WHERE {where}", params).fetchone()[
+        0
+    ]
+    return found
+
+
+def resend(conn: sqlite3.Connection, selection: Selection, rerender: bool) -> int:
+    """Done deliveries due again now, on a fresh schedule; the request log keeps the earlier
+    attempts. `rerender`: the stored payload is dropped, so the attempt renders the event
+    with the trigger's current template (as for a retried `failed` delivery)."""
+    where, params = selection_sql(selection)
+    payload = ", body = NULL, subject = NULL, render_error = NULL" if rerender else ""
+    now = time.time()
+    return conn.execute(
+        "UPDATE deliveries SET attempts = 0, state = 'pending', next_attempt_at = ?, "
+        f"held_reason = NULL, finished_at = NULL, updated_at = ?{payload} WHERE {where}",
+        (now, now, *params),
+    ).rowcount
+
+
+def stored_events(
+    conn: sqlite3.Connection,
+    customer: str,
+    since: float,
+    until: float | None,
+    after_seq: int,
+    limit: int,
+) -> list[StoredEvent]:
+    """A page of the customer's events received in [since, until), in arrival order."""
+    rows = conn.execute(
+        "SELECT seq, id, type, received_at, body FROM events WHERE received_at >= ? "
+        "AND received_at < ? AND customer = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (since, float("inf") if until is None else until, customer, after_seq, limit),
+    ).fetchall()
+    return [
+        StoredEvent(int(seq), id_, type_, float(at), bytes(body))
+        for seq, id_, type_, at, body in rows
+    ]
+
+
+def missing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+    """Those of `ids` that no delivery has, in the order given."""
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?))",
+            (id_list(ids),),
+        )
+    }
+    return [delivery_id for delivery_id in ids if delivery_id not in present]
+
+
+def add_deliveries(conn: sqlite3.Connection, rows: Sequence[tuple[str, NewDelivery]]) -> int:
+    """Deliveries for events already stored (a backfill); an id that exists is skipped, so
+    adding the same rows twice adds nothing. Supersede as at intake. Returns those added."""
+    now = time.time()
+    added = 0
+    for event_id, new in rows:
+        if conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (new.id,)).fetchone():
+            continue
+        failed = new.state is DeliveryState.FAILED
+        if new.supersede and new.order_id is not None and not failed:
+            conn.execute(
+                "UPDATE deliveries SET state = 'cancelled', last_error = ?, finished_at = ?, "
+                "updated_at = ? WHERE order_id = ? AND trigger_name = ? AND state = 'pending'",
+                (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
+            )
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+            "destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.id,
+                event_id,
+                new.trigger,
+                new.plugin,
+                new.customer,
+                new.event_type,
+                new.order_id,
+                new.format,
+                new.content_type,
+                new.subject,
+                new.body,
+                new.render_error,
+                str(new.state),
+                new.held_reason,
+                int(new.ordered),
+                now,
+                now,
+                now,
+                now if failed else None,
+                new.render_error if failed else None,
+                new.destination,
+            ),
+        )
+        conn.execute("UPDATE events SET matched = 1 WHERE id = ? AND matched = 0", (event_id,))
+        added += 1
+    return added
 
 
 def hold(conn: sqlite3.Connection, selection: Selection, reason: str) -> int:
