@@ -339,3 +339,37 @@ async def test_forged_alerts_are_refused_and_hostile_errors_render_safely(
         assert (await daemon.get("/readyz"))[0] == 200
     finally:
         daemon.stop()
+
+
+async def test_an_alert_trigger_is_tried_with_postbackd_test_and_an_alert_sample(
+    tmp_path, smtp_server_factory
+):
+    """Before anything breaks: ``postbackd test`` sends the sample alert through the trigger."""
+    server = smtp_server_factory()
+    daemon = alerting_daemon(
+        tmp_path,
+        alerts={},
+        triggers=[
+            {
+                "name": "ops-mail",
+                "customer": "postbackd",
+                "events": ["postbackd.*"],
+                "template": "builtin:alert-email",
+                "delivery": "email",
+                "options": {"to": "ops@print.example"},
+            }
+        ],
+    )
+    daemon.write("smtp.toml", SMTP_TABLE.format(port=server.port))
+    done = await asyncio.to_thread(
+        daemon.command, "test", "ops-mail", "--sample", "postbackd.delivery_dead"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (mail,) = server.received
+    message = mail.message()
+    assert message["Subject"] == (
+        "[postbackd pb-1] 2 deliveries dead at https://hooks.acme.example:443"
+    )
+    body = message.get_content()
+    assert "These postbacks will not be retried" in body
+    assert "6a1d3b5f-9c2e-5d4a-8f8b-2e3c4d5e6f70: trigger acme-order-shipped" in body
