@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -373,3 +374,40 @@ async def test_an_alert_trigger_is_tried_with_postbackd_test_and_an_alert_sample
     body = message.get_content()
     assert "These postbacks will not be retried" in body
     assert "6a1d3b5f-9c2e-5d4a-8f8b-2e3c4d5e6f70: trigger acme-order-shipped" in body
+
+
+async def test_a_file_drop_whose_directory_is_removed_is_down_and_back_when_it_returns(
+    tmp_path, webhook_receiver, ops
+):
+    """Removed, the directory's watch would see nothing more while /readyz said ready: the
+    source is down (alerted) until the directory is there again, then watches the new one —
+    a file dropped into it is delivered."""
+    incoming = tmp_path / "incoming"
+    daemon = alerting_daemon(
+        tmp_path,
+        alerts={"source_down_after": "1s"},
+        sources={"filedrop": {"directory": str(incoming)}},
+        triggers=[
+            {"delivery": "webhook", "options": {"url": webhook_receiver.url("/acme")}},
+            ops_webhook(ops),
+        ],
+    )
+    try:
+        await daemon.start()
+        shutil.rmtree(incoming)
+        await until(lambda: of_type(ops, "source_down"), 20, "source_down")
+        (down,) = of_type(ops, "source_down")
+        assert down["details"]["source"] == "filedrop"
+        assert "is gone" in down["details"]["error"]
+        status, body = await daemon.get("/readyz")
+        assert status == 503 and "is gone" in body["source_errors"]["filedrop"]
+
+        incoming.mkdir()
+        await until(lambda: of_type(ops, "source_recovered"), 20, "source_recovered")
+        await daemon.wait_ready()
+        (incoming / "back.json").write_text(json.dumps(event("evt-back")))
+        (request,) = await webhook_receiver.wait_for(1, path="/acme", timeout=15)
+        assert request.json()["eventId"] == "evt-back"
+        assert [a["alert"] for a in alerts_received(ops)] == ["source_down", "source_recovered"]
+    finally:
+        daemon.stop()
