@@ -21,7 +21,6 @@ failing begins a new episode (and is told again once it has lasted the setting).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -158,27 +157,8 @@ class AlertMonitor:
     def look(self, now: float) -> None:
         """One look at breakers, sources and dead windows; raises what is due."""
         alerts = self.current().config.alerts
-        failing = self.breakers.open_since()
-        for gone in set(self._opened_by) - set(failing):
-            if gone not in self._destinations.alerted():
-                del self._opened_by[gone]
-        for change in self._destinations.observe(failing, alerts.destination_failing_after, now):
-            self._raise(self._destination_alert(change))
-            if change.kind == "resolved":
-                self._opened_by.pop(change.subject, None)
-        ready, errors = self.source_states()
-        redactor = self.current().config.redactor  # a source's error may quote its settings
-        for name, is_ready in ready.items():
-            if is_ready:
-                self._source_down_since.pop(name, None)
-            else:
-                self._source_down_since.setdefault(name, now)
-                error = errors.get(name)
-                self._source_errors[name] = clip(redactor.text(error)) if error else "not ready"
-        for name in set(self._source_down_since) - set(ready):
-            del self._source_down_since[name]  # removed from the configuration: episode over
-        for change in self._sources.observe(self._source_down_since, alerts.source_down_after, now):
-            self._raise(self._source_alert(change, removed=change.subject not in ready))
+        self._look_at_destinations(alerts.destination_failing_after, now)
+        self._look_at_sources(alerts.source_down_after, now)
         for batch in self._dead.closed(alerts.delivery_dead_window, now):
             self._raise(
                 Alert(
@@ -198,6 +178,31 @@ class AlertMonitor:
                     },
                 )
             )
+
+    def _look_at_destinations(self, after: float, now: float) -> None:
+        failing = self.breakers.open_since()
+        alerted = self._destinations.alerted()
+        for closed in set(self._opened_by) - set(failing) - set(alerted):
+            del self._opened_by[closed]  # a blip: its error is nobody's business
+        for change in self._destinations.observe(failing, after, now):
+            self._raise(self._destination_alert(change))
+            if change.kind == "resolved":
+                self._opened_by.pop(change.subject, None)
+
+    def _look_at_sources(self, after: float, now: float) -> None:
+        ready, errors = self.source_states()
+        redactor = self.current().config.redactor  # a source's error may quote its settings
+        for name, is_ready in ready.items():
+            if is_ready:
+                self._source_down_since.pop(name, None)
+            else:
+                self._source_down_since.setdefault(name, now)
+                error = errors.get(name)
+                self._source_errors[name] = clip(redactor.text(error)) if error else "not ready"
+        for name in set(self._source_down_since) - set(ready):
+            del self._source_down_since[name]  # removed from the configuration: episode over
+        for change in self._sources.observe(self._source_down_since, after, now):
+            self._raise(self._source_alert(change, removed=change.subject not in ready))
 
     def _destination_alert(self, change: Transition) -> Alert:
         dest = change.subject
@@ -274,8 +279,10 @@ class AlertMonitor:
     async def _send(self) -> None:
         while True:
             alert = await self._queue.get()
-            with contextlib.suppress(Exception):
+            try:
                 await self._store(alert)
+            except Exception:  # a bug: say so, and go on with the next alert
+                log.exception("alert not stored", event_id=alert.event_id)
 
     async def _store(self, alert: Alert) -> None:
         """Submit one alert's event until it is stored (or nobody would receive it)."""
