@@ -275,6 +275,10 @@ class AlertMonitor:
             self._queue.put_nowait(alert)
         except asyncio.QueueFull:
             log.error("alert dropped: too many waiting to be stored", event_id=alert.event_id)
+            self._count(alert, "dropped")
+
+    def _count(self, alert: Alert, outcome: str) -> None:
+        self.intake.metrics.alerts.labels(alert.type, outcome).inc()
 
     async def _send(self) -> None:
         while True:
@@ -296,6 +300,7 @@ class AlertMonitor:
             data=alert.data(generation.config.daemon.node),
         )
         if not generation.router.matching_triggers(event):
+            self._count(alert, "unrouted")
             log.info(
                 "alert not stored: no active trigger routes it",
                 event_id=event.id,
@@ -305,15 +310,18 @@ class AlertMonitor:
             return
         while True:
             try:
-                await self.intake.submit_own(event)
+                result = await self.intake.submit_own(event)
             except SpoolUnavailable as exc:
                 if self.intake.closed:
                     log.warning("alert not stored: shutting down", event_id=event.id)
+                    self._count(alert, "dropped")
                     return
                 await self._storing.wait(exc, event_id=event.id)
                 continue
             except EventRejected as exc:  # a bug: our own event must be valid
                 log.error("alert not stored", event_id=event.id, error=str(exc))
+                self._count(alert, "dropped")
                 return
             self._storing.succeeded()
+            self._count(alert, "duplicate" if result.duplicate else "stored")
             return

@@ -160,3 +160,7 @@ async def test_an_episode_raised_again_is_stored_once_and_routed_to_the_alert_tr
     assert {d.trigger for d in stored} == {"ops"}
     acme, _ = await parts.spool.list_deliveries(ListFilter(customer="acme"))
     assert acme == []  # an acme trigger for order.* never sees an alert
+    counted = parts.intake.metrics.render().decode()
+    kind = 'type="postbackd.reload_rejected"'
+    assert f'postbackd_alerts_total{{outcome="stored",{kind}}} 2.0' in counted
+    assert f'postbackd_alerts_total{{outcome="duplicate",{kind}}} 1.0' in counted

@@ -130,6 +130,9 @@ async def test_a_failing_destination_is_told_once_and_its_recovery_once(
         alerts = await daemon.deliveries(customer="postbackd")
         assert sorted(d["state"] for d in alerts) == ["done", "done"]
         assert '"alert"' in daemon.logs() and "postbackd.destination_failing" in daemon.logs()
+        metrics = await daemon.metrics()
+        for kind in ("destination_failing", "destination_recovered"):
+            assert f'alerts_total{{outcome="stored",type="postbackd.{kind}"}} 1.0' in metrics
     finally:
         daemon.stop()
 
