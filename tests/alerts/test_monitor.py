@@ -164,3 +164,22 @@ async def test_an_episode_raised_again_is_stored_once_and_routed_to_the_alert_tr
     kind = 'type="postbackd.reload_rejected"'
     assert f'postbackd_alerts_total{{outcome="stored",{kind}}} 2.0' in counted
     assert f'postbackd_alerts_total{{outcome="duplicate",{kind}}} 1.0' in counted
+
+
+async def test_an_alert_no_trigger_routes_is_counted_and_not_stored(
+    tmp_path: Path, spool: Spool
+) -> None:
+    conf = tmp_path / "quiet.d"
+    conf.mkdir()
+    (conf / "a.toml").write_text(CONF.split("[[trigger]]")[0], encoding="utf-8")
+    quiet = load_generation(conf, open_plugins(conf, use_entry_points=False), 1)
+    parts = Parts(quiet, spool)
+    parts.monitor.reload_rejected(["conf.d/a.toml:1: broken"], "SIGHUP")
+    (alert,) = parts.raised()
+    await parts.monitor._store(alert)
+    stored, _ = await spool.list_deliveries(ListFilter())
+    assert stored == []
+    counted = parts.intake.metrics.render().decode()
+    assert 'postbackd_alerts_total{outcome="unrouted",type="postbackd.reload_rejected"} 1.0' in (
+        counted
+    )
