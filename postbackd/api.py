@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 
@@ -24,7 +24,7 @@ from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.openapi import openapi_document
 from postbackd.samples import load_sample
-from postbackd.spool import DeliveryIdError, ListFilter, Spool, parse_state
+from postbackd.spool import DeliveryIdError, ListFilter, Spool, TimerState, parse_state
 from postbackd.templates import RenderError, render_budget
 from postbackd.ui import UiRoutes
 from postbackd.web import Handler, bearer_ok, json_error, json_response, unauthorized
@@ -64,6 +64,7 @@ class AdminApi:
             web.get("/v1/deliveries", guarded(self.list_deliveries)),
             web.get("/v1/deliveries/{id}", guarded(self.get_delivery)),
             web.post("/v1/deliveries/{id}/retry", guarded(self.retry_delivery)),
+            web.get("/v1/timers", guarded(self.list_timers)),
             web.post("/v1/render", guarded(self.render)),
             web.post("/v1/reload", guarded(self.reload)),
             web.get("/v1/config", guarded(self.config)),
@@ -93,6 +94,22 @@ class AdminApi:
             body=self.backend.metrics.render(),
             headers={"Content-Type": self.backend.metrics.content_type},
         )
+
+    async def list_timers(self, request: web.Request) -> web.Response:
+        """``[[sla]]`` delay timers: ``?state=pending`` (default), fired, cancelled or all."""
+        query = request.query
+        state = query.get("state", "pending")
+        if state not in ("pending", "fired", "cancelled", "all"):
+            return json_error(400, "state must be pending, fired, cancelled or all", "state")
+        try:
+            limit = min(int(query.get("limit", "100")), 1000)
+        except ValueError:
+            return json_error(400, "limit must be a number", "limit")
+        if limit < 1:
+            return json_error(400, "limit must be at least 1", "limit")
+        chosen = None if state == "all" else cast(TimerState, state)
+        timers = await self.backend.spool.list_timers(chosen, limit)
+        return json_response({"timers": [timer.as_json() for timer in timers]})
 
     async def list_deliveries(self, request: web.Request) -> web.Response:
         query = request.query

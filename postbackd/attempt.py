@@ -405,7 +405,12 @@ class AttemptRunner:
         if detail is None:
             return None
         event = parse_event(detail.event)
-        outcome = await asyncio.to_thread(generation.router.render, trigger, event)  # off the loop
+        previous = None
+        if event.order_id is not None and generation.router.uses_changes(trigger):
+            previous = await self.spool.previous_event(event.customer, event.order_id, event.id)
+        outcome = await asyncio.to_thread(  # off the loop
+            generation.router.render, trigger, event, previous
+        )
         if outcome.rendered is None:
             await self.spool.set_rendered(stored.id, None, None, str(outcome.error))
             await self._finish_without_attempt(stored, DeliveryState.FAILED, str(outcome.error))

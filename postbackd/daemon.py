@@ -39,9 +39,11 @@ from postbackd.housekeeping import Housekeeping
 from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
+from postbackd.plugin import SubmitResult
 from postbackd.plugins import PluginError
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
+from postbackd.sla_firing import SLA_SOURCE, SlaFiring
 from postbackd.spool import Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
@@ -84,6 +86,7 @@ class Daemon:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self.sla_firing: SlaFiring | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,14 +134,21 @@ class Daemon:
         )
         self.dispatcher = Dispatcher(spool, self.current, self.breakers, runner)
         spool.on_new_work(self.wake)  # another node's intake, a retry from elsewhere
-        self.intake = Intake(spool, self.current, self.metrics, self._committed)
+        self.sla_firing = SlaFiring(spool, self.current, self._submit_alert)
+        self.intake = Intake(
+            spool, self.current, self.metrics, self._committed, self.sla_firing.wake
+        )
         self._dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         self._dispatcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._dispatcher_task)
         self.alerts = AlertMonitor(self.current, self.intake, self.breakers, self._source_states)
         runner.watch = self.alerts
-        self.reloader.on_rejected = self.alerts.reload_rejected
         self._tasks.extend(self.alerts.tasks())
+        if self.worker is None:
+            # a delivery worker reloads too, but a rejected reload is told of by the main
+            # process; delay alerts go out through the main process's intake
+            self.reloader.on_rejected = self.alerts.reload_rejected
+            self._tasks.append(asyncio.create_task(self.sla_firing.run(), name="sla-firing"))
         self.housekeeping = Housekeeping(
             spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
         )
@@ -273,6 +283,11 @@ class Daemon:
         if self.sources is not None:
             self.sources.readiness()  # postbackd_source_ready as of this scrape, not the last look
         return await self.housekeeping.refresh_gauges()
+
+    async def _submit_alert(self, event: Event) -> SubmitResult:
+        """A delay alert of an ``[[sla]]`` rule, into intake like any source's event."""
+        assert self.intake is not None  # built with the firing loop, before it runs
+        return await self.intake.submit(event, source=SLA_SOURCE)
 
     def _committed(self, event: Event) -> None:
         self.wake()

@@ -24,6 +24,8 @@ CANONICAL_TYPES: tuple[str, ...] = (
     "order.shipped",
     "order.in_transit",
     "order.delivered",
+    "order.package_status_updated",
+    "order.delayed",
 )
 
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -35,6 +37,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "order.shipped": ("Order shipped",),
     "order.in_transit": ("Order in transit",),
     "order.delivered": ("Order delivered",),
+    "order.package_status_updated": ("Package Status Updated", "Package updated"),
+    "order.delayed": ("Delayed Order", "Order delayed"),
 }
 SYSTEM_TYPE_PREFIX = "postbackd."
 """The daemon's own events (operational alerts, `postbackd.alerts`): no source may send them."""

@@ -93,6 +93,7 @@ class Housekeeping:
         for state, count in stats.by_state.items():
             self.metrics.spool_deliveries.labels(state).set(count)
         self.metrics.oldest_pending.set(stats.oldest_pending_age or 0)
+        self.metrics.sla_timers_pending.set(stats.timers_pending)
         self.metrics.breakers_open.set(len(self.breakers.open_destinations()))
         return stats
 

@@ -5,6 +5,10 @@ guarantees of DESIGN §1 hold for all of them: the caller hears "accepted" only 
 commit, the same event id twice yields one set of deliveries, and an event that matches
 nothing is still recorded, logged and counted.
 
+The same transaction starts and cancels the orders' ``[[sla]]`` timers (`postbackd.sla`): the
+event a rule waits after starts one, an event it expects cancels it — a timer is never stored
+without its event, nor an event without its timer.
+
 A source also reports what it refused before there was an event to submit (malformed JSON,
 a wrong token, a body too large) through ``submit.rejected(reason)``, so
 ``postbackd_events_rejected_total{source,reason}`` counts every refusal, whatever the source.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 from postbackd.events import (
     SYSTEM_EVENT_ID_PREFIX,
@@ -33,7 +37,8 @@ from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import SpoolUnavailable, SubmitResult
-from postbackd.spool import NewDelivery, Spool
+from postbackd.sla import timer_changes
+from postbackd.spool import NewDelivery, Spool, TimerStart
 
 log = get_logger("postbackd.intake")
 
@@ -52,11 +57,13 @@ class Intake:
         current: Callable[[], Generation],
         metrics: Metrics,
         on_committed: Callable[[Event], None],
+        on_timer_started: Callable[[], None] = lambda: None,
     ) -> None:
         self.spool = spool
         self.current = current
         self.metrics = metrics
         self.on_committed = on_committed
+        self.on_timer_started = on_timer_started
         self.closed = False
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, "postbackd-render")
 
@@ -99,12 +106,11 @@ class Intake:
         generation = self.current()
         for index, event in enumerate(events):
             _check_size(event, index if len(events) > 1 else None)
-        loop = asyncio.get_running_loop()
-        routed = await loop.run_in_executor(
-            self._render_pool, lambda: [(e, generation.router.route(e)) for e in events]
-        )
+        config = generation.config
+        timers = timer_changes(config.sla, config.customers, events)
         try:
-            outcomes = await self.spool.submit_many(routed, source=source)
+            routed = await self._route(generation, events)
+            outcomes = await self.spool.submit_many(routed, source=source, timers=timers)
         except SpoolUnavailable as exc:
             self.rejected(source, "unavailable", len(events))
             for event in events:
@@ -117,10 +123,43 @@ class Intake:
                 )
             raise
         self.metrics.events_received.labels(source).inc(len(events))
+        if any(isinstance(change, TimerStart) for change in timers):
+            self.on_timer_started()
         return [
             self._stored(generation, event, deliveries, outcome.duplicate, source)
             for (event, deliveries), outcome in zip(routed, outcomes, strict=True)
         ]
+
+    async def _route(
+        self, generation: Generation, events: Sequence[Event]
+    ) -> list[tuple[Event, list[NewDelivery]]]:
+        """Route each event on the render threads, with its order's previous event where a
+        template reads ``changes`` (fetched first, on the loop: the spool is async).
+
+        The previous event of an order is the batch's own earlier event of that order, else
+        the spool's last stored one; the spool is asked only for events that need it.
+        """
+        router = generation.router
+        previous: list[dict[str, Any] | None] = []
+        earlier: dict[tuple[str, str], Event] = {}
+        for event in events:
+            order_id = event.order_id
+            found = None
+            if order_id is not None:
+                before = earlier.get((event.customer, order_id))
+                earlier[(event.customer, order_id)] = event
+                if router.needs_previous(event):
+                    found = (
+                        before.to_dict()
+                        if before is not None
+                        else await self.spool.previous_event(event.customer, order_id, event.id)
+                    )
+            previous.append(found)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._render_pool,
+            lambda: [(e, router.route(e, p)) for e, p in zip(events, previous, strict=True)],
+        )
 
     def _stored(
         self,

@@ -51,6 +51,11 @@ class Metrics:
         self.oldest_pending = Gauge(
             "postbackd_oldest_pending_seconds", "Age of the oldest pending delivery", registry=r
         )
+        self.sla_timers_pending = Gauge(
+            "postbackd_sla_timers_pending",
+            "[[sla]] delay timers still waiting (orders that may yet be late)",
+            registry=r,
+        )
         self.breakers_open = Gauge(
             "postbackd_breakers_open", "Destinations behind an open circuit breaker", registry=r
         )

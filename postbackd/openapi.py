@@ -106,6 +106,22 @@ SCHEMAS: dict[str, Schema] = {
             },
         }
     ),
+    "Timer": obj(
+        {
+            "id": {"type": "string", "description": "the delay alert's event id (rule + order)"},
+            "rule": {"type": "string", "description": "the `[[sla]]` rule's name"},
+            "customer": {"type": "string"},
+            "order_id": {"type": "string"},
+            "emit": {"type": "string", "description": "the event type the alert will have"},
+            "started_by": {"type": "string", "description": "the event that started it"},
+            "started_at": {"type": "number", "description": "epoch seconds"},
+            "due_at": {"type": "number", "description": "epoch seconds"},
+            "state": {"type": "string", "enum": ["pending", "fired", "cancelled"]},
+            "finished_at": nullable("number"),
+            "note": {**nullable("string"), "description": "how it ended"},
+        }
+    ),
+    "TimerList": obj({"timers": {"type": "array", "items": ref("Timer")}}),
     "Attempt": obj(
         {
             "number": {"type": "integer"},
@@ -505,6 +521,27 @@ def openapi_document() -> Schema:
             "get": operation(
                 "the loaded configuration's generation, customers and triggers",
                 {"200": answer("the configuration", ref("ConfigStatus"))},
+            )
+        },
+        "/v1/timers": {
+            "get": operation(
+                "`[[sla]]` delay timers: pending ones by due time, others newest first",
+                {
+                    "200": answer("the timers", ref("TimerList")),
+                    "400": error("a bad state or limit"),
+                },
+                parameters=[
+                    query(
+                        "state",
+                        {"type": "string", "enum": ["pending", "fired", "cancelled", "all"]},
+                        "which timers (default pending)",
+                    ),
+                    query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "at most this many (default 100; more is capped at 1000)",
+                    ),
+                ],
             )
         },
         "/v1/openapi.json": {

@@ -3,6 +3,10 @@
 The payload is fixed here, at routing time: what is rendered is what is stored, retried and
 logged. A render failure is not an exception for the caller — it becomes a delivery in state
 `failed` carrying the message, so it shows in the request log like any other postback.
+
+Templates that read ``changes`` compare the event with its order's previous one; the caller
+(intake) fetches that event only when `needs_previous` says so, and `route` works the
+changes out once for all the event's triggers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from postbackd.changes import compute_changes
 from postbackd.config import Config, Trigger
 from postbackd.events import Event, type_matches
 from postbackd.spool import DeliveryState, NewDelivery
@@ -103,19 +108,51 @@ class Router:
             self._matching[key] = found
         return list(found)
 
-    def render(self, trigger: Trigger, event: Event) -> RenderOutcome:
+    def uses_changes(self, trigger: Trigger) -> bool:
+        """Whether the trigger's template reads ``changes``."""
+        return self.engine.uses_changes(trigger.template)
+
+    def needs_previous(self, event: Event) -> bool:
+        """Whether routing `event` needs its order's previous event: it has an order id and a
+        matching trigger's template reads ``changes``."""
+        return event.order_id is not None and any(
+            self.uses_changes(trigger) for trigger in self.matching_triggers(event)
+        )
+
+    def render(
+        self, trigger: Trigger, event: Event, previous: Mapping[str, Any] | None = None
+    ) -> RenderOutcome:
+        """Render one trigger's payload; `previous` is the order's previous event envelope
+        (None: the event is taken as its order's first)."""
+        changes = None
+        if self.uses_changes(trigger):
+            changes = compute_changes(previous, event.to_dict()).as_context()
+        return self._render(trigger, event, changes)
+
+    def _render(
+        self, trigger: Trigger, event: Event, changes: Mapping[str, Any] | None
+    ) -> RenderOutcome:
         customer = self.config.customers.get(event.customer)
         try:
             with render_budget():
-                return RenderOutcome(self.engine.render(trigger.template, event, customer), None)
+                rendered = self.engine.render(trigger.template, event, customer, changes)
+            return RenderOutcome(rendered, None)
         except RenderError as exc:
             return RenderOutcome(None, exc)
 
-    def route(self, event: Event) -> list[NewDelivery]:
-        return [self.new_delivery(trigger, event) for trigger in self.matching_triggers(event)]
+    def route(self, event: Event, previous: Mapping[str, Any] | None = None) -> list[NewDelivery]:
+        """The event's deliveries, rendered; `previous` as for `render` (fetched by the caller
+        only when `needs_previous`)."""
+        triggers = self.matching_triggers(event)
+        changes = None
+        if any(self.uses_changes(trigger) for trigger in triggers):
+            changes = compute_changes(previous, event.to_dict()).as_context()
+        return [self.new_delivery(trigger, event, changes) for trigger in triggers]
 
-    def new_delivery(self, trigger: Trigger, event: Event) -> NewDelivery:
-        outcome = self.render(trigger, event)
+    def new_delivery(
+        self, trigger: Trigger, event: Event, changes: Mapping[str, Any] | None = None
+    ) -> NewDelivery:
+        outcome = self._render(trigger, event, changes)
         rendered = outcome.rendered
         template = self.engine.template(trigger.template)
         return NewDelivery(

@@ -129,12 +129,22 @@ async def daemon(daemon_factory, receiver, tmp_path: Path) -> PostbackdDaemon:
         '["200ms", "200ms", "200ms"]', '["1h", "1h", "1h"]'
     )
     files["off.toml"] = OFF_TRIGGER.format(url=receiver.url("/off"))
+    files["sla.toml"] = SLA_RULE
     started = daemon_factory(receiver.url("/hook"), token=TOKEN, files=files)
     started.port = port
     started.launch()
     await started.wait_ready()
     return started
 
+
+SLA_RULE = """
+[[sla]]
+name = "deliver-in-a-week"
+after = "order.shipped"
+expect = ["order.delivered"]
+within = "7d"
+emit = "order.delayed"
+"""
 
 OFF_TRIGGER = """
 [[trigger]]
@@ -171,6 +181,10 @@ async def test_real_answers_of_every_route_match_the_document(daemon, receiver) 
     await call("GET", "/v1/deliveries", 400, path="/v1/deliveries?state=bogus")
     await call("GET", "/v1/deliveries/{id}", 200, path=f"/v1/deliveries/{done[:8]}")
     await call("GET", "/v1/deliveries/{id}", 404, path="/v1/deliveries/no-such-delivery")
+    (timer,) = (await call("GET", "/v1/timers", 200))["timers"]
+    assert timer["rule"] == "deliver-in-a-week" and timer["order_id"] == "o-1"
+    await call("GET", "/v1/timers", 200, path="/v1/timers?state=all&limit=5")
+    await call("GET", "/v1/timers", 400, path="/v1/timers?state=late")
 
     # one delivery kept waiting: the receiver fails it and the next attempt is an hour away
     receiver.respond("/hook", 500)

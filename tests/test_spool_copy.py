@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from postbackd.spool import Spool, open_spool
-from postbackd.spool.model import DeliveryState
+from postbackd.spool.model import DeliveryState, TimerStart
 from tests.pg_fixtures import pg_cluster, pg_url
-from tests.spool.helpers import add, new_delivery, result, soon
+from tests.spool.helpers import add, make_event, new_delivery, result, soon
 
 S = DeliveryState
 __all__ = ["pg_cluster", "pg_url"]
@@ -38,6 +38,9 @@ async def fill(spool: Spool) -> float:
     await add(spool, "e3", new_delivery("held", order="o3", ordered=True), order="o3")
     await spool.verbs.hold(["held"])
     await add(spool, "unmatched")
+    received = make_event("e4", order="o4", type_="order.received")
+    timer = TimerStart("e4", "alert-o4", "ship", "acme", "o4", "order.delayed", ("x.y",), 60.0)
+    await spool.submit_many([(received, [])], source="test", timers=[timer])
     return later
 
 
@@ -59,6 +62,7 @@ async def snapshot(target: Path | str) -> dict[str, tuple[object, ...]]:
             )
         stats = await spool.stats()
         out["stats"] = (stats.events, stats.unmatched_events, dict(stats.by_state))
+        out["timers"] = tuple(await spool.list_timers(None))
         return out
 
 
@@ -68,10 +72,11 @@ async def test_sqlite_into_postgresql_and_back(tmp_path: Path, pg_url: str) -> N
         later = await fill(spool)
     original = await snapshot(source)
     assert original["later"][1] == later
+    assert [t.order_id for t in original["timers"]] == ["o4"]  # type: ignore[attr-defined]
 
     done = spool_copy(source, pg_url)
     assert done.returncode == 0, done.stderr
-    assert "copied 4 events, 3 deliveries and 1 request log entries" in done.stdout
+    assert "copied 5 events, 3 deliveries and 1 request log entries" in done.stdout
     assert await snapshot(pg_url) == original
 
     back = tmp_path / "back.db"
@@ -89,7 +94,7 @@ async def test_a_non_empty_target_and_a_missing_source_are_refused(
     assert spool_copy(source, pg_url).returncode == 0
     again = spool_copy(source, pg_url)
     assert again.returncode == 1
-    assert "already holds 4 events and 3 deliveries: copy into an empty spool" in again.stderr
+    assert "already holds 5 events and 3 deliveries: copy into an empty spool" in again.stderr
     missing = spool_copy(tmp_path / "nope.db", tmp_path / "new.db")
     assert missing.returncode == 1 and "not found" in missing.stderr
     assert not (tmp_path / "new.db").exists()

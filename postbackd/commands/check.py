@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         f"{conf_dir}: {plural(len(config.customers), 'customer')}, "
         f"{plural(len(config.triggers), 'trigger')}, "
         f"{plural(len(config.templates), 'template')}, {plural(len(config.lookups), 'lookup')}"
+        + (f", {plural(len(config.sla), 'delay rule')}" if config.sla else "")
         + (f", {plural(len(warnings), 'warning')}" if warnings else "")
         + (" — FAILED" if failed else " — ok")
     )

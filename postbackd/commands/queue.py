@@ -1,10 +1,11 @@
-"""`postbackd queue list|show|retry|resend|backfill|hold|release|purge|stats`: Postfix's
+"""`postbackd queue list|show|retry|resend|backfill|hold|release|purge|stats|timers`: Postfix's
 operator verbs on the spool, beside the running daemon (its dispatcher picks the changes up
 within a second).
 
 `retry` and `resend` take the filters of `requests` (customer, trigger, order, event type,
 --since/--until) and `--dry-run` to count first. `backfill` routes stored events through one
-trigger of the configuration (`postbackd.backfill`).
+trigger of the configuration (`postbackd.backfill`). `timers` lists the ``[[sla]]`` delay
+timers still waiting.
 
 The verbs compose with jq: ``queue list --state dead --json | jq -r .id | queue retry -``.
 Each says what it did ("retried 3 deliveries"); given explicit ids of which none could be
@@ -39,6 +40,7 @@ from postbackd.commands.spool_access import (
     short_duration,
     since_argument,
 )
+from postbackd.commands.timers import add_timer_options, list_timers
 from postbackd.spool import MIN_ID_PREFIX, RETRYABLE, DeliveryState, ListFilter, Spool
 from postbackd.units import plural
 
@@ -143,6 +145,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     purge.add_argument("--customer", metavar="C", help="only this customer's deliveries")
     purge.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     _common(purge, _purge, "--state S or --customer C")
+
+    timers = verbs.add_parser(
+        "timers", help="[[sla]] delay timers: pending ones by due time (--state for others)"
+    )
+    add_timer_options(timers)
+    _common(timers, list_timers, read_only=True)
 
     stats = verbs.add_parser("stats", help="deliveries per state, oldest pending, events")
     stats.add_argument("--json", action="store_true", help="one JSON object")
@@ -335,6 +343,7 @@ async def _stats(spool: Spool, args: argparse.Namespace) -> int:
         ("oldest pending", "-" if oldest is None else short_duration(oldest)),
         ("events", str(stats.events)),
         ("unmatched events", str(stats.unmatched_events)),
+        ("delay timers pending", str(stats.timers_pending)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -1,4 +1,5 @@
-"""`postbackd requests`: the request log in a terminal, and `requests show ID` for one delivery.
+"""`postbackd requests`: the request log in a terminal, `requests show ID` for one delivery, and
+`requests timers` for the ``[[sla]]`` delay timers still waiting (as `queue timers`).
 
 The listing is the web UI's Requests page: newest first, one aligned line per delivery, cut to
 the terminal's width (``--json`` gives every field as JSON lines, for jq). `show` prints the
@@ -30,6 +31,7 @@ from postbackd.commands.spool_access import (
     run_on_spool,
     short_duration,
 )
+from postbackd.commands.timers import list_timers
 from postbackd.spool import (
     MIN_ID_PREFIX,
     AmbiguousDeliveryId,
@@ -53,9 +55,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="List deliveries newest first, or 'requests show ID' for one delivery's "
         "event, template processing, requests and responses. Reads the spool directly; the "
         "daemon may be running.",
-        usage="postbackd requests [options] [show ID]",
+        usage="postbackd requests [options] [show ID | timers]",
     )
-    parser.add_argument("words", nargs="*", metavar="show ID", help="show one delivery")
+    parser.add_argument(
+        "words",
+        nargs="*",
+        metavar="show ID | timers",
+        help="show one delivery; or list the pending [[sla]] delay timers",
+    )
     add_spool_options(parser)
     add_filter_options(parser, default_limit=50)
     parser.set_defaults(func=run)
@@ -64,14 +71,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.words:
         return run_on_spool(args, lambda spool: list_requests(spool, args), read_only=True)
+    if args.words == ["timers"]:
+        shown = argparse.Namespace(state="pending", limit=args.limit or 100, json=args.json)
+        return run_on_spool(args, lambda spool: list_timers(spool, shown), read_only=True)
     if len(args.words) == 2 and args.words[0] == "show":
         delivery_id = args.words[1]
         return run_on_spool(
             args, lambda spool: show_delivery(spool, delivery_id, args.json), read_only=True
         )
     print(
-        f"postbackd requests: unexpected {' '.join(args.words)!r}; use 'requests [options]' "
-        "or 'requests show ID'",
+        f"postbackd requests: unexpected {' '.join(args.words)!r}; use 'requests [options]', "
+        "'requests show ID' or 'requests timers'",
         file=sys.stderr,
     )
     return 2

@@ -1,5 +1,6 @@
 """The named items of a configuration: `[[customer]]`, `[[template]]`, `[[trigger]]`,
-`[[lookup]]`, each read from one `Table` into its frozen value (None when it is unusable).
+`[[lookup]]`, `[[sla]]`, each read from one `Table` into its frozen value (None when it is
+unusable).
 
 What one item can check about itself is checked here; references between items (a trigger's
 customer, template and delivery) and uniqueness of names are checked by `postbackd.config.load`,
@@ -8,6 +9,10 @@ which sees the whole directory.
 Event names in a trigger: a canonical type, an alias or a glob (``order.*``) is accepted; any
 other name written ``namespace.name`` is accepted with a warning (a plugin source may emit it);
 anything else is an error with the nearest known name as a hint.
+
+Event names in an `[[sla]]` rule are stricter: a rule waits for exact types, so a glob is an
+error, and so is a custom name close to a known one (a typo in `expect` would make every
+order look late); `emit` must be a known type, whose sample templates are checked against.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from postbackd.config.model import (
     Customer,
     Location,
     Lookup,
+    SlaRule,
     TemplateConfig,
     Trigger,
 )
@@ -35,7 +41,7 @@ from postbackd.units import parse_duration
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.-]+")
 CUSTOMER_KEYS = ("id", "name")
 TEMPLATE_KEYS = ("name", "format", "body", "body_file", "subject")
-TEMPLATE_FORMATS = ("json", "xml", "text", "html")
+TEMPLATE_FORMATS = ("json", "xml", "text", "html", "csv")
 TRIGGER_KEYS = (
     "name",
     "customer",
@@ -51,6 +57,7 @@ TRIGGER_KEYS = (
 )
 TRIGGER_STATUSES = ("active", "inactive")
 LOOKUP_KEYS = ("name", "key", "customer", "values")
+SLA_KEYS = ("name", "customer", "after", "expect", "within", "emit")
 BUILTIN_PREFIX = "builtin:"
 _GLOB_CHARS = "*?["
 _EVENT_NAMES = (*CANONICAL_TYPES, *SYSTEM_TYPES, *ALIASES)
@@ -238,3 +245,120 @@ def build_lookup(table: Table) -> Lookup | None:
         location=table.location,
         customer=customer,
     )
+
+
+def build_sla(table: Table) -> SlaRule | None:
+    """An ``[[sla]]`` rule (see `SlaRule`); its customer reference is checked by the loader."""
+    table.check_keys(SLA_KEYS)
+    name = table.string("name", required=True)
+    customer = table.string("customer")
+    after = _sla_event(table, "after")
+    expect = _sla_expect(table)
+    within = _sla_within(table)
+    emit = table.string("emit", required=True)
+    if emit is not None:
+        canonical = canonical_type(emit.strip())
+        if canonical not in CANONICAL_TYPES:
+            hint = did_you_mean(emit.strip().casefold(), _EVENT_NAMES)
+            table.error(
+                f'emit = "{emit}" is not a known event type{hint}: a delay alert is one of the '
+                f"catalogue's types so templates can be checked against its sample (e.g. "
+                '"order.delayed")',
+                "emit",
+            )
+            emit = None
+        elif canonical == after:
+            table.error(
+                f'emit = "{canonical}" is the event that starts the rule: emit another type, '
+                'e.g. "order.delayed"',
+                "emit",
+            )
+            emit = None
+        else:
+            emit = canonical
+    if after is not None and expect is not None and after in expect:
+        table.error(
+            f'"{after}" is both after and expected: the rule would cancel its own timer',
+            "expect",
+        )
+        return None
+    if None in (name, after, expect, within, emit):
+        return None
+    return SlaRule(
+        name=cast(str, name),
+        after=cast(str, after),
+        expect=cast(tuple[str, ...], expect),
+        within=cast(float, within),
+        emit=cast(str, emit),
+        location=table.location,
+        customer=customer,
+    )
+
+
+def _sla_event(table: Table, key: str, index: int | None = None) -> str | None:
+    """One exact event type of a rule, canonical; None (reported) when it cannot be one."""
+    if index is None:
+        name = table.string(key, required=True)
+        at: tuple[str | int, ...] = (key,)
+    else:
+        name = table.data[key][index]
+        at = (key, index)
+    if name is None:
+        return None
+    stripped = name.strip()
+    canonical = canonical_type(stripped)
+    if canonical in CANONICAL_TYPES:
+        return canonical
+    hint = did_you_mean(stripped.casefold(), _EVENT_NAMES)
+    if not stripped or any(ch in stripped for ch in _GLOB_CHARS):
+        table.error(
+            f'"{stripped}" is not an event type: a rule waits for exact types like '
+            '"order.shipped" (no globs)',
+            *at,
+        )
+        return None
+    if hint or "." not in stripped or any(ch.isspace() for ch in stripped):
+        table.error(
+            f'unknown event type "{stripped}"{hint}: use a type like "order.shipped", an alias '
+            'like "Order shipped", or "namespace.name" for a type a plugin source sends',
+            *at,
+        )
+        return None
+    table.warning(
+        f'no known source emits "{stripped}"; the rule sees it only if a plugin or a client '
+        "sends that type",
+        *at,
+    )
+    return stripped
+
+
+def _sla_expect(table: Table) -> tuple[str, ...] | None:
+    names = table.strings("expect", required=True)
+    if names is None:
+        return None
+    if not names:
+        table.error(
+            'empty: name the event types that end the wait, e.g. ["order.shipped"]', "expect"
+        )
+        return None
+    found = [_sla_event(table, "expect", index) for index in range(len(names))]
+    if None in found:
+        return None
+    return tuple(dict.fromkeys(cast(list[str], found)))
+
+
+def _sla_within(table: Table) -> float | None:
+    if not table.require("within"):
+        return None
+    value = table.data["within"]
+    try:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError(f'expected a duration like "48h", got {kind_of(value)}')
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        table.error(str(exc), "within")
+        return None
+    if seconds <= 0:
+        table.error('must be longer than zero, e.g. "48h"', "within")
+        return None
+    return seconds

@@ -27,7 +27,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +45,11 @@ from postbackd.config.items import (
     BUILTIN_PREFIX,
     build_customer,
     build_lookup,
+    build_sla,
     build_template,
     build_trigger,
 )
-from postbackd.config.model import Config, Trigger, first_admin_endpoint
+from postbackd.config.model import Config, SlaRule, Trigger, first_admin_endpoint
 from postbackd.config.parse import ITEM_TABLES, PLUGIN_TABLES
 from postbackd.config.plugin_tables import (
     PluginClasses,
@@ -67,7 +68,7 @@ from postbackd.config.sections import (
     check_admin_listener,
 )
 from postbackd.config.table import Built, ConfFile, Table
-from postbackd.events import SYSTEM_TYPE_PREFIX
+from postbackd.events import SYSTEM_TYPE_PREFIX, type_matches
 from postbackd.redaction import Redactor
 
 __all__ = [
@@ -92,6 +93,8 @@ BUILTIN_TEMPLATE_NAMES = frozenset(
         "builtin:gelato-status-v2",
         "builtin:alert-json",
         "builtin:alert-email",
+        "builtin:cxml-ship-notice",
+        "builtin:shipment-csv",
     }
 )
 SINGLE_TABLES = ("daemon", "smtp", "ui", "alerts")
@@ -312,6 +315,7 @@ class _Loader:
         templates = self.unique("template", "name", build_template)
         triggers = self.unique("trigger", "name", build_trigger)
         lookups = self.unique("lookup", "name", build_lookup)
+        sla = self.unique("sla", "name", build_sla)
         for table in self.items["trigger"]:
             self.check_trigger(table, customers, templates, triggers)
         for table, lookup in lookups.values():
@@ -323,6 +327,12 @@ class _Loader:
             self.check_reference(alerts_table, "customer", alerts.customer, customers)
         for table, trigger in triggers.values():
             _check_alert_events(table, trigger, alerts.customer)
+        for table in self.items["sla"]:
+            customer = table.data.get("customer")
+            if isinstance(customer, str):
+                self.check_reference(table, "customer", customer, customers)
+        for table, rule in sla.values():
+            _check_alert_routed(table, rule, _values(triggers).values())
         return Config(
             conf_dir=conf_dir,
             daemon=daemon,
@@ -335,6 +345,7 @@ class _Loader:
             templates=_values(templates),
             triggers=_values(triggers),
             lookups=_values(lookups),
+            sla=_values(sla),
             redactor=Redactor.of(v for f in self.read.files for _, v in f.secret_values),
             shared_redactor=Redactor.of(
                 value
@@ -479,3 +490,18 @@ def _option_path(where: str, options: Mapping[str, Any]) -> tuple[str | int, ...
 
 def _values(built: Mapping[str, tuple[Table, T]]) -> dict[str, T]:
     return {name: value for name, (_, value) in built.items()}
+
+
+def _check_alert_routed(table: Table, rule: SlaRule, triggers: Iterable[Trigger]) -> None:
+    """Warn when no trigger would send a rule's alert: it would be stored and go nowhere."""
+    if not any(
+        (rule.customer is None or trigger.customer == rule.customer)
+        and any(type_matches(pattern, rule.emit) for pattern in trigger.events)
+        for trigger in triggers
+    ):
+        whose = f'customer "{rule.customer}"' if rule.customer else "any customer"
+        table.warning(
+            f'no trigger of {whose} sends "{rule.emit}": add it to a trigger\'s events, or the '
+            "delay alerts are only recorded",
+            "emit",
+        )

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from postbackd.redaction import NO_SECRETS, Redactor
 
-TemplateFormat = Literal["json", "xml", "text", "html"]
+TemplateFormat = Literal["json", "xml", "text", "html", "csv"]
 TriggerStatus = Literal["active", "inactive"]
 TlsMode = Literal["starttls", "implicit", "none"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -248,6 +248,24 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class SlaRule:
+    """An ``[[sla]]`` rule: once an order's first `after` event arrives, one of `expect` must
+    follow within `within` seconds, or an `emit` event is routed for the order (a delay
+    alert). `customer` None: every customer's orders."""
+
+    name: str
+    after: str
+    expect: tuple[str, ...]
+    within: float
+    emit: str
+    location: Location
+    customer: str | None = None
+
+    def applies_to(self, customer: str) -> bool:
+        return self.customer is None or self.customer == customer
+
+
+@dataclass(frozen=True)
 class Lookup:
     name: str
     key: str
@@ -271,6 +289,7 @@ class Config:
     triggers: Mapping[str, Trigger]
     lookups: Mapping[str, Lookup]
     alerts: AlertsConfig = AlertsConfig()
+    sla: Mapping[str, SlaRule] = field(default_factory=dict)
     # every secret of the directory, for messages and log lines; `shared_redactor` holds only
     # those of the settings tables ([daemon], [smtp], sources, deliveries), which any attempt
     # may show, so an attempt checks its trigger's few secrets and these, not all of them

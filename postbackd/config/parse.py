@@ -20,10 +20,10 @@ from postbackd.config.table import ConfFile
 from postbackd.config.tomllines import KeyPath, TomlLines, declared_names
 from postbackd.redaction import is_secret_name
 
-ITEM_TABLES = ("customer", "template", "trigger", "lookup")
+ITEM_TABLES = ("customer", "template", "trigger", "lookup", "sla")
 PLUGIN_TABLES = ("sources", "deliveries")
 _TEMPLATE_SOURCES = ("body", "subject")
-_NOT_SETTINGS = frozenset({"customer", "template", "lookup"})
+_NOT_SETTINGS = frozenset({"customer", "template", "lookup", "sla"})
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from postbackd.config.model import is_database_url
 from postbackd.events import Event
@@ -35,12 +35,17 @@ from postbackd.spool.model import (
     MinuteCount,
     NewDelivery,
     Selection,
+    SlaTimer,
     SpoolError,
     SpoolStats,
     StoredDelivery,
     StoredEvent,
     SubmitOutcome,
     Throughput,
+    TimerCancel,
+    TimerChange,
+    TimerStart,
+    TimerState,
     TriggerSync,
     UnknownDeliveryId,
     choose_delivery_id,
@@ -84,10 +89,36 @@ class Spool(Protocol):
     ) -> SubmitOutcome: ...
 
     async def submit_many(
-        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+        self,
+        routed: Sequence[tuple[Event, Sequence[NewDelivery]]],
+        *,
+        source: str,
+        timers: Sequence[TimerChange] = (),
     ) -> list[SubmitOutcome]:
         """Commit events with their deliveries in one transaction: all stored, or none (raises
-        `SpoolUnavailable`); a known event id is a duplicate and adds nothing."""
+        `SpoolUnavailable`); a known event id is a duplicate and adds nothing. `timers` are the
+        ``[[sla]]`` timers the events start or cancel, applied in the same transaction for the
+        events stored (not for duplicates)."""
+        ...
+
+    # [[sla]] timers ------------------------------------------------------------------------
+    async def next_timer_due(self) -> float | None:
+        """When the earliest pending timer is due (or its claim ends); None: no timer pends."""
+        ...
+
+    async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
+        """Up to `limit` timers due at `now` that nobody is firing, claimed for `lease`
+        seconds (another node of a fleet skips them; a claim that runs out is taken again)."""
+        ...
+
+    async def finish_timer(self, timer_id: str, state: TimerState, note: str) -> bool:
+        """End a pending timer (fired, or cancelled); False when it was no longer pending."""
+        ...
+
+    async def list_timers(
+        self, state: TimerState | None = "pending", limit: int = 100
+    ) -> list[SlaTimer]:
+        """Timers in `state` (None: all), pending ones by due time, others newest first."""
         ...
 
     # dispatcher --------------------------------------------------------------------------
@@ -141,6 +172,15 @@ class Spool(Protocol):
 
     async def resolve_delivery_id(self, given: str) -> str:
         """The one delivery `given` names (`choose_delivery_id` over `match_delivery_ids`)."""
+        ...
+
+    # the order's history -----------------------------------------------------------------
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The envelope of the customer's last stored event of `order_id` before
+        `before_event_id` (stored earlier; all of them when that event is not stored yet), or
+        None. It is what templates' ``changes`` compare with (see `postbackd.changes`)."""
         ...
 
 
@@ -201,6 +241,7 @@ __all__ = [
     "NewDelivery",
     "OperatorVerbs",
     "Selection",
+    "SlaTimer",
     "Spool",
     "SpoolError",
     "SpoolStats",
@@ -209,6 +250,10 @@ __all__ = [
     "StoredEvent",
     "SubmitOutcome",
     "Throughput",
+    "TimerCancel",
+    "TimerChange",
+    "TimerStart",
+    "TimerState",
     "TriggerSync",
     "UnknownDeliveryId",
     "choose_delivery_id",

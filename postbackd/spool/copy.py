@@ -1,6 +1,7 @@
 """`copy_spool`: move a stopped daemon's spool to another backend (``postbackd spool copy``).
 
-Events, deliveries (state, schedule, attempts so far, payload) and the request log are copied
+Events, deliveries (state, schedule, attempts so far, payload), the request log and the
+``[[sla]]`` timers (without their claims: nothing is firing in a stopped spool) are copied
 row for row, in their original order, in one transaction on the target: all of it or nothing.
 Both backends name their columns alike (`postbackd.spool.codec`), so a row needs no mapping but
 its booleans (SQLite keeps integers). A delivery left in flight by a crash is copied as due
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from postbackd.spool.codec import redacted
-from postbackd.spool.model import SpoolError
+from postbackd.spool.model import TIMER_COLUMNS, SpoolError
 
 EVENT_COLUMNS = "id, type, customer, order_id, event_time, received_at, source, matched, body"
 DELIVERY_COLUMNS = (
@@ -31,6 +32,7 @@ TABLES = (
     ("events", EVENT_COLUMNS, "seq"),
     ("deliveries", DELIVERY_COLUMNS, "seq"),
     ("attempts", ATTEMPT_COLUMNS, "id"),
+    ("sla_timers", TIMER_COLUMNS, "started_at, id"),
 )
 BOOLEAN_COLUMNS = frozenset({"matched", "ordered"})
 
@@ -87,7 +89,7 @@ async def copy_spool(source: Path | str, target: Path | str) -> CopyCounts:
             await dst.close()
     finally:
         await src.close()
-    events, deliveries, attempts = (len(t.rows) for t in tables)
+    events, deliveries, attempts = (len(t.rows) for t in tables[:3])
     return CopyCounts(events, deliveries, attempts)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class DeliveryState(StrEnum):
@@ -176,6 +176,75 @@ class SubmitOutcome:
     superseded: int = 0
 
 
+TimerState = Literal["pending", "fired", "cancelled"]
+TIMER_COLUMNS = (
+    "id, rule, customer, order_id, emit, started_by, started_at, due_at, state, finished_at, note"
+)
+"""The columns of ``sla_timers`` both backends share, in `SlaTimer`'s order (and the copy's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerStart:
+    """Start an ``[[sla]]`` rule's timer for an order, in the transaction that stores the
+    event `event_id` — unless the order has one for the rule already (started, fired or
+    cancelled: a rule watches an order once) or an `expect` event of it is stored already.
+
+    `id` is the id the delay alert will have (derived from rule, customer and order), so a
+    timer fired twice yields one event. It is due `within` seconds after the commit."""
+
+    event_id: str
+    id: str
+    rule: str
+    customer: str
+    order_id: str
+    emit: str
+    expect: tuple[str, ...]
+    within: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerCancel:
+    """Cancel the pending timers of `rules` for an order, in the transaction that stores the
+    event `event_id` (an event the rules expect)."""
+
+    event_id: str
+    event_type: str
+    customer: str
+    order_id: str
+    rules: tuple[str, ...]
+
+
+TimerChange = TimerStart | TimerCancel
+
+
+def timer_changes_by_event(changes: Sequence[TimerChange]) -> dict[str, tuple[TimerChange, ...]]:
+    """The changes of a batch grouped by the event that makes them, in order."""
+    grouped: dict[str, list[TimerChange]] = {}
+    for change in changes:
+        grouped.setdefault(change.event_id, []).append(change)
+    return {event_id: tuple(found) for event_id, found in grouped.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaTimer:
+    """One rule's timer for one order, as stored; `note` says how it ended (or why not yet)."""
+
+    id: str
+    rule: str
+    customer: str
+    order_id: str
+    emit: str
+    started_by: str
+    started_at: float
+    due_at: float
+    state: TimerState
+    finished_at: float | None = None
+    note: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True, slots=True)
 class DeliverySummary:
     """One line of the request log / queue listing. `next_attempt_at` is None unless pending.
@@ -272,6 +341,7 @@ class SpoolStats:
     oldest_pending_age: float | None
     events: int
     unmatched_events: int
+    timers_pending: int = 0  # [[sla]] timers still waiting: orders that may yet be late
 
     @property
     def deliveries(self) -> int:
@@ -284,6 +354,7 @@ class SpoolStats:
             "oldest_pending_age": self.oldest_pending_age,
             "events": self.events,
             "unmatched_events": self.unmatched_events,
+            "timers_pending": self.timers_pending,
         }
 
 

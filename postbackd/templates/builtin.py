@@ -130,7 +130,10 @@ _SHIPPED_EMAIL_HTML = """\
 
 _GELATO_STATUS_V2 = """\
 {#- The body of the order platform's POST /v2/order/status: our event types mapped to its
-    statuses; tracking from the first fulfillment that has a tracking code. -#}
+    statuses, every parcel's tracking (trackingCode/trackingLink: the first parcel's, for
+    receivers that read one) and each item's own status. An order.cancelled event that leaves
+    some items standing is a partial cancellation: the order keeps the status of its own
+    fulfillmentStatus, the cancelled items say "cancelled". -#}
 {%- set statuses = {
     "order.received": ("received", "Order received"),
     "order.failed": ("error", "Order failed"),
@@ -138,29 +141,86 @@ _GELATO_STATUS_V2 = """\
     "order.shipped": ("shipped", "Order shipped"),
     "order.in_transit": ("shipped", "Order in transit"),
     "order.delivered": ("shipped", "Order delivered"),
+    "order.package_status_updated": ("shipped", "Package status updated"),
     "order.cancelled": ("cancelled", "Order cancelled"),
     "order.returned": ("cancelled", "Order returned"),
 } %}
-{%- if event.type not in statuses %}
-{{- fail("builtin:gelato-status-v2 has no status for event type " ~ event.type
-         ~ ": it maps only " ~ statuses.keys() | sort | join(", ")
-         ~ "; limit the trigger's events to those") }}
+{%- set by_fulfillment_status = {
+    "created": "received", "pending": "received", "received": "received", "passed": "received",
+    "failed": "error", "error": "error",
+    "in_production": "printed", "printed": "printed", "produced": "printed",
+    "shipped": "shipped", "in_transit": "shipped", "delivered": "shipped",
+    "canceled": "cancelled", "cancelled": "cancelled", "returned": "cancelled",
+} %}
+{%- set order_status = by_fulfillment_status.get(fulfillmentStatus | default("") | lower) %}
+{%- set ns = namespace(codes=[], parcels=[], reasons=[], standing=[], cancelled=[]) %}
+{%- for item in items | default([]) %}
+{%- set item_status = item.fulfillmentStatus | default("") | lower %}
+{%- if by_fulfillment_status.get(item_status) == "cancelled" %}
+{%- set ns.cancelled = ns.cancelled + [item.itemReferenceId | default("")] %}
+{%- else %}{% set ns.standing = ns.standing + [item] %}{% endif %}
+{%- for f in item.fulfillments | default([]) %}
+{%- if f.trackingCode | default("") and f.trackingCode not in ns.codes %}
+{%- set ns.codes = ns.codes + [f.trackingCode] %}{% set ns.parcels = ns.parcels + [f] %}
 {%- endif %}
-{%- set ns = namespace(tracking=none, reasons=[]) %}
-{%- for item in items | default([]) %}{% for f in item.fulfillments | default([]) %}
-{%- if ns.tracking is none and f.trackingCode | default("") %}{% set ns.tracking = f %}{% endif %}
 {%- endfor %}{% endfor %}
 {%- for reason in failureReasons | default([]) %}
 {%- set ns.reasons = ns.reasons + [reason.message | default("") if reason is mapping else reason] %}
 {%- endfor %}
-{%- set status, description = statuses[event.type] -%}
+{%- if event.type == "order.delayed" %}
+{%- set status = order_status or "received" %}
+{%- set description = "Order delayed" ~ (": " ~ delay.reason if delay is defined and delay.reason
+    is defined else "") ~ ("; expected to ship " ~ delay.expectedShipDate if delay is defined
+    and delay.expectedShipDate is defined else "") %}
+{%- elif event.type == "order.cancelled" and ns.cancelled and ns.standing %}
+{%- set status = order_status if order_status and order_status != "cancelled" else "received" %}
+{%- set description = "Items cancelled: " ~ ns.cancelled | join(", ") %}
+{%- elif event.type in statuses %}
+{%- set status, description = statuses[event.type] %}
+{%- if event.type == "order.package_status_updated" and package is defined
+      and package.statusDescription is defined %}
+{%- set description = package.statusDescription %}
+{%- endif %}
+{%- else %}
+{{- fail("builtin:gelato-status-v2 has no status for event type " ~ event.type
+         ~ ": it maps only " ~ (statuses.keys() | list + ["order.delayed"]) | sort | join(", ")
+         ~ "; limit the trigger's events to those") }}
+{%- endif -%}
 {
   "timestamp": {{ event.time | tojson }},
   "orderId": {{ orderId | tojson }},
   "status": {{ status | tojson }},
   "message": {{ (failureReason | default("") or ns.reasons | join("; ") or description) | tojson }},
-  "trackingCode": {{ (ns.tracking.trackingCode if ns.tracking else none) | tojson }},
-  "trackingLink": {{ (ns.tracking.trackingUrl | default(none) if ns.tracking else none) | tojson }}
+{%- set first = ns.parcels[0] if ns.parcels else {} %}
+  "trackingCode": {{ first.trackingCode | default(none) | tojson }},
+  "trackingLink": {{ first.trackingUrl | default(none) | tojson }},
+  "trackings": [
+{%- for f in ns.parcels %}
+{%- set held = namespace(refs=[]) %}
+{%- for item in items %}
+{%- if f.trackingCode in item.fulfillments | default([]) | map(attribute="trackingCode") | list %}
+{%- set held.refs = held.refs + [item.itemReferenceId | default(none)] %}
+{%- endif %}
+{%- endfor %}
+    {
+      "trackingCode": {{ f.trackingCode | tojson }},
+      "trackingLink": {{ f.trackingUrl | default(none) | tojson }},
+      "carrier": {{ f.carrierName | default(none) | tojson }},
+      "itemReferenceIds": {{ held.refs | tojson }}
+    }{% if not loop.last %},{% endif %}
+{%- endfor %}
+  ],
+  "items": [
+{%- for item in items | default([]) %}
+    {
+      "itemReferenceId": {{ item.itemReferenceId | default(none) | tojson }},
+      "status": {{ by_fulfillment_status.get(item.fulfillmentStatus | default("") | lower, status)
+                   | tojson }},
+      "trackingCodes": {{ item.fulfillments | default([]) | map(attribute="trackingCode")
+                          | select | unique | list | tojson }}
+    }{% if not loop.last %},{% endif %}
+{%- endfor %}
+  ]
 }
 """
 
@@ -223,6 +283,86 @@ event {{ d.eventId }}{% if d.orderId %}, order {{ d.orderId }}{% endif %}
 """
 
 
+_CXML_SHIP_NOTICE = """\
+{#- A cXML 1.2 ShipNoticeRequest (advance ship notice) for the parcels that left with this event
+    (changes.new_parcels): one ShipControl per parcel (carrier, tracking number), one
+    ShipNoticeItem per item in them, lineNumber its position in the order. From, To and Sender
+    identities come from the customer's "cxmlIdentity" lookup ("from", "to"), else postbackd
+    and the customer id. An event that shipped nothing new is a render error, not an empty
+    notice. -#}
+{%- if not changes.new_parcels %}
+{{- fail("builtin:cxml-ship-notice: no new parcel in this " ~ event.type ~ " event of order "
+         ~ orderReferenceId | default(orderId) ~ "; send it on order.shipped") }}
+{%- endif %}
+{%- set sender = lookups({"cxmlIdentity": "from"}, default="postbackd") %}
+{%- set buyer = lookups({"cxmlIdentity": "to"}, default=customer.id) %}
+{%- set ns = namespace(refs=[]) %}
+{%- for parcel in changes.new_parcels %}{% for held in parcel["items"] %}
+{%- if held.itemReferenceId | default("") not in ns.refs %}
+{%- set ns.refs = ns.refs + [held.itemReferenceId | default("")] %}{% endif %}
+{%- endfor %}{% endfor -%}
+<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/1.2.014/Fulfill.dtd">
+<cXML payloadID="{{ event.id }}@postbackd" timestamp="{{ event.time }}" xml:lang="en-US">
+  <Header>
+    <From><Credential domain="NetworkID"><Identity>{{ sender }}</Identity></Credential></From>
+    <To><Credential domain="NetworkID"><Identity>{{ buyer }}</Identity></Credential></To>
+    <Sender>
+      <Credential domain="NetworkID"><Identity>{{ sender }}</Identity></Credential>
+      <UserAgent>postbackd</UserAgent>
+    </Sender>
+  </Header>
+  <Request deploymentMode="production">
+    <ShipNoticeRequest>
+      <ShipNoticeHeader shipmentID="{{ event.id }}" operation="new" \
+noticeDate="{{ event.time }}" shipmentDate="{{ event.time }}"/>
+{%- for parcel in changes.new_parcels %}
+      <ShipControl>
+        <CarrierIdentifier domain="companyName">\
+{{ parcel.carrierName | default(parcel.carrierUid | default("")) }}</CarrierIdentifier>
+        <ShipmentIdentifier>{{ parcel.trackingCode | default("") }}</ShipmentIdentifier>
+      </ShipControl>
+{%- endfor %}
+      <ShipNoticePortion>
+        <OrderReference orderID="{{ orderReferenceId | default(orderId) }}" \
+orderDate="{{ created | default(event.time) }}">
+          <DocumentReference payloadID="{{ orderId }}"/>
+        </OrderReference>
+{%- for item in items | default([]) %}
+{%- if item.itemReferenceId | default("") in ns.refs %}
+        <ShipNoticeItem lineNumber="{{ loop.index }}" quantity="{{ item.quantity | default(1) }}">
+          <ItemID>
+            <SupplierPartID>{{ item.productUid | default("") }}</SupplierPartID>
+            <SupplierPartAuxiliaryID>{{ item.itemReferenceId | default("") }}\
+</SupplierPartAuxiliaryID>
+          </ItemID>
+          <UnitOfMeasure>EA</UnitOfMeasure>
+        </ShipNoticeItem>
+{%- endif %}
+{%- endfor %}
+      </ShipNoticePortion>
+    </ShipNoticeRequest>
+  </Request>
+</cXML>
+"""
+
+_SHIPMENT_CSV = """\
+{#- One row per item in each parcel that left with this event (changes.new_parcels), under a
+    header row: the shape 3PL and ERP shipment imports read. No new parcel: the header alone. -#}
+order_id,order_reference,item_reference,product_uid,quantity,tracking_code,tracking_url,\
+carrier,shipment_method,country,shipped_at
+{% for parcel in changes.new_parcels %}{% for held in parcel["items"] -%}
+{{ orderId }},{{ orderReferenceId | default("") }},{{ held.itemReferenceId | default("") }},\
+{{ held.productUid | default("") }},{{ held.quantity | default("") }},\
+{{ parcel.trackingCode | default("") }},{{ parcel.trackingUrl | default("") }},\
+{{ parcel.carrierName | default("") }},\
+{{ lookups({"shipmentMethodUid": parcel.shipmentMethodUid | default("")},
+           default=parcel.shipmentMethodName | default("")) }},\
+{{ parcel.fulfillmentCountry | default("") }},{{ event.time }}
+{% endfor %}{% endfor -%}
+"""
+
+
 def _builtin(
     name: str, format: TemplateFormat, body: str, subject: str | None = None
 ) -> TemplateConfig:
@@ -244,5 +384,7 @@ BUILTIN_TEMPLATES: dict[str, TemplateConfig] = {
         _builtin("gelato-status-v2", "json", _GELATO_STATUS_V2),
         _builtin("alert-json", "json", _ALERT_JSON),
         _builtin("alert-email", "text", _ALERT_EMAIL_TEXT, _ALERT_EMAIL_SUBJECT),
+        _builtin("cxml-ship-notice", "xml", _CXML_SHIP_NOTICE),
+        _builtin("shipment-csv", "csv", _SHIPMENT_CSV),
     )
 }

@@ -89,6 +89,9 @@ def build_environment(
     replace them and so cannot open a hole in the escaping.
     """
     env = PostbackEnvironment(
+        # RFC 4180 ends records with CRLF; a value's own line breaks (inside a quoted field)
+        # are data and stay as they are.
+        newline_sequence="\r\n" if format == "csv" else "\n",
         undefined=RecordingUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -23,6 +23,7 @@ from jinja2 import Template
 from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import SecurityError
 
+from postbackd.changes import compute_changes
 from postbackd.config import Customer, Lookup, TemplateConfig, TemplateFormat, Trigger
 from postbackd.events import Event
 from postbackd.templates.builtin import BUILTIN_TEMPLATES
@@ -55,6 +56,7 @@ __all__ = [
 
 _EMPTY: Mapping[str, Callable[..., Any]] = MappingProxyType({})
 _LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+_MENTIONS_CHANGES = re.compile(r"\bchanges\b")
 
 
 LOOKUP_FUNCTIONS_KEPT = 100_000  # per engine; a generation renders for its own customers
@@ -98,6 +100,7 @@ class TemplateEngine:
         self._cache.use(globals_, filters)
         self._cache.keep(source_key(config) for config in self._configs.values())
         self._compiled: dict[str, CompiledTemplate | RenderError] = {}
+        self._uses_changes: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def has(self, name: str) -> bool:
@@ -121,6 +124,21 @@ class TemplateEngine:
             )
         return config
 
+    def uses_changes(self, name: str) -> bool:
+        """Whether template `name` reads ``changes`` (so its event needs the order's previous one).
+
+        A textual test of the source, cached: it runs for every routed event, and a false
+        positive (the word in a comment) costs only one indexed spool read.
+        """
+        found = self._uses_changes.get(name)
+        if found is None:
+            config = self._configs.get(name)
+            found = config is not None and any(
+                _MENTIONS_CHANGES.search(text) for text in (config.body, config.subject or "")
+            )
+            self._uses_changes[name] = found
+        return found
+
     def compiled(self, name: str) -> CompiledTemplate:
         """The compiled template, compiled on first use; a syntax error is kept and re-raised."""
         config = self.template(name)
@@ -133,11 +151,26 @@ class TemplateEngine:
             raise compiled.with_traceback(None)
         return compiled
 
-    def render(self, name: str, event: Event, customer: Customer | None) -> Rendered:
-        """Render template `name` for `event`; raises RenderError (never anything else)."""
+    def render(
+        self,
+        name: str,
+        event: Event,
+        customer: Customer | None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Rendered:
+        """Render template `name` for `event`; raises RenderError (never anything else).
+
+        `changes` is the ``changes`` variable (`postbackd.changes`), worked out by the router
+        from the order's previous event; without it, a template that reads it sees the event
+        as its order's first (as `postbackd render` and `check` show it).
+        """
         compiled = self.compiled(name)
         config = compiled.config
         context = self._context(event, customer)
+        if changes is None and self.uses_changes(name):
+            changes = compute_changes(None, event.to_dict()).as_context()
+        if changes is not None:
+            context["changes"] = changes
         sink = WarningSink(name)
         token = CURRENT_SINK.set(sink)
         try:
@@ -292,7 +325,7 @@ def _invalid_body_error(
         tracked = None
     if tracked is not None and tracked.text == text:
         line = tracked.template_line_at(invalid.line, invalid.column)
-    label = "JSON" if format == "json" else "XML"
+    label = format.upper()
     return RenderError(
         f"invalid {label} at line {invalid.line}, column {invalid.column}: {invalid.reason}",
         template=name,

@@ -2,8 +2,9 @@
 
 Every ``{{ expression }}`` of a template goes through the `emit` filter of the template's
 format (the compiler wraps it, see `compile`): in ``json`` the value is escaped as the
-inside of a JSON string, in ``xml`` and ``html`` it is XML-escaped, in ``text`` it is inserted
-as is. A `Safe` string — made by ``| raw``, ``| tojson``, a macro call or a ``{% set %}``
+inside of a JSON string, in ``xml`` and ``html`` it is XML-escaped, in ``csv`` it becomes one
+whole RFC 4180 field (quoted when it holds a comma, a quote or a line break), in ``text`` it is
+inserted as is. A `Safe` string — made by ``| raw``, ``| tojson``, a macro call or a ``{% set %}``
 block — is already in the output format and is inserted verbatim, never escaped twice.
 
 Values become text the same way in every format: None → "", booleans → ``true``/``false``,
@@ -32,6 +33,7 @@ _CONTENT_TYPES: dict[str, str] = {
     "xml": "application/xml",
     "text": "text/plain; charset=utf-8",
     "html": "text/html; charset=utf-8",
+    "csv": "text/csv; charset=utf-8; header=present",
 }
 
 EMIT = "_postbackd_emit"
@@ -152,10 +154,26 @@ def escape_xml(
     return text.translate(_HTML_TABLE if html else _XML_TABLE)
 
 
+def escape_csv(text: str) -> str:
+    """`text` as one RFC 4180 field: quoted, with quotes doubled, when it needs to be.
+
+    Leading or trailing spaces are quoted too, so that an import that trims unquoted fields
+    keeps them.
+    """
+    if _CSV_SPECIAL.search(text) is None and text == text.strip(" "):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+_CSV_SPECIAL = re.compile('[,"\r\n]')
+
+
 def escaper(format: TemplateFormat) -> Callable[[str, str | None, int | None], str]:
     """The function that escapes text for `format`, given the variable and line for errors."""
     if format == "json":
         return lambda text, variable, line: escape_json(text)
+    if format == "csv":
+        return lambda text, variable, line: escape_csv(text)
     if format in ("xml", "html"):
         html = format == "html"
         return lambda text, variable, line: escape_xml(

@@ -1,13 +1,16 @@
 """Running a compiled template and checking that a json/xml body is what it claims to be.
 
 A template can be valid Jinja and still produce broken JSON — the hosted platform's own
-"Order Shipped" example does as soon as an order has two parcels. So a json body must parse
-and an xml body must be well-formed before it is stored; the error says where in the body and,
-as near as can be told, which template line wrote that part of it.
+"Order Shipped" example does as soon as an order has two parcels. So a json body must parse,
+an xml body must be well-formed and a csv body must be a header row and records as wide as it
+before it is stored; the error says where in the body and, as near as can be told, which
+template line wrote that part of it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import weakref
 import xml.parsers.expat
@@ -112,6 +115,35 @@ def check_body(format: TemplateFormat, text: str) -> Invalid | None:
         return _check_json(text)
     if format == "xml":
         return _check_xml(text)
+    if format == "csv":
+        return _check_csv(text)
+    return None
+
+
+def _check_csv(text: str) -> Invalid | None:
+    """RFC 4180 as imports read it: a header row, then records with as many fields as it has.
+
+    The csv module in strict mode finds a quote out of place; a record with another number of
+    fields (a stray comma in the template, a missing column) is caught by counting.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    try:
+        for record in reader:
+            if header is None:
+                header = record
+                if not any(field.strip() for field in record):
+                    return Invalid(1, 1, "the first row must be a header naming the columns")
+            elif record and len(record) != len(header):
+                return Invalid(
+                    reader.line_num,
+                    1,
+                    f"record has {len(record)} fields, the header has {len(header)}",
+                )
+    except csv.Error as exc:
+        return Invalid(max(reader.line_num, 1), 1, str(exc))
+    if header is None:
+        return Invalid(1, 1, "empty: a CSV body needs at least its header row")
     return None
 
 

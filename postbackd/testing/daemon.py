@@ -253,6 +253,7 @@ def daemon_files(
     daemon: Mapping[str, Any] | None = None,
     sources: Mapping[str, Any] | None = None,
     deliveries: Mapping[str, Any] | None = None,
+    sla: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The TOML (as a mapping) of a test configuration: HTTP intake on `port`, fast retries.
 
@@ -260,6 +261,8 @@ def daemon_files(
     ``events`` (all), ``template`` (``builtin:order-status-json``) and a 0.2 s retry schedule
     of three steps are filled in. `sources` are added to the HTTP intake on `port`; give
     ``"http": None`` to run without it (the admin API then listens on `port` alone).
+    `sla` are ``[[sla]]`` rules, as written (``name``, ``after``, ``expect``, ``within``,
+    ``emit``).
     """
     customer_ids = list(customers)
     merged = {"http": {"listen": f"127.0.0.1:{port}"}, **(sources or {})}
@@ -282,6 +285,8 @@ def daemon_files(
     files: dict[str, Any] = {"daemon": settings, "sources": all_sources}
     if deliveries:
         files["deliveries"] = dict(deliveries)
+    if sla:
+        files["sla"] = [dict(rule) for rule in sla]
     return {
         **files,
         "customer": [{"id": c, "name": c.title()} for c in customer_ids],

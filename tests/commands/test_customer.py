@@ -59,7 +59,11 @@ def test_webhook_customer(conf: Path, tmp_path: Path) -> None:
     ]
     config = load_config(conf, environ={})
     assert config.triggers["globex-postbacks"].events == ("order.shipped", "order.delivered")
-    assert sorted(p.name for p in (conf / "customers").iterdir()) == ["acme.toml", "globex.toml"]
+    assert sorted(p.name for p in (conf / "customers").iterdir()) == [
+        "acme.toml",
+        "globex.toml",
+        "vandelay.toml",
+    ]
 
     checked = postbackd("check", "-c", str(conf), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -138,7 +142,7 @@ def test_invalid_result_writes_nothing(conf: Path, tmp_path: Path) -> None:
         f'  {conf / "more.toml"}:2: [[customer]] "globex" id: duplicate customer id "globex": '
         f"also defined at {path}:4",
     ]
-    assert sorted(p.name for p in (conf / "customers").iterdir()) == ["acme.toml"]
+    assert sorted(p.name for p in (conf / "customers").iterdir()) == ["acme.toml", "vandelay.toml"]
 
 
 def test_usage_errors(conf: Path, tmp_path: Path) -> None:
@@ -160,7 +164,7 @@ def test_usage_errors(conf: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert missing.returncode == 1
     assert "configuration directory not found" in missing.stderr
-    assert sorted(p.name for p in (conf / "customers").iterdir()) == ["acme.toml"]
+    assert sorted(p.name for p in (conf / "customers").iterdir()) == ["acme.toml", "vandelay.toml"]
 
 
 def test_unset_secrets_elsewhere_do_not_block_adding(tmp_path: Path) -> None:

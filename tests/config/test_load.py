@@ -330,7 +330,7 @@ def test_unknown_tables_and_top_level_keys(conf: Conf) -> None:
     errors = conf.errors()
     allowed = (
         "a file may hold [daemon], [smtp], [ui], [alerts], [sources.NAME], [deliveries.NAME], "
-        "[[customer]], [[template]], [[trigger]], [[lookup]]"
+        "[[customer]], [[template]], [[trigger]], [[lookup]], [[sla]]"
     )
     assert errors == [
         f"a.toml:1: unknown table [spool]: {allowed}",
@@ -694,7 +694,8 @@ def test_bad_enum_values(conf: Conf) -> None:
         "a.toml:2: [smtp] tls: expected one of starttls, implicit, none; got 'starttsl' "
         '(did you mean "starttls"?)',
         "a.toml:5: [daemon] synchronous: expected one of FULL, NORMAL; got 'OFF'",
-        "a.toml:12: [[template]] \"t\" format: expected one of json, xml, text, html; got 'jsno' "
+        'a.toml:12: [[template]] "t" format: expected one of json, xml, text, html, csv; '
+        "got 'jsno' "
         '(did you mean "json"?)',
         "a.toml:21: [[trigger]] \"x\" status: expected one of active, inactive; got 'paused'",
     ]
@@ -1004,7 +1005,7 @@ def test_example_conf_d_loads_from_any_directory_without_environment(tmp_path: P
     assert probe["sources"]["filedrop"]["directory"] == str(example.parent / "var/incoming")
     assert probe["smtp"] == ["localhost", 1025, "none"]
     assert probe["private"] is True
-    assert probe["lookups"] == ["carriers"]
+    assert probe["lookups"] == ["carriers", "vandelay-cxml"]
     triggers = probe["triggers"]
     assert triggers["acme-order-shipped"][:3] == [
         "webhook",

@@ -112,6 +112,26 @@ async def test_submit_is_idempotent_on_event_id(spool: Spool) -> None:
     assert await spool.get_delivery("d3") is None
 
 
+async def test_previous_event_is_the_orders_last_stored_event_before_the_one_named(
+    spool: Spool,
+) -> None:
+    assert await spool.previous_event("acme", "o1", "e1") is None
+    await add(spool, "e1")
+    await add(spool, "x1", order="o2")
+    await add(spool, "x2", order="o1", customer="globex")
+    await add(spool, "e2")
+    await add(spool, "u1", order=None)
+    latest = await spool.previous_event("acme", "o1", "e3")
+    assert latest is not None and latest["id"] == "e2"
+    assert latest["data"]["orderId"] == "o1" and latest["type"] == "order.shipped"
+    before_e2 = await spool.previous_event("acme", "o1", "e2")
+    assert before_e2 is not None and before_e2["id"] == "e1"
+    assert await spool.previous_event("acme", "o1", "e1") is None
+    other = await spool.previous_event("globex", "o1", "e9")
+    assert other is not None and other["id"] == "x2"
+    assert await spool.previous_event("acme", "o3", "e9") is None
+
+
 async def test_a_batch_has_an_outcome_per_event_in_order(spool: Spool) -> None:
     await add(spool, "e1", new_delivery("d1"))
     outcomes = await spool.submit_many(

@@ -46,7 +46,14 @@ PAIRS = [
 def test_every_builtin_renders_every_sample_of_its_kind_cleanly(
     engine: TemplateEngine, name: str, event_type: str
 ) -> None:
-    rendered = engine.render(name, sample_event(event_type), ACME)
+    event = sample_event(event_type)
+    if name == "builtin:cxml-ship-notice" and not any(
+        item["fulfillments"] for item in event.data["items"]
+    ):
+        with pytest.raises(RenderError, match="no new parcel in this"):
+            engine.render(name, event, ACME)
+        return
+    rendered = engine.render(name, event, ACME)
     assert rendered.warnings == ()
     if rendered.format == "json":
         json.loads(rendered.body)
@@ -62,6 +69,8 @@ def test_builtins_are_named_with_the_prefix_and_located_as_builtin() -> None:
         "builtin:gelato-status-v2",
         "builtin:alert-email",
         "builtin:alert-json",
+        "builtin:cxml-ship-notice",
+        "builtin:shipment-csv",
     }
     for name, config in BUILTIN_TEMPLATES.items():
         assert config.name == name
@@ -188,6 +197,8 @@ def test_gelato_status_maps_event_types(engine: TemplateEngine, event_type: str,
         "message",
         "trackingCode",
         "trackingLink",
+        "trackings",
+        "items",
     }
     assert body["status"] == status
     assert body["timestamp"] == event.time
@@ -223,6 +234,60 @@ def test_gelato_status_message_is_the_failure_reason(engine: TemplateEngine) -> 
     assert cancelled["message"] == "Cancelled at the customer's request before production"
 
 
+def test_gelato_status_sends_every_parcels_tracking(engine: TemplateEngine) -> None:
+    body = json.loads(
+        engine.render("builtin:gelato-status-v2", sample_event("order.shipped"), ACME).body
+    )
+    assert [t["trackingCode"] for t in body["trackings"]] == [
+        "1234567890",
+        "1234567891",
+        "1Z999AA10123456784",
+        "1Z999AA10123456795",
+    ]
+    assert body["trackings"][2]["itemReferenceIds"] == ["ACME-100234-2"]
+    assert body["trackings"][2]["trackingLink"].endswith("tracknum=1Z999AA10123456784")
+
+
+def test_gelato_status_reports_a_partial_cancellation_per_item(engine: TemplateEngine) -> None:
+    raw = load_sample("order.cancelled")
+    raw["data"]["fulfillmentStatus"] = "in_production"
+    raw["data"]["items"].append(
+        {
+            "itemReferenceId": "ACME-100236-2",
+            "fulfillmentStatus": "in_production",
+            "fulfillments": [],
+        }
+    )
+    del raw["data"]["failureReason"], raw["data"]["failureReasons"]
+    body = json.loads(engine.render("builtin:gelato-status-v2", parse_event(raw), ACME).body)
+    assert body["status"] == "printed"
+    assert body["message"] == "Items cancelled: ACME-100236-1"
+    assert [(i["itemReferenceId"], i["status"]) for i in body["items"]] == [
+        ("ACME-100236-1", "cancelled"),
+        ("ACME-100236-2", "printed"),
+    ]
+    whole = json.loads(
+        engine.render("builtin:gelato-status-v2", sample_event("order.cancelled"), ACME).body
+    )
+    assert whole["status"] == "cancelled"
+
+
+def test_gelato_status_of_package_and_delay_events(engine: TemplateEngine) -> None:
+    package = json.loads(
+        engine.render(
+            "builtin:gelato-status-v2", sample_event("order.package_status_updated"), ACME
+        ).body
+    )
+    assert package["status"] == "shipped"
+    assert package["message"] == "The parcel is out for delivery with the courier"
+    delayed = json.loads(
+        engine.render("builtin:gelato-status-v2", sample_event("order.delayed"), ACME).body
+    )
+    assert delayed["status"] == "printed"
+    assert delayed["message"].startswith("Order delayed: Paper stock")
+    assert delayed["message"].endswith("expected to ship 2026-12-02")
+
+
 def test_gelato_status_refuses_an_event_type_it_cannot_map(engine: TemplateEngine) -> None:
     raw = load_sample("order.shipped")
     raw["type"] = "label.printed"
@@ -234,11 +299,17 @@ def test_gelato_status_names_the_event_types_it_maps_for_one_it_does_not(
     engine: TemplateEngine,
 ) -> None:
     raw = load_sample("order.shipped")
-    raw["type"] = "order.delayed"  # an order.* type, yet not one the platform has a status for
+    raw["type"] = "order.on_hold"  # an order.* type, yet not one the platform has a status for
     with pytest.raises(RenderError) as raised:
         engine.render("builtin:gelato-status-v2", parse_event(raw), ACME)
     message = str(raised.value)
-    assert "no status for event type order.delayed" in message
+    assert "no status for event type order.on_hold" in message
     assert "order.* events only" not in message
-    assert "it maps only order.cancelled, order.delivered, order.failed" in message
+    assert "it maps only order.cancelled, order.delayed, order.delivered" in message
     assert "limit the trigger's events to those" in message
+
+
+def test_the_configuration_knows_every_builtin_by_name() -> None:
+    from postbackd.config.load import BUILTIN_TEMPLATE_NAMES
+
+    assert set(BUILTIN_TEMPLATES) == BUILTIN_TEMPLATE_NAMES

@@ -17,7 +17,7 @@ import pytest
 import postbackd.templates.compile as templates_compile
 import postbackd.templates.engine as templates_module
 from postbackd.config.model import Customer, Location, Lookup, TemplateConfig, TemplateFormat
-from postbackd.events import Event, parse_event
+from postbackd.events import CANONICAL_TYPES, Event, parse_event
 from postbackd.samples import load_sample, sample_event
 from postbackd.templates.check import check_template, render_samples
 from postbackd.templates.engine import (
@@ -617,9 +617,11 @@ def test_names_and_has_include_the_built_ins() -> None:
         "zeta",
         "builtin:alert-email",
         "builtin:alert-json",
+        "builtin:cxml-ship-notice",
         "builtin:gelato-status-v2",
         "builtin:order-status-json",
         "builtin:order-status-xml",
+        "builtin:shipment-csv",
         "builtin:shipped-email",
     ]
     assert engine.has("builtin:shipped-email")
@@ -638,7 +640,7 @@ def test_render_samples_covers_the_matching_sample_types() -> None:
         "order.in_transit",
     ]
     assert all(r.rendered is not None and r.error is None for r in results)
-    assert len(render_samples(engine, "t")) == 8
+    assert len(render_samples(engine, "t")) == len(CANONICAL_TYPES)
 
 
 def test_render_samples_as_another_customer_uses_its_lookups() -> None:
@@ -668,7 +670,7 @@ def test_check_template_merges_findings_over_samples() -> None:
     assert [f.severity for f in findings] == ["error", "warning", "warning"]
     (everywhere,) = check_template(engine_of(template("u", "text", "{{ typo }}")), "u")
     assert str(everywhere) == "template u line 1: undefined variable 'typo' (with every sample)"
-    assert len(everywhere.samples) == 8
+    assert len(everywhere.samples) == len(CANONICAL_TYPES)
 
 
 def test_check_template_reports_a_syntax_error_once() -> None:

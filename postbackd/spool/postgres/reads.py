@@ -44,11 +44,13 @@ async def stats(conn: asyncpg.Connection) -> SpoolStats:
     )
     events = await conn.fetchval("SELECT count(*) FROM events")
     unmatched = await conn.fetchval("SELECT count(*) FROM events WHERE NOT matched")
+    timers = await conn.fetchval("SELECT count(*) FROM sla_timers WHERE state = 'pending'")
     return SpoolStats(
         by_state=by_state,
         oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest),
         events=events,
         unmatched_events=unmatched,
+        timers_pending=timers,
     )
 
 
@@ -168,3 +170,21 @@ async def finished_per_minute(conn: asyncpg.Connection, now: float, minutes: int
     return Throughput(
         tuple(MinuteCount(float(start), done, bad) for start, (done, bad) in counts.items())
     )
+
+
+async def previous_event(
+    conn: asyncpg.Connection, customer: str, order_id: str, before_event_id: str
+) -> dict[str, Any] | None:
+    """The newest event of the order stored before `before_event_id` (or at all, when that
+    event is not stored): found through the events_order index, newest first, one row."""
+    body = await conn.fetchval(
+        "SELECT body FROM events WHERE order_id = $1 AND customer = $2 AND seq < coalesce("
+        "(SELECT seq FROM events WHERE id = $3), 9223372036854775807) ORDER BY seq DESC LIMIT 1",
+        order_id,
+        customer,
+        before_event_id,
+    )
+    if body is None:
+        return None
+    envelope: dict[str, Any] = json.loads(body)
+    return envelope

@@ -16,7 +16,7 @@ import asyncpg
 
 from postbackd.spool.model import DeliveryState, SpoolError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x706F73746261636B  # "postback": the advisory lock key of schema migration
 DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 WORK_CHANNEL = "postbackd_work"
@@ -104,7 +104,31 @@ _V1 = (
     "CREATE INDEX attempts_delivery ON attempts(delivery_id, id)",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+# step 2: the timers of [[sla]] rules (postbackd.spool.postgres.timers)
+_V2 = (
+    """
+    CREATE TABLE sla_timers (
+        id text PRIMARY KEY,
+        rule text NOT NULL,
+        customer text NOT NULL,
+        order_id text NOT NULL,
+        emit text NOT NULL,
+        started_by text NOT NULL,
+        started_at double precision NOT NULL,
+        due_at double precision NOT NULL,
+        state text NOT NULL CHECK (state IN ('pending', 'fired', 'cancelled')),
+        finished_at double precision,
+        note text,
+        node text,
+        claimed_until double precision
+    )
+    """,
+    "CREATE INDEX sla_timers_due ON sla_timers(due_at) WHERE state = 'pending'",
+    "CREATE INDEX sla_timers_order ON sla_timers(order_id, customer) WHERE state = 'pending'",
+    "CREATE INDEX sla_timers_finished ON sla_timers(finished_at) WHERE finished_at IS NOT NULL",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 """Statements that bring a database from version N-1 to N (version 0 is an empty database)."""
 
 

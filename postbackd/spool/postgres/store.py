@@ -39,15 +39,20 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    SlaTimer,
     SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
+    TimerChange,
+    TimerState,
     TriggerSync,
     choose_delivery_id,
+    timer_changes_by_event,
 )
 from postbackd.spool.postgres import claim, reads, writes
+from postbackd.spool.postgres import timers as timer_sql
 from postbackd.spool.postgres.schema import WORK_CHANNEL, migrate
 from postbackd.spool.postgres.verbs import PostgresVerbStore
 from postbackd.spool.verbs import OperatorVerbs
@@ -159,6 +164,7 @@ class PostgresSpool:
                     node=spool.node,
                     count=recovered,
                 )
+            await spool._transact(lambda conn: timer_sql.release_own(conn, spool.node))
             spool._keeper = asyncio.create_task(spool._keep(), name="spool-keeper")
         return spool
 
@@ -212,9 +218,14 @@ class PostgresSpool:
         return outcome
 
     async def submit_many(
-        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+        self,
+        routed: Sequence[tuple[Event, Sequence[NewDelivery]]],
+        *,
+        source: str,
+        timers: Sequence[TimerChange] = (),
     ) -> list[SubmitOutcome]:
-        """Commit events with their deliveries in one transaction: all stored, or none."""
+        """Commit events with their deliveries (and the ``[[sla]]`` timers they start or
+        cancel) in one transaction: all stored, or none."""
         batch: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
         for event, deliveries in routed:
             for new in deliveries:
@@ -231,14 +242,50 @@ class PostgresSpool:
             )
             batch.append((row, deliveries))
 
+        changes = timer_changes_by_event(timers)
+
         async def run(conn: asyncpg.Connection) -> list[SubmitOutcome]:
             await writes.lock_orders(conn, batch)
-            outcomes = [await writes.submit(conn, row, news) for row, news in batch]
+            await timer_sql.lock_orders(conn, timers)
+            outcomes = []
+            for row, news in batch:
+                outcome = await writes.submit(conn, row, news)
+                if not outcome.duplicate and row.id in changes:
+                    await timer_sql.apply_timers(conn, changes[row.id], time.time())
+                outcomes.append(outcome)
             if any(not o.duplicate and o.deliveries for o in outcomes):
                 await writes.notify_work(conn)
             return outcomes
 
         return await self._transact(run)
+
+    # ------------------------------------------------------------------ [[sla]] timers
+
+    async def next_timer_due(self) -> float | None:
+        due: float | None = await self._transact(timer_sql.next_due)
+        return due
+
+    async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
+        """Due timers for this node to fire (see `Spool.claim_due_timers`)."""
+        claimed: list[SlaTimer] = await self._transact(
+            lambda conn: timer_sql.claim_due(conn, now, self.node, lease, limit)
+        )
+        return claimed
+
+    async def finish_timer(self, timer_id: str, state: TimerState, note: str) -> bool:
+        now = time.time()
+        finished: bool = await self._transact(
+            lambda conn: timer_sql.finish(conn, timer_id, state, note, now)
+        )
+        return finished
+
+    async def list_timers(
+        self, state: TimerState | None = "pending", limit: int = 100
+    ) -> list[SlaTimer]:
+        found: list[SlaTimer] = await self._transact(
+            lambda conn: timer_sql.list_timers(conn, state, limit)
+        )
+        return found
 
     # ------------------------------------------------------------------ dispatcher
 
@@ -393,6 +440,15 @@ class PostgresSpool:
             lambda conn: reads.get_delivery(conn, delivery_id)
         )
         return detail
+
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The order's previous stored event (see `Spool.previous_event`)."""
+        envelope: dict[str, Any] | None = await self._transact(
+            lambda conn: reads.previous_event(conn, customer, order_id, before_event_id)
+        )
+        return envelope
 
     async def match_delivery_ids(self, given: str, limit: int = ID_MATCHES_SHOWN + 1) -> list[str]:
         """The delivery ids `given` (a whole id, or a prefix of `MIN_ID_PREFIX` or more

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
+from postbackd.spool.postgres import timers
 from postbackd.spool.postgres.writes import notify_work, order_key, row_count
 
 T = TypeVar("T")
@@ -282,7 +283,8 @@ async def _delete_deliveries(conn: asyncpg.Connection, ids: list[str]) -> int:
 
 async def prune(conn: asyncpg.Connection, older_than: float, batch: int) -> int:
     """One batch: finished deliveries (and attempts) older than `older_than`, then events
-    received before it that have no delivery left. Returns deliveries + events deleted."""
+    received before it that have no delivery left, and ``[[sla]]`` timers that ended before it.
+    Returns the rows deleted (deliveries, events, timers)."""
     ids = [
         row["id"]
         for row in await conn.fetch(
@@ -303,7 +305,7 @@ async def prune(conn: asyncpg.Connection, older_than: float, batch: int) -> int:
             batch,
         )
     )
-    return len(ids) + events
+    return len(ids) + events + await timers.prune(conn, older_than, batch)
 
 
 async def erase_order(conn: asyncpg.Connection, order_id: str) -> ErasedCounts:
@@ -318,4 +320,5 @@ async def erase_order(conn: asyncpg.Connection, order_id: str) -> ErasedCounts:
     ]
     attempts = await _delete_deliveries(conn, ids)
     events = row_count(await conn.execute("DELETE FROM events WHERE order_id = $1", order_id))
+    await conn.execute("DELETE FROM sla_timers WHERE order_id = $1", order_id)
     return ErasedCounts(events=events, deliveries=len(ids), attempts=attempts)

@@ -98,9 +98,27 @@ def stats(conn: sqlite3.Connection) -> SpoolStats:
     ).fetchone()
     events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     unmatched = conn.execute("SELECT count(*) FROM events WHERE matched = 0").fetchone()[0]
+    timers = conn.execute("SELECT count(*) FROM sla_timers WHERE state = 'pending'").fetchone()[0]
     return SpoolStats(
         by_state=by_state,
         oldest_pending_age=None if oldest is None else max(0.0, time.time() - oldest[0]),
         events=events,
         unmatched_events=unmatched,
+        timers_pending=timers,
     )
+
+
+def previous_event(
+    conn: sqlite3.Connection, customer: str, order_id: str, before_event_id: str
+) -> dict[str, Any] | None:
+    """The newest event of the order stored before `before_event_id` (or at all, when that
+    event is not stored): found through the events_order index, newest first, one row."""
+    row = conn.execute(
+        "SELECT body FROM events WHERE order_id = ? AND customer = ? AND seq < coalesce("
+        "(SELECT seq FROM events WHERE id = ?), 9223372036854775807) ORDER BY seq DESC LIMIT 1",
+        (order_id, customer, before_event_id),
+    ).fetchone()
+    if row is None:
+        return None
+    envelope: dict[str, Any] = json.loads(row[0])
+    return envelope

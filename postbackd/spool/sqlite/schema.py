@@ -12,7 +12,7 @@ from pathlib import Path
 
 from postbackd.spool.model import DeliveryState, SpoolError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000  # the CLI writes to the spool while the daemon runs, and vice versa
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
@@ -97,7 +97,30 @@ _V1 = (
     "CREATE INDEX attempts_delivery ON attempts(delivery_id, id)",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+# step 2: the timers of [[sla]] rules (postbackd.spool.sqlite.timers)
+_V2 = (
+    """
+    CREATE TABLE sla_timers (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        emit TEXT NOT NULL,
+        started_by TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        due_at REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'fired', 'cancelled')),
+        finished_at REAL,
+        note TEXT,
+        claimed_until REAL
+    )
+    """,
+    "CREATE INDEX sla_timers_due ON sla_timers(due_at) WHERE state = 'pending'",
+    "CREATE INDEX sla_timers_order ON sla_timers(order_id, customer) WHERE state = 'pending'",
+    "CREATE INDEX sla_timers_finished ON sla_timers(finished_at) WHERE finished_at IS NOT NULL",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 """Statements that bring a spool from version N-1 to N (version 0 is a new, empty file)."""
 
 

@@ -36,14 +36,19 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    SlaTimer,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
     Throughput,
+    TimerChange,
+    TimerState,
     TriggerSync,
     choose_delivery_id,
+    timer_changes_by_event,
 )
 from postbackd.spool.sqlite import browse, claim, reads, writes
+from postbackd.spool.sqlite import timers as timer_sql
 from postbackd.spool.sqlite.checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer, truncate_log
 from postbackd.spool.sqlite.errors import FreeSpaceGuard, storage_error
 from postbackd.spool.sqlite.joined import WriteBatcher
@@ -216,7 +221,11 @@ class SqliteSpool:
         return outcome
 
     async def submit_many(
-        self, routed: Sequence[tuple[Event, Sequence[NewDelivery]]], *, source: str
+        self,
+        routed: Sequence[tuple[Event, Sequence[NewDelivery]]],
+        *,
+        source: str,
+        timers: Sequence[TimerChange] = (),
     ) -> list[SubmitOutcome]:
         """`submit` for a batch, in one write: every event is stored, or none is.
 
@@ -225,6 +234,7 @@ class SqliteSpool:
         one round trip, and the writer three statements for all the batches it holds.
         """
         rows: list[tuple[writes.EventRow, Sequence[NewDelivery]]] = []
+        changes = timer_changes_by_event(timers)
         for event, deliveries in routed:
             for new in deliveries:
                 if new.state not in NEW_STATES:
@@ -237,6 +247,7 @@ class SqliteSpool:
                 time=event.time,
                 source=source,
                 body=event.to_json(),
+                timers=changes.get(event.id, ()),
             )
             rows.append((row, deliveries))
         payload = sum(
@@ -250,6 +261,33 @@ class SqliteSpool:
             self._disk.remeasure_soon()
             raise
         return outcomes
+
+    # ------------------------------------------------------------------ [[sla]] timers
+
+    async def next_timer_due(self) -> float | None:
+        due: float | None = await self._read(timer_sql.next_due)
+        return due
+
+    async def claim_due_timers(self, now: float, lease: float, limit: int) -> list[SlaTimer]:
+        claimed: list[SlaTimer] = await self._write(
+            lambda conn: timer_sql.claim_due(conn, now, lease, limit), durable=False
+        )
+        return claimed
+
+    async def finish_timer(self, timer_id: str, state: TimerState, note: str) -> bool:
+        now = time.time()
+        finished: bool = await self._write(
+            lambda conn: timer_sql.finish(conn, timer_id, state, note, now)
+        )
+        return finished
+
+    async def list_timers(
+        self, state: TimerState | None = "pending", limit: int = 100
+    ) -> list[SlaTimer]:
+        found: list[SlaTimer] = await self._read(
+            lambda conn: timer_sql.list_timers(conn, state, limit)
+        )
+        return found
 
     # ------------------------------------------------------------------ dispatcher
 
@@ -417,6 +455,15 @@ class SqliteSpool:
                 )
 
         await self._write(insert)
+
+    async def previous_event(
+        self, customer: str, order_id: str, before_event_id: str
+    ) -> dict[str, Any] | None:
+        """The order's previous stored event (see `Spool.previous_event`), on the reader thread."""
+        envelope: dict[str, Any] | None = await self._read(
+            lambda conn: reads.previous_event(conn, customer, order_id, before_event_id)
+        )
+        return envelope
 
     # ------------------------------------------------------------------ plumbing
 

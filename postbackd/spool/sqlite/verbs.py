@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
+from postbackd.spool.sqlite import timers
 from postbackd.spool.sqlite.rows import id_list, selection_sql
 from postbackd.spool.sqlite.threads import Operation
 
@@ -229,7 +230,8 @@ def _delete_deliveries(conn: sqlite3.Connection, ids: list[str]) -> int:
 
 def prune(conn: sqlite3.Connection, older_than: float, batch: int) -> int:
     """One batch: finished deliveries (and attempts) older than `older_than`, then events
-    received before it that have no delivery left. Returns deliveries + events deleted."""
+    received before it that have no delivery left, and ``[[sla]]`` timers that ended before it.
+    Returns the rows deleted (deliveries, events, timers)."""
     ids = [
         row[0]
         for row in conn.execute(
@@ -246,7 +248,7 @@ def prune(conn: sqlite3.Connection, older_than: float, batch: int) -> int:
         "ORDER BY received_at LIMIT ?)",
         (older_than, batch),
     ).rowcount
-    return len(ids) + events
+    return len(ids) + events + timers.prune(conn, older_than, batch)
 
 
 def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
@@ -265,6 +267,7 @@ def erase_order(conn: sqlite3.Connection, order_id: str) -> ErasedCounts:
         ]
         attempts = _delete_deliveries(conn, ids)
         events = conn.execute("DELETE FROM events WHERE order_id = ?", (order_id,)).rowcount
+        conn.execute("DELETE FROM sla_timers WHERE order_id = ?", (order_id,))
     finally:
         conn.execute(f"PRAGMA secure_delete = {previous}")
     return ErasedCounts(events=events, deliveries=len(ids), attempts=attempts)

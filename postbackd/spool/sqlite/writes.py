@@ -22,8 +22,10 @@ from postbackd.spool.model import (
     DeliveryState,
     NewDelivery,
     SubmitOutcome,
+    TimerChange,
     TriggerSync,
 )
+from postbackd.spool.sqlite import timers
 from postbackd.spool.sqlite.claim import wake_successor
 from postbackd.spool.sqlite.rows import id_list
 
@@ -39,6 +41,7 @@ class EventRow:
     time: str
     source: str
     body: bytes
+    timers: tuple[TimerChange, ...] = ()  # [[sla]] timers this event starts or cancels
 
 
 def submit_many(
@@ -93,6 +96,9 @@ def submit_many(
             "value ->> 17 FROM json_each(?2) ORDER BY key",
             (now, _json_rows(delivery_rows)),
         )
+    for event, _ in fresh:
+        if event.timers:
+            timers.apply_timers(conn, event.timers, now)
     stored: set[str] = set()
     outcomes = []
     for event, news in batch:
@@ -188,6 +194,8 @@ def submit(
     ).rowcount
     if not inserted:
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
+    if event.timers:
+        timers.apply_timers(conn, event.timers, now)
     superseded = 0
     for new in deliveries:
         if new.supersede and new.order_id is not None and new.state is not DeliveryState.FAILED:
@@ -230,7 +238,9 @@ def submit(
 
 
 def recover_inflight(conn: sqlite3.Connection) -> int:
-    """After a crash nothing is in flight: those deliveries are due again, now."""
+    """After a crash nothing is in flight: those deliveries are due again, now (and no
+    ``[[sla]]`` timer is being fired: their claims go too)."""
+    timers.release_claims(conn)
     now = time.time()
     return conn.execute(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, updated_at = ? "
