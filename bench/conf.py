@@ -52,7 +52,7 @@ _BODY = """\
 @dataclass(frozen=True)
 class BenchConfig:
     port: int
-    spool: Path
+    spool: Path | str  # a SQLite file, or a postgresql:// URL (the fleet scenario)
     receiver_url: str = ""
     customers: int = 1000
     file_per_customer: bool = False
@@ -62,6 +62,7 @@ class BenchConfig:
     synchronous: str = "FULL"
     retry_schedule: tuple[str, ...] = ("1s", "1s", "1s", "1s", "1s")
     breaker_cooldown: str = "30s"
+    node: str = ""  # a fleet node's name (default: the host name)
 
     def settings(self) -> dict[str, object]:
         """What a result file records about the configuration."""
@@ -76,6 +77,7 @@ class BenchConfig:
             "breaker_cooldown": self.breaker_cooldown,
             "file_per_customer": self.file_per_customer,
             "log_level": "warning",
+            "spool": "postgresql" if str(self.spool).startswith("postgresql") else "sqlite",
         }
 
 
@@ -105,6 +107,7 @@ synchronous = "{config.synchronous}"
 breaker_cooldown = "{config.breaker_cooldown}"
 grace = "10s"
 min_free = "16MiB"
+{f'node = "{config.node}"' if config.node else ""}
 
 [sources.http]
 listen = "127.0.0.1:{config.port}"

@@ -1,7 +1,8 @@
 """The daemon under test: `postbackd --log-level warning run -c DIR` as a subprocess.
 
 Readiness is `/readyz` answering 200; CPU and memory come from /proc; the spool is counted
-with a read-only SQLite connection (WAL lets it read while the daemon writes).
+with a read-only SQLite connection (WAL lets it read while the daemon writes), or in the
+PostgreSQL database a fleet scenario's nodes share.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ class DaemonError(RuntimeError):
 
 
 class BenchDaemon:
-    def __init__(self, conf_dir: Path, port: int, spool: Path, *, profile: Path | None = None):
+    def __init__(
+        self, conf_dir: Path, port: int, spool: Path | str, *, profile: Path | None = None
+    ):
         self.conf_dir = conf_dir
         self.port = port
         self.spool = spool
@@ -113,12 +117,25 @@ class BenchDaemon:
 
     def counts(self) -> dict[str, int]:
         """Deliveries in the spool by state."""
+        rows = self._query("SELECT state, count(*) FROM deliveries GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def attempts_by_node(self) -> dict[str, int]:
+        """Attempts in the request log per node that made them (a PostgreSQL spool)."""
+        rows = self._query("SELECT coalesce(node, ''), count(*) FROM attempts GROUP BY 1")
+        return {node: count for node, count in rows}
+
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of `sql` on the spool: a read-only SQLite connection (WAL lets it read while
+        the daemon writes), or PostgreSQL on a thread of its own (callers may be on a loop)."""
+        if isinstance(self.spool, str):
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, _pg_rows(self.spool, sql)).result(60)
         conn = sqlite3.connect(f"file:{self.spool}?mode=ro", uri=True, timeout=30)
         try:
-            rows = conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()
+            return conn.execute(sql).fetchall()
         finally:
             conn.close()
-        return {state: count for state, count in rows}
 
     async def settle(self, expected: int, timeout: float) -> dict[str, int]:
         """Wait until `expected` deliveries reached a final state; the counts at the end."""
@@ -164,3 +181,13 @@ class BenchDaemon:
             except subprocess.TimeoutExpired:
                 profiler.kill()
                 profiler.wait(5)
+
+
+async def _pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return [tuple(row.values()) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()

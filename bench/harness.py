@@ -83,8 +83,9 @@ class Bench:
         """A fresh directory for one daemon run, with its configuration written."""
         self._runs += 1
         run_dir = self.workdir / f"{self._runs:02d}-{name}"
+        spool = overrides.pop("spool", run_dir / "spool.db")
         settings = {"receiver_url": self.receiver_url, **overrides}
-        config = BenchConfig(port=free_port(), spool=run_dir / "spool.db", **settings)
+        config = BenchConfig(port=free_port(), spool=spool, **settings)
         write_config(run_dir / "conf.d", config)
         return run_dir, config
 

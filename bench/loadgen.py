@@ -26,7 +26,7 @@ from postbackd.jsoncodec import dumps, loads
 
 
 async def post_events(job: dict[str, Any]) -> dict[str, Any]:
-    url = job["url"] + "/v1/events"
+    urls = [url + "/v1/events" for url in job.get("urls", [job["url"]])]  # batches take turns
     count, batch, start = job["count"], job["batch"], job.get("start", 0)
     end = start + count
     customers, prefix, rate = job["customers"], job["prefix"], job.get("rate")
@@ -39,6 +39,7 @@ async def post_events(job: dict[str, Any]) -> dict[str, Any]:
         posted = time.time()
         last = min(end, first + batch)
         events = [make_event(prefix, i, customers, posted) for i in range(first, last)]
+        url = urls[(first - start) // batch % len(urls)]
         try:
             async with session.post(url, data=dumps(events), headers=headers) as answer:
                 text = await answer.read()

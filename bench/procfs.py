@@ -34,6 +34,22 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return times
 
 
+def family_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children alive now (a PostgreSQL server: the postmaster
+    and its backends, checkpointer, WAL writer...). A child that exited meanwhile takes its
+    time with it, so the caller keeps its connections open across a measurement."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
 def cpu_seconds_of(stat: Path) -> float:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS

@@ -26,7 +26,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 from bench.harness import Bench
 from bench.procfs import machine
 from bench.report import Result
-from bench.scenarios import faults, mail, reload, steady
+from bench.scenarios import faults, fleet, mail, reload, steady
 
 Scenario = Callable[[Bench], Awaitable[Result]]
 SCENARIOS: dict[str, Scenario] = {
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "reload": reload.reload,
     "durability": steady.durability,
     "email": mail.email,
+    "fleet": fleet.fleet,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -20,6 +20,7 @@ from postbackd import jsoncodec
 from postbackd.api_verbs import AdminVerbs, delivery_id_error
 from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
+from postbackd.fleet import fleet_status
 from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
 from postbackd.openapi import openapi_document
@@ -221,7 +222,9 @@ class AdminApi:
         return json_response(result, 200 if result.get("ok") else 422)
 
     async def config(self, request: web.Request) -> web.Response:
-        return json_response(self.backend.config_status())
+        status = self.backend.config_status()
+        status.update((await fleet_status(self.backend.spool)).to_dict())
+        return json_response(status)
 
     async def openapi(self, request: web.Request) -> web.Response:
         """This API described (OpenAPI 3.1; `postbackd.openapi`, also in docs/openapi.json)."""

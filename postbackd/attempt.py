@@ -123,6 +123,17 @@ class AttemptRunner:
 
     async def _attempt(self, generation: Generation, stored: StoredDelivery, dest: str) -> None:
         trigger = generation.config.triggers.get(stored.trigger)
+        # configuration skew in a fleet never cancels or holds work another node delivers
+        unusable = trigger is None or not trigger.active
+        if unusable and await self.spool.leave_to_others(stored.id, stored.trigger):
+            log.info(
+                "delivery left to the nodes that deliver its trigger",
+                delivery_id=stored.id,
+                trigger=stored.trigger,
+                reason="not configured here" if trigger is None else "inactive here",
+            )
+            self.breakers.release_probe(dest, time.time())
+            return
         if trigger is None:
             await self._finish_without_attempt(
                 stored,

@@ -23,6 +23,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from postbackd.plugins import PluginError
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
 from postbackd.sla_firing import SLA_SOURCE, SlaFiring
-from postbackd.spool import Spool, SpoolError, open_spool
+from postbackd.spool import NodeBeat, Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
 from postbackd.workers import DeliveryWorkers, worker_node
@@ -86,6 +87,7 @@ class Daemon:
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._dispatcher_task: asyncio.Task[None] | None = None
+        self._started_at = time.time()
         self.sla_firing: SlaFiring | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -127,6 +129,7 @@ class Daemon:
             node=node,
             lease=daemon.lease,
         )
+        await self.heartbeat()
         await self._sync_triggers(generation)
         self.breakers = BreakerBoard(daemon.breaker_failures, daemon.breaker_cooldown)
         runner = AttemptRunner(
@@ -150,7 +153,13 @@ class Daemon:
             self.reloader.on_rejected = self.alerts.reload_rejected
             self._tasks.append(asyncio.create_task(self.sla_firing.run(), name="sla-firing"))
         self.housekeeping = Housekeeping(
-            spool, self.current, self.metrics, self.breakers, self.notifier, self.healthy
+            spool,
+            self.current,
+            self.metrics,
+            self.breakers,
+            self.notifier,
+            self.healthy,
+            self.heartbeat,
         )
         self._tasks.extend(self.housekeeping.tasks())
         if self.workers is not None:
@@ -302,6 +311,21 @@ class Daemon:
                 error=f"{type(exc).__name__}: {exc}",
             )
 
+    async def heartbeat(self) -> None:
+        """Tell the spool this node is live and what it runs (a fleet's nodes compare these)."""
+        generation = self.current()
+        triggers = generation.config.triggers.values()
+        await self.spool.heartbeat(
+            NodeBeat(
+                node=generation.config.daemon.node,
+                generation=generation.number,
+                fingerprint=generation.fingerprint,
+                started_at=self._started_at,
+                triggers=tuple(sorted(t.name for t in triggers)),
+                active_triggers=tuple(sorted(t.name for t in triggers if t.active)),
+            )
+        )
+
     async def _sync_triggers(self, generation: Generation) -> None:
         triggers = generation.config.triggers.values()
         changed = await self.spool.sync_triggers(
@@ -339,6 +363,7 @@ class Daemon:
         daemon = generation.config.daemon
         self.breakers.configure(daemon.breaker_failures, daemon.breaker_cooldown)
         try:
+            await self.heartbeat()  # first: the fleet must see what this node knows now
             await self._sync_triggers(generation)
         except Exception as exc:  # attempts check their trigger anyway; this is the fast path
             log.error("trigger states not synced to the spool", error=str(exc))
@@ -373,7 +398,9 @@ class Daemon:
         generation = self.current()
         config = generation.config
         return {
+            "node": config.daemon.node,
             "generation": generation.number,
+            "fingerprint": generation.fingerprint,
             "loaded_at": generation.loaded_at,
             "last_error": self.last_error,
             "customers": sorted(config.customers),

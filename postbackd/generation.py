@@ -6,6 +6,8 @@ Shared by the daemon (start and every reload) and the CLI (check, render, test),
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +36,7 @@ class Generation:
     config: Config
     router: Router
     loaded_at: str
+    fingerprint: str = ""  # the loaded files' hash: a fleet's nodes compare theirs
 
 
 @dataclass
@@ -179,7 +182,35 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     broken = template_errors(config, engine)
     if broken:
         raise ConfigError([replace(d, message=config.redactor.text(d.message)) for d in broken])
-    return Generation(number, config, Router(config, engine, plugins.deliveries), now_iso())
+    router = Router(config, engine, plugins.deliveries)
+    fingerprint = config_fingerprint(plugins.config_cache.tables(), config)
+    return Generation(number, config, router, now_iso(), fingerprint)
+
+
+NODE_LOCAL_TABLES = frozenset({"daemon", "sources", "ui"})
+"""Tables that may differ between a fleet's nodes by design: node name, spool, listeners, UI."""
+
+
+def config_fingerprint(tables: Iterable[tuple[str, Any]], config: Config) -> str:
+    """A short stable hash of what a fleet's nodes must agree on: every table as written (secret
+    references, not their values) except the node-local ones, and every template's source
+    (a ``body_file`` included). The same configuration gives the same hash on every node,
+    whatever its directory's path, its file names or its order of files."""
+    chunks = sorted(
+        json.dumps({key: item}, sort_keys=True, default=str)
+        for key, value in tables
+        if key not in NODE_LOCAL_TABLES
+        for item in (value if isinstance(value, list) else [value])  # [[trigger]] one by one
+    )
+    chunks += sorted(
+        f"template {name}\0{template.subject or ''}\0{template.body}"
+        for name, template in config.templates.items()
+    )
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(len(chunk).to_bytes(8, "big"))
+        digest.update(chunk.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
 
 
 __all__ = [

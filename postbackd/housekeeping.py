@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from postbackd.breaker import BreakerBoard
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.sdnotify import Notifier
-from postbackd.spool import Spool, SpoolStats
+from postbackd.spool import HEARTBEAT_EVERY, Spool, SpoolStats
 
 log = get_logger("postbackd.housekeeping")
 
@@ -37,6 +37,7 @@ class Housekeeping:
         breakers: BreakerBoard,
         notifier: Notifier,
         healthy: Callable[[], bool] = lambda: True,
+        heartbeat: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spool = spool
         self.current = current
@@ -44,6 +45,7 @@ class Housekeeping:
         self.breakers = breakers
         self.notifier = notifier
         self.healthy = healthy
+        self.heartbeat = heartbeat
         self._done_before: float | None = None
         self._done_at = time.monotonic()
 
@@ -52,6 +54,8 @@ class Housekeeping:
             asyncio.create_task(self._prune_forever(), name="retention"),
             asyncio.create_task(self._status_forever(), name="status"),
         ]
+        if self.heartbeat is not None:
+            tasks.append(asyncio.create_task(self._heartbeat_forever(), name="heartbeat"))
         interval = Notifier.watchdog_interval()
         if interval and self.notifier.enabled:
             tasks.append(asyncio.create_task(self._watchdog_forever(interval), name="watchdog"))
@@ -80,6 +84,22 @@ class Housekeeping:
             except Exception as exc:
                 log.error("retention pruning failed; will try again", error=str(exc))
             await asyncio.sleep(PRUNE_EVERY)
+
+    async def _heartbeat_forever(self) -> None:
+        """Keep this node live in the fleet's eyes; a beat that fails (the database is down)
+        is simply the next one's job — the node is not live meanwhile, and says so once."""
+        assert self.heartbeat is not None
+        failing = False
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                await self.heartbeat()
+            except Exception as exc:
+                if not failing:
+                    log.warning("node heartbeat not recorded; will try again", error=str(exc))
+                failing = True
+            else:
+                failing = False
 
     async def _status_forever(self) -> None:
         while True:

@@ -212,7 +212,9 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ConfigStatus": obj(
         {
+            "node": {"type": "string"},
             "generation": {"type": "integer"},
+            "fingerprint": {"type": "string"},
             "loaded_at": {"type": "string"},
             "last_error": nullable("string"),
             "customers": {"type": "array", "items": {"type": "string"}},
@@ -227,6 +229,18 @@ SCHEMAS: dict[str, Schema] = {
                     }
                 ),
             },
+            "nodes": {"type": "array", "items": ref("Node")},
+            "nodes_warning": nullable("string"),
+        }
+    ),
+    "Node": obj(
+        {
+            "node": {"type": "string"},
+            "generation": {"type": "integer"},
+            "fingerprint": {"type": "string"},
+            "started_at": {"type": "number"},
+            "last_seen": {"type": "number"},
+            "triggers": {"type": "array", "items": {"type": "string"}},
         }
     ),
     "Intake": obj(
@@ -519,7 +533,8 @@ def openapi_document() -> Schema:
         },
         "/v1/config": {
             "get": operation(
-                "the loaded configuration's generation, customers and triggers",
+                "the loaded configuration's generation, fingerprint, customers and triggers, "
+                "and the fleet's live nodes (a warning when their configurations differ)",
                 {"200": answer("the configuration", ref("ConfigStatus"))},
             )
         },

@@ -5,9 +5,14 @@ bench/results/ are untouched, since --results points at a temporary folder."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.pg_fixtures import PgCluster, pg_cluster
+
+__all__ = ["pg_cluster"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
@@ -19,10 +24,11 @@ SCENARIOS = (
     "reload",
     "durability",
     "email",
+    "fleet",
 )
 
 
-def test_every_scenario_completes_with_nothing_lost(tmp_path: Path) -> None:
+def test_every_scenario_completes_with_nothing_lost(tmp_path: Path, pg_cluster: PgCluster) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--results", str(tmp_path)],
         cwd=tmp_path,
@@ -30,6 +36,7 @@ def test_every_scenario_completes_with_nothing_lost(tmp_path: Path) -> None:
         text=True,
         timeout=300,  # a bound on a stuck run, not a performance check
         check=False,
+        env={**os.environ, "POSTBACKD_BENCH_PG": pg_cluster.url},  # the fleet scenario's server
     )
     assert done.returncode == 0, done.stdout + done.stderr
     for name in SCENARIOS:

@@ -8,8 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+import postbackd.spool.copy as copy_module
 from postbackd.spool import Spool, open_spool
+from postbackd.spool.copy import CopyCounts, copy_spool
 from postbackd.spool.model import DeliveryState, TimerStart
 from tests.pg_fixtures import pg_cluster, pg_url
 from tests.spool.helpers import add, make_event, new_delivery, result, soon
@@ -108,3 +113,66 @@ async def test_a_running_daemons_spool_file_is_not_copied(tmp_path: Path, pg_url
     assert refused.returncode == 1, refused.stdout
     async with await open_spool(pg_url) as target:
         assert (await target.stats()).events == 0
+
+
+async def fill_many(spool: Spool, count: int) -> None:
+    """`count` events with a delivery each, every other one attempted (a request log entry)."""
+    for index in range(count):
+        await add(
+            spool, f"e{index}", new_delivery(f"d{index}", order=f"o{index}"), order=f"o{index}"
+        )
+    for claimed in await spool.claim_due(soon(), count):
+        if int(claimed.id[1:]) % 2 == 0:
+            await spool.record_attempt(result(claimed.id, S.DONE, request={"n": claimed.id}))
+    await spool.release_inflight([f"d{i}" for i in range(1, count, 2)], time.time())
+    # five timers started in one transaction: the same started_at, so the copy's keyset
+    # (started_at, id) must page through ties
+    received = [make_event(f"r{i}", order=f"t{i}", type_="order.received") for i in range(5)]
+    timers = [
+        TimerStart(f"r{i}", f"alert-t{i}", "ship", "acme", f"t{i}", "order.delayed", ("x",), 60.0)
+        for i in range(5)
+    ]
+    await spool.submit_many([(event, []) for event in received], source="test", timers=timers)
+
+
+async def test_more_rows_than_a_batch_are_streamed_across_batches(
+    tmp_path: Path, pg_url: str
+) -> None:
+    source = tmp_path / "spool.db"
+    async with await open_spool(source) as spool:
+        await fill_many(spool, 25)
+    original = await snapshot(source)
+    # 30 events, 25 deliveries, 13 attempts, 5 timers: batches of 4 (the last one short)
+    counts = await copy_spool(source, pg_url, batch_rows=4)
+    assert counts == CopyCounts(events=30, deliveries=25, attempts=13)
+    assert len(original["timers"]) == 5
+    assert await snapshot(pg_url) == original
+    back = tmp_path / "back.db"  # batches that end exactly at a table's end: 6 of 5 events
+    assert await copy_spool(pg_url, back, batch_rows=5) == counts
+    assert await snapshot(back) == original
+
+
+async def test_a_copy_that_fails_midway_leaves_the_target_empty(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "spool.db"
+    async with await open_spool(source) as spool:
+        await fill_many(spool, 12)
+    batches = 0
+    normalised = copy_module._normalised
+
+    def failing(table: str, columns: str, rows: list[tuple[object, ...]]) -> Any:
+        nonlocal batches
+        batches += 1
+        if batches == 4:  # part of the way: some batches written, more to come
+            raise RuntimeError("the source went away")
+        return normalised(table, columns, rows)
+
+    monkeypatch.setattr(copy_module, "_normalised", failing)
+    for target in (pg_url, tmp_path / "target.db"):
+        batches = 0
+        with pytest.raises(RuntimeError, match="went away"):
+            await copy_spool(source, target, batch_rows=5)
+        async with await open_spool(target) as copied:
+            stats = await copied.stats()
+            assert (stats.events, stats.deliveries) == (0, 0)

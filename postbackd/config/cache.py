@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from postbackd.config.parse import ParsedFile, conf_file, parse_content, unreadable
 from postbackd.config.report import Reporter
@@ -82,6 +83,16 @@ class ConfigCache:
             del self._entries[path]
         self.last_read = []
         self.last_parsed = []
+
+    def tables(self) -> list[tuple[str, Any]]:
+        """Every top-level TOML value of the files the last load read, as written (secret
+        references not expanded), as (key, value) pairs file by file in name order."""
+        found: list[tuple[str, Any]] = []
+        for name in sorted(self._entries):
+            raw = self._entries[name].parsed.raw
+            if raw is not None:
+                found.extend(raw.items())
+        return found
 
     def parsed(self, name: str) -> ParsedFile:
         """The parse of file `name`, from the cache unless the file may have changed."""

@@ -19,7 +19,9 @@ from postbackd.events import Event
 from postbackd.spool.backoff import StorageBackoff
 from postbackd.spool.model import (
     FINAL_STATES,
+    HEARTBEAT_EVERY,
     ID_MATCHES_SHOWN,
+    LIVE_FOR,
     MIN_ID_PREFIX,
     NO_FILTER,
     TRIGGER_INACTIVE,
@@ -34,6 +36,7 @@ from postbackd.spool.model import (
     ListFilter,
     MinuteCount,
     NewDelivery,
+    NodeBeat,
     Selection,
     SlaTimer,
     SpoolError,
@@ -154,6 +157,22 @@ class Spool(Protocol):
         self, active: Collection[str], inactive: Collection[str]
     ) -> TriggerSync: ...
 
+    # the fleet's nodes ------------------------------------------------------------------
+    async def heartbeat(self, beat: NodeBeat) -> None:
+        """Record the daemon as a live node running `beat`'s configuration (at start, at each
+        reload and every `HEARTBEAT_EVERY`); a shared spool records it under its node name."""
+        ...
+
+    async def live_nodes(self) -> list[NodeBeat]:
+        """The nodes whose heartbeat is recent (a SQLite spool: the daemon itself)."""
+        ...
+
+    async def leave_to_others(self, delivery_id: str, trigger: str) -> bool:
+        """This node claimed a delivery of a trigger it does not know: True when another live
+        node delivers that trigger and the delivery was put back for it; False when none does
+        (or the spool has one node) and the caller settles it."""
+        ...
+
     # the request log ---------------------------------------------------------------------
     async def stats(self) -> SpoolStats: ...
 
@@ -223,7 +242,9 @@ async def open_spool(
 
 __all__ = [
     "FINAL_STATES",
+    "HEARTBEAT_EVERY",
     "ID_MATCHES_SHOWN",
+    "LIVE_FOR",
     "MIN_ID_PREFIX",
     "NO_FILTER",
     "RETRYABLE",
@@ -239,6 +260,7 @@ __all__ = [
     "ListFilter",
     "MinuteCount",
     "NewDelivery",
+    "NodeBeat",
     "OperatorVerbs",
     "Selection",
     "SlaTimer",

@@ -3,6 +3,10 @@
 Events, deliveries (state, schedule, attempts so far, payload), the request log and the
 ``[[sla]]`` timers (without their claims: nothing is firing in a stopped spool) are copied
 row for row, in their original order, in one transaction on the target: all of it or nothing.
+Rows are streamed in batches of `BATCH_ROWS`, read by keyset pagination (``WHERE (key) >
+(last key) ORDER BY key LIMIT n``, the key a table's write order: ``seq``, ``id``, or
+``started_at, id`` for the timers), so a spool of millions of rows is copied in bounded memory:
+the target consumes a batch before the next is read.
 Both backends name their columns alike (`postbackd.spool.codec`), so a row needs no mapping but
 its booleans (SQLite keeps integers). A delivery left in flight by a crash is copied as due
 now. A target that already holds events or deliveries is refused: merging two spools could
@@ -11,7 +15,7 @@ send a delivery twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -35,6 +39,8 @@ TABLES = (
     ("sla_timers", TIMER_COLUMNS, "started_at, id"),
 )
 BOOLEAN_COLUMNS = frozenset({"matched", "ordered"})
+BATCH_ROWS = 2000
+"""Rows read and written at a time: a few MB of payloads and request logs at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +56,16 @@ class TableRows:
 class CopyableSpool(Protocol):
     """What each backend offers `copy_spool` (not part of `Spool`: only this command needs it)."""
 
-    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]: ...
+    async def dump_batch(
+        self, table: str, columns: str, key: str, after: tuple[Any, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` whose `key` (one column or several) is above `after`
+        (None: from the first), in key order, each as (*key, *columns)."""
+        ...
 
-    async def load(self, tables: Sequence[TableRows]) -> None: ...
+    async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
+        """Insert every batch `batches` yields, all in one transaction (none on an error)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +75,11 @@ class CopyCounts:
     attempts: int
 
 
-async def copy_spool(source: Path | str, target: Path | str) -> CopyCounts:
-    """Copy every row of `source` into the empty spool `target` (created when missing)."""
+async def copy_spool(
+    source: Path | str, target: Path | str, *, batch_rows: int = BATCH_ROWS
+) -> CopyCounts:
+    """Copy every row of `source` into the empty spool `target` (created when missing),
+    `batch_rows` at a time."""
     from postbackd.spool import is_database_url, open_spool, spool_missing
 
     if spool_missing(source):
@@ -80,17 +96,31 @@ async def copy_spool(source: Path | str, target: Path | str) -> CopyCounts:
                     f"{stats.deliveries} deliveries: copy into an empty spool (a new file or "
                     "an empty database)"
                 )
-            tables = [
-                _normalised(table, columns, await _copyable(src).dump(table, columns, order))
-                for table, columns, order in TABLES
-            ]
-            await _copyable(dst).load(tables)
+            counts = {table: 0 for table, _, _ in TABLES}
+            await _copyable(dst).load_batches(_batches(_copyable(src), counts, batch_rows))
         finally:
             await dst.close()
     finally:
         await src.close()
-    events, deliveries, attempts = (len(t.rows) for t in tables[:3])
-    return CopyCounts(events, deliveries, attempts)
+    return CopyCounts(counts["events"], counts["deliveries"], counts["attempts"])
+
+
+async def _batches(
+    src: CopyableSpool, counts: dict[str, int], batch_rows: int
+) -> AsyncIterator[TableRows]:
+    """Each table's rows in write order, `batch_rows` at a time, counted into `counts`."""
+    for table, columns, key in TABLES:
+        width = len(key.split(","))
+        after: tuple[Any, ...] | None = None
+        while True:
+            rows = await src.dump_batch(table, columns, key, after, batch_rows)
+            if not rows:
+                break
+            after = tuple(rows[-1][:width])
+            counts[table] = counts.get(table, 0) + len(rows)
+            yield _normalised(table, columns, [row[width:] for row in rows])
+            if len(rows) < batch_rows:
+                break
 
 
 def _copyable(spool: object) -> CopyableSpool:

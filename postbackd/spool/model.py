@@ -368,6 +368,42 @@ class TriggerSync:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeBeat:
+    """A daemon node's heartbeat: who it is and what configuration it runs (DESIGN §10).
+
+    A fleet's nodes read each other's to show skew (`GET /v1/config`, the UI) and to decide what
+    no live node handles any more: a trigger's deliveries are cancelled only when no live node
+    knows it. `triggers` are every trigger the node has configured, `active_triggers` those of
+    them it delivers. `last_seen` is filled in by the spool when it reads the row back.
+    """
+
+    node: str
+    generation: int
+    fingerprint: str
+    started_at: float
+    triggers: tuple[str, ...]
+    active_triggers: tuple[str, ...]
+    last_seen: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "generation": self.generation,
+            "fingerprint": self.fingerprint,
+            "started_at": self.started_at,
+            "last_seen": self.last_seen,
+            "triggers": list(self.triggers),
+        }
+
+
+HEARTBEAT_EVERY = 5.0
+"""How often a daemon node refreshes its heartbeat (and at every reload)."""
+LIVE_FOR = 3 * HEARTBEAT_EVERY
+"""A node is live while its last heartbeat is younger than this: a few missed beats (a busy
+database, a paused VM) do not make it look gone."""
+
+
+@dataclass(frozen=True, slots=True)
 class ErasedCounts:
     """Rows `erase_order` deleted."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from postbackd.fleet import fleet_status
 from postbackd.spool import Throughput
 from postbackd.ui.visit import UiBackend, Visit
 
@@ -57,6 +58,7 @@ class Overview:
         throughput = await self.backend.spool.throughput(CHART_MINUTES, now)
         breakers = sorted(self.backend.breakers.open_destinations().items())
         status = self.backend.config_status()
+        fleet = await fleet_status(self.backend.spool)
         recent = throughput.minutes[-5:]
         per_minute = sum(m.done + m.failed for m in recent) / max(len(recent), 1)
         return visit.page(
@@ -71,4 +73,5 @@ class Overview:
             bar_width=BAR_WIDTH - 2,
             breakers=breakers,
             config_status=status,
+            fleet=fleet,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -18,30 +19,40 @@ MASK = "***"
 _SENSITIVE = re.compile(r"authorization|cookie|token|secret|passw|signature|api[-_]?key", re.I)
 
 
+def _utc(epoch: float | None) -> datetime | None:
+    """The time, or None when there is none or it is no time at all: a shared database's rows
+    may hold NaN, infinity or a year past 9999, and a page must still render."""
+    if epoch is None or not math.isfinite(epoch):
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def timestamp(epoch: float | None) -> str:
     """``2026-05-01 10:03:07`` (UTC, as the whole UI shows times)."""
-    if epoch is None:
-        return "—"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    moment = _utc(epoch)
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    moment = _utc(epoch)
+    return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def relative(epoch: float | None, now: float | None = None) -> str:
     """``in 4 min`` / ``12 s ago``: how far a time is from now, roughly."""
-    if epoch is None:
+    if _utc(epoch) is None:
         return ""
+    assert epoch is not None
     delta = epoch - (time.time() if now is None else now)
     text = duration(abs(delta))
     return f"in {text}" if delta > 0 else f"{text} ago"
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "—"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"

@@ -9,14 +9,17 @@ reconnects by itself and never exits).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
+from postbackd.testing.waiting import until
 from tests.configs import event, webhook_config
 from tests.pg_fixtures import PgCluster, pg_cluster, pg_url
 
@@ -35,7 +38,12 @@ def fleet(tmp_path: Path, pg_url: str) -> Iterator[list[PostbackdDaemon]]:
 
 
 def add_node(
-    nodes: list[PostbackdDaemon], tmp_path: Path, url: str, receiver: WebhookReceiver, name: str
+    nodes: list[PostbackdDaemon],
+    tmp_path: Path,
+    url: str,
+    receiver: WebhookReceiver,
+    name: str,
+    extra_trigger: str = "",
 ) -> PostbackdDaemon:
     port = free_port()
     daemon = PostbackdDaemon(tmp_path / f"conf-{name}", port)
@@ -45,6 +53,7 @@ def add_node(
             port=port,
             spool=url,
             daemon_extra=f'node = "{name}"\nlease = "{LEASE}"',
+            extra_trigger=extra_trigger,
         )
     )
     daemon.launch()
@@ -150,3 +159,50 @@ async def test_a_database_restart_loses_nothing_and_the_node_stays(
     await receiver.wait_events({*before, *after}, timeout=60)
     await all_done(node, 20, timeout=30)
     assert node.process is not None and node.process.poll() is None
+
+
+async def test_ordered_statuses_posted_alternately_to_two_nodes_arrive_in_order(
+    tmp_path: Path, pg_url: str, fleet: list[PostbackdDaemon], receiver: WebhookReceiver
+) -> None:
+    """Each order's statuses go to A, B, A, B…; the receiver is slow and refuses every other
+    status once, so statuses are retried on either node — and still each order's arrive in the
+    order they were posted (DESIGN §10: order holds fleet-wide)."""
+    accepted: list[tuple[str, str]] = []  # (order, event id) of each request answered 200
+    refused: set[str] = set()  # events whose first attempt was answered 503
+
+    async def slow_and_flaky(request: web.Request) -> web.Response:
+        payload = json.loads(await request.read())
+        await asyncio.sleep(0.02)
+        event_id = payload["eventId"]
+        if int(event_id.split("-")[2]) % 2 == 0 and event_id not in refused:
+            refused.add(event_id)  # every other status is refused once: retried, maybe on
+            return web.Response(status=503, text="busy")  # the other node
+        accepted.append((payload["orderId"], event_id))
+        return web.Response(text="ok")
+
+    receiver.handle("POST", "/hook", slow_and_flaky)
+    a = add_node(fleet, tmp_path, pg_url, receiver, "node-a", extra_trigger="ordered = true")
+    b = add_node(fleet, tmp_path, pg_url, receiver, "node-b", extra_trigger="ordered = true")
+    await asyncio.gather(a.wait_ready(30), b.wait_ready(30))
+    orders = [f"ord-{n}" for n in range(4)]
+    statuses = ["created", "printed", "packed", "shipped", "delivered", "invoiced"]
+    posted: dict[str, list[str]] = {order: [] for order in orders}
+    turn = 0
+    for step, status_name in enumerate(statuses):
+        for order in orders:
+            node = (a, b)[turn % 2]
+            turn += 1
+            event_id = f"{order}-{step}-{status_name}"
+            status, body = await node.post(
+                event(event_id, type_=f"order.{status_name}", order=order)
+            )
+            assert status == 202, body
+            posted[order].append(event_id)
+    total = len(orders) * len(statuses)
+    await until(lambda: len(accepted) >= total, 60, f"{total} statuses delivered")
+    await asyncio.sleep(0.5)  # a duplicate would arrive by now
+    assert len(accepted) == total
+    for order in orders:
+        assert [e for o, e in accepted if o == order] == posted[order]
+    made = await attempt_nodes(a)
+    assert set().union(*made.values()) == {"node-a", "node-b"}  # both nodes delivered

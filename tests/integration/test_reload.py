@@ -298,3 +298,41 @@ async def _get(
     length = int(headers.get("Content-Length", "0"))
     body = await asyncio.wait_for(reader.readexactly(length), 5)
     return int(lines[0].split()[1]), body
+
+
+async def test_a_sqlite_node_lists_itself_with_each_generation(receiver, daemon_factory):
+    """One daemon on its own spool file is the one live node; a reload updates its heartbeat
+    (generation and fingerprint) at once, and there is nothing to warn about."""
+    daemon = daemon_factory(receiver.url("/hook"), daemon_extra='node = "solo"')
+    daemon.launch()
+    await daemon.wait_ready()
+    first = await wait_config(daemon, lambda c: len(c["nodes"]) == 1)
+    (node,) = first["nodes"]
+    assert node["node"] == "solo" == first["node"]
+    assert node["generation"] == first["generation"]
+    assert node["fingerprint"] == first["fingerprint"] and first["nodes_warning"] is None
+    assert node["triggers"] == ["acme-all"]
+
+    (daemon.conf_dir / "beta.toml").write_text(customer_file("beta", receiver.url("/beta")))
+    second = await wait_config(daemon, lambda c: c["generation"] > first["generation"])
+    (node,) = second["nodes"]
+    assert node["generation"] == second["generation"]
+    assert node["fingerprint"] == second["fingerprint"] != first["fingerprint"]
+    assert node["triggers"] == ["acme-all", "beta-all"] == sorted(second["triggers"])
+    assert node["started_at"] <= node["last_seen"]
+
+
+async def test_a_hostile_node_name_is_shown_as_text(receiver, daemon_factory):
+    """The node name is the operator's, but it reaches the UI: it is escaped, never markup."""
+    name = 'solo"><script>alert(1)</script>'
+    daemon = daemon_factory(receiver.url("/hook"), daemon_extra=f"node = '{name}'")
+    daemon.launch()
+    await daemon.wait_ready()
+    config = await wait_config(daemon, lambda c: len(c["nodes"]) == 1)
+    assert config["nodes"][0]["node"] == name
+    status, page = await daemon.get("/ui/")
+    assert status == 200
+    assert "<script>alert(1)" not in page
+    assert "solo&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt; (this node)" in page
+    assert (await daemon.post(event("after-ui", order="o-1")))[0] == 202
+    await receiver.wait_for(1, timeout=10)

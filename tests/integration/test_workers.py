@@ -79,6 +79,10 @@ async def test_a_worker_shares_the_deliveries_and_stops_with_the_daemon(
     assert len(receiver.requests) == 60
     nodes = await attempt_nodes(daemon)
     assert set().union(*nodes.values()) == {"pb", "pb.w2"}, nodes
+    status, config = await daemon.get("/v1/config")  # the worker is a live node too
+    assert status == 200, config
+    assert [n["node"] for n in config["nodes"]] == ["pb", "pb.w2"]
+    assert config["nodes_warning"] is None  # one configuration
 
     (worker,) = worker_pids(daemon)
     daemon.signal(signal.SIGTERM)

@@ -151,6 +151,21 @@ async def test_a_batch_has_an_outcome_per_event_in_order(spool: Spool) -> None:
     assert await spool.get_delivery("d9") is None
 
 
+async def test_an_event_twice_in_one_batch_is_stored_once(spool: Spool) -> None:
+    outcomes = await spool.submit_many(
+        [
+            (make_event("e1"), [new_delivery("d1")]),
+            (make_event("e1"), [new_delivery("d2")]),  # a client sent it twice at once
+            (make_event("e2"), [new_delivery("d3", order="o2")]),
+        ],
+        source="test",
+    )
+    assert [o.duplicate for o in outcomes] == [False, True, False]
+    assert (await spool.stats()).deliveries == 2
+    assert await spool.get_delivery("d2") is None
+    assert await state_of(spool, "d3") is S.PENDING
+
+
 @pytest.mark.sqlite_only
 async def test_a_batch_is_one_group_commit(spool: Spool) -> None:
     commits = spool.commits

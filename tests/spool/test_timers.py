@@ -195,7 +195,9 @@ async def test_a_version_1_postgres_spool_gains_the_timers_table(pg_url: str) ->
         assert len(await spool.list_timers()) == 1
     conn = await asyncpg.connect(pg_url)
     try:
-        assert await conn.fetchval("SELECT version FROM postbackd_schema") == 2
+        assert (
+            await conn.fetchval("SELECT version FROM postbackd_schema") == pg_schema.SCHEMA_VERSION
+        )  # every step since 1
     finally:
         await conn.close()
 

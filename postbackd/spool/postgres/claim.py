@@ -50,17 +50,24 @@ async def claim_due(
     exclude_destinations: Collection[str],
     node: str,
     lease: float,
+    triggers: Collection[str] | None,
 ) -> list[StoredDelivery]:
-    """Mark up to `limit` due deliveries inflight for `node`, oldest schedule first."""
+    """Mark up to `limit` due deliveries inflight for `node`, oldest schedule first.
+
+    `triggers` (None: any) are those the node delivers: a delivery of a trigger it does not
+    know is left to the nodes that do (configuration skew never cancels work, DESIGN §10).
+    """
     rows = await conn.fetch(
         f"SELECT {STORED_COLUMNS} FROM deliveries WHERE state = 'pending' "
         "AND next_attempt_at <= $1 AND id <> ALL($2::text[]) "
         "AND (destination IS NULL OR destination <> ALL($3::text[])) "
+        "AND ($5::text[] IS NULL OR trigger_name = ANY($5::text[])) "
         "ORDER BY next_attempt_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED",
         now,
         list(exclude_ids),
         list(exclude_destinations),
         limit,
+        None if triggers is None else list(triggers),
     )
     taken: list[StoredDelivery] = []
     marked = 0
@@ -103,13 +110,19 @@ async def _mark(
 
 
 async def next_due_at(
-    conn: asyncpg.Connection, exclude_destinations: Collection[str]
+    conn: asyncpg.Connection,
+    exclude_destinations: Collection[str],
+    triggers: Collection[str] | None,
 ) -> float | None:
-    """The earliest next_attempt_at of pending deliveries not bound for an excluded destination."""
+    """The earliest next_attempt_at of pending deliveries this node would claim: not bound for
+    an excluded destination, of a trigger among `triggers` (None: any) — a node must not wake
+    for work it leaves to others."""
     due: float | None = await conn.fetchval(
         "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' "
-        "AND (destination IS NULL OR destination <> ALL($1::text[]))",
+        "AND (destination IS NULL OR destination <> ALL($1::text[])) "
+        "AND ($2::text[] IS NULL OR trigger_name = ANY($2::text[]))",
         list(exclude_destinations),
+        None if triggers is None else list(triggers),
     )
     return due
 

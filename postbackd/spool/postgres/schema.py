@@ -16,7 +16,7 @@ import asyncpg
 
 from postbackd.spool.model import DeliveryState, SpoolError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x706F73746261636B  # "postback": the advisory lock key of schema migration
 DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 WORK_CHANNEL = "postbackd_work"
@@ -128,7 +128,25 @@ _V2 = (
     "CREATE INDEX sla_timers_finished ON sla_timers(finished_at) WHERE finished_at IS NOT NULL",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+# step 3: each daemon node's heartbeat (`postbackd.spool.model.NodeBeat`, `postgres.nodes`):
+# `live_until` is set from the database's clock at each beat, so nodes whose clocks differ
+# agree on who is live
+_V3 = (
+    """
+    CREATE TABLE nodes (
+        node text PRIMARY KEY,
+        generation integer NOT NULL,
+        fingerprint text NOT NULL,
+        started_at double precision NOT NULL,
+        last_seen double precision NOT NULL,
+        live_until double precision NOT NULL,
+        triggers text[] NOT NULL,
+        active_triggers text[] NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
 """Statements that bring a database from version N-1 to N (version 0 is an empty database)."""
 
 

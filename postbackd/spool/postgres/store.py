@@ -19,7 +19,8 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -39,6 +40,7 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    NodeBeat,
     SlaTimer,
     SpoolError,
     SpoolStats,
@@ -51,7 +53,7 @@ from postbackd.spool.model import (
     choose_delivery_id,
     timer_changes_by_event,
 )
-from postbackd.spool.postgres import claim, reads, writes
+from postbackd.spool.postgres import claim, nodes, reads, writes
 from postbackd.spool.postgres import timers as timer_sql
 from postbackd.spool.postgres.schema import WORK_CHANNEL, migrate
 from postbackd.spool.postgres.verbs import PostgresVerbStore
@@ -66,6 +68,7 @@ POOL_SIZE = 10
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+OUTCOME_BATCH = 256  # outcomes written in one transaction at most
 
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -95,10 +98,14 @@ class PostgresSpool:
         self._closed = False
         self._down_since: float | None = None
         self._held: set[str] = set()  # claimed by this node, not yet recorded or released
+        self._delivers: list[str] | None = None  # the triggers this node delivers (sync_triggers)
+        self._knows: list[str] = []  # and every trigger it has, inactive ones too
+        self._beating = False  # this node has a heartbeat row, to delete when it stops
         self._wakers: list[Callable[[], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[bool]] = set()
+        self._outcomes: list[tuple[AttemptResult, asyncio.Future[bool]]] = []  # to record
+        self._recorder: asyncio.Future[None] | None = None
         self.verbs = OperatorVerbs(PostgresVerbStore(self._transact))
 
     # ------------------------------------------------------------------ lifecycle
@@ -174,10 +181,14 @@ class PostgresSpool:
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._retries, *([self._keeper] if self._keeper else [])]
+        tasks = [t for t in (self._recorder, self._keeper) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._beating:
+            with contextlib.suppress(*UNREACHABLE, asyncpg.PostgresError):
+                async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                    await nodes.leave(conn, self.node)
         if self._listener is not None:
             with contextlib.suppress(*UNREACHABLE):
                 await self._listener.close(timeout=2)
@@ -247,12 +258,11 @@ class PostgresSpool:
         async def run(conn: asyncpg.Connection) -> list[SubmitOutcome]:
             await writes.lock_orders(conn, batch)
             await timer_sql.lock_orders(conn, timers)
-            outcomes = []
-            for row, news in batch:
-                outcome = await writes.submit(conn, row, news)
+            outcomes = await writes.submit_batch(conn, batch)
+            now = time.time()
+            for (row, _), outcome in zip(batch, outcomes, strict=True):
                 if not outcome.duplicate and row.id in changes:
-                    await timer_sql.apply_timers(conn, changes[row.id], time.time())
-                outcomes.append(outcome)
+                    await timer_sql.apply_timers(conn, changes[row.id], now)
             if any(not o.duplicate and o.deliveries for o in outcomes):
                 await writes.notify_work(conn)
             return outcomes
@@ -311,7 +321,14 @@ class PostgresSpool:
                     nodes=sorted({str(node) for node in expired}),
                 )
             return await claim.claim_due(
-                conn, now, limit, exclude, exclude_destinations, self.node, self.lease
+                conn,
+                now,
+                limit,
+                exclude,
+                exclude_destinations,
+                self.node,
+                self.lease,
+                self._delivers,
             )
 
         try:
@@ -324,44 +341,87 @@ class PostgresSpool:
     async def next_due_at(self, exclude_destinations: Collection[str] = ()) -> float | None:
         try:
             due: float | None = await self._transact(
-                lambda conn: claim.next_due_at(conn, exclude_destinations)
+                lambda conn: claim.next_due_at(conn, exclude_destinations, self._delivers)
             )
         except SpoolUnavailable:
             return None
         return due
 
     def record_attempt(self, result: AttemptResult) -> asyncio.Future[bool]:
-        """Log the attempt and move its delivery on, in one transaction; retried with backoff
-        while the database is unreachable, so an outcome is not lost to an outage."""
+        """Log the attempt and move its delivery on; retried with backoff while the database
+        is unreachable, so an outcome is not lost to an outage.
+
+        Outcomes that arrive while earlier ones are being written are joined into the next
+        transaction (up to `OUTCOME_BATCH`): one commit — one WAL flush — for many attempts,
+        as the SQLite spool's writer joins them.
+        """
         if result.new_state not in RECORDED_STATES:
             raise ValueError(f"delivery {result.delivery_id}: cannot record {result.new_state}")
         if result.outcome not in ("ok", "retry", "fail"):
             raise ValueError(f"delivery {result.delivery_id}: unknown outcome {result.outcome!r}")
         self._ensure_open()
-        task = asyncio.ensure_future(self._record_until_written(result))
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-        return task
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((result, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.ensure_future(self._record_queued())
+        return future
 
-    async def _record_until_written(self, result: AttemptResult) -> bool:
+    async def _record_queued(self) -> None:
+        """Write queued outcomes, a batch per transaction, until none is left."""
+        try:
+            while self._outcomes:
+                batch = self._outcomes[:OUTCOME_BATCH]
+                del self._outcomes[:OUTCOME_BATCH]
+                await self._record_until_written(batch)
+        finally:  # cancelled at close: whoever waits hears it
+            for _, future in self._outcomes:
+                future.cancel()
+            self._outcomes.clear()
+
+    async def _record_until_written(
+        self, batch: list[tuple[AttemptResult, asyncio.Future[bool]]]
+    ) -> None:
         backoff = BACKOFF_FIRST
         while True:
             try:
-                written = await self._transact(
-                    lambda conn: writes.record_attempt(conn, result, self.node)
-                )
+                written = await self._transact(functools.partial(self._record_batch, batch))
             except SpoolUnavailable:
                 if self._closed:
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
-            self._held.discard(result.delivery_id)
-            if not written:
-                log.info(
-                    "attempt for a delivery no longer in the spool", delivery_id=result.delivery_id
-                )
-            return written
+            except asyncio.CancelledError:  # closing: the leases run out, they go again
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    ((_, future),) = batch
+                    if not future.done():
+                        future.set_exception(exc)
+                    return
+                for one in batch:  # a write refused: only its own outcome fails
+                    await self._record_until_written([one])
+                return
+            for (result, future), done in zip(batch, written, strict=True):
+                self._held.discard(result.delivery_id)
+                if not done:
+                    log.info(
+                        "attempt for a delivery no longer in the spool",
+                        delivery_id=result.delivery_id,
+                    )
+                if not future.done():
+                    future.set_result(done)
+            return
+
+    async def _record_batch(
+        self, batch: list[tuple[AttemptResult, asyncio.Future[bool]]], conn: asyncpg.Connection
+    ) -> list[bool]:
+        return [
+            await writes.record_attempt(conn, result, self.node, self._delivers, self._knows)
+            for result, _ in batch
+        ]
 
     async def release_inflight(self, ids: Sequence[str], next_attempt_at: float) -> int:
         """inflight → pending at `next_attempt_at`; while the database is unreachable nothing
@@ -407,9 +467,46 @@ class PostgresSpool:
     async def sync_triggers(
         self, active: Collection[str], inactive: Collection[str]
     ) -> TriggerSync:
+        """After this node's (re)load: hold, resume and cancel for the whole fleet (what another
+        live node delivers is neither held nor cancelled); from now on this node claims only
+        deliveries of its `active` triggers and leaves the others' to the nodes that have them.
+        """
         on, off = list(active), list(inactive)
-        sync: TriggerSync = await self._transact(lambda conn: writes.sync_triggers(conn, on, off))
+        sync: TriggerSync = await self._transact(
+            lambda conn: writes.sync_triggers(conn, on, off, self.node)
+        )
+        if self._daemon:
+            self._delivers, self._knows = sorted(on), sorted({*on, *off})
         return sync
+
+    # ------------------------------------------------------------------ the fleet's nodes
+
+    async def heartbeat(self, beat: NodeBeat) -> None:
+        """Record this node as live, running `beat`'s configuration (under this node's name)."""
+        mine = replace(beat, node=self.node)
+        await self._transact(lambda conn: nodes.beat(conn, mine))
+        self._beating = True
+
+    async def live_nodes(self) -> list[NodeBeat]:
+        """Every node whose heartbeat is recent, by name."""
+        found: list[NodeBeat] = await self._transact(nodes.live)
+        return found
+
+    async def leave_to_others(self, delivery_id: str, trigger: str) -> bool:
+        """This node does not know `trigger` (any more): if another live node delivers it, put
+        the claimed delivery back, due now, for that node, and return True."""
+
+        async def run(conn: asyncpg.Connection) -> bool:
+            if not await nodes.known_elsewhere(conn, self.node, trigger):
+                return False
+            await writes.release_inflight(conn, [delivery_id], time.time(), self.node)
+            await writes.notify_work(conn)
+            return True
+
+        left: bool = await self._transact(run)
+        if left:
+            self._held.discard(delivery_id)
+        return left
 
     # ------------------------------------------------------------------ queries
 
@@ -464,18 +561,25 @@ class PostgresSpool:
 
     # ------------------------------------------------------------------ spool copy
 
-    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
-        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
-        rows = await self._transact(
-            lambda conn: conn.fetch(f"SELECT {columns} FROM {table} ORDER BY {order_by}")
+    async def dump_batch(
+        self, table: str, columns: str, key: str, after: tuple[Any, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` (a `postbackd.spool.copy` table) past `after`, in key
+        order, each as (*key, *columns): one page of a keyset-paginated copy."""
+        values = () if after is None else after
+        marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        where = "" if after is None else f"WHERE ({key}) > ({marks})"
+        sql = (
+            f"SELECT {key}, {columns} FROM {table} {where} ORDER BY {key} LIMIT ${len(values) + 1}"
         )
+        rows = await self._transact(lambda conn: conn.fetch(sql, *values, limit))
         return [tuple(row.values()) for row in rows]
 
-    async def load(self, tables: Sequence[TableRows]) -> None:
-        """COPY the rows in, every table in one transaction."""
+    async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
+        """COPY each batch in as it comes, all of them in one transaction."""
 
         async def insert(conn: asyncpg.Connection) -> None:
-            for rows in tables:
+            async for rows in batches:
                 await conn.copy_records_to_table(
                     rows.table, records=rows.rows, columns=list(rows.columns)
                 )

@@ -9,7 +9,7 @@ outcome never overrides a claim another live node holds now.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,6 +24,7 @@ from postbackd.spool.model import (
     SubmitOutcome,
     TriggerSync,
 )
+from postbackd.spool.postgres import nodes
 from postbackd.spool.postgres.schema import DB_NOW, WORK_CHANNEL
 
 S = DeliveryState
@@ -68,6 +69,87 @@ async def lock_orders(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
 
 
+async def submit_batch(
+    conn: asyncpg.Connection, batch: Sequence[tuple[EventRow, Sequence[NewDelivery]]]
+) -> list[SubmitOutcome]:
+    """Store a batch of events with their deliveries in two statements: every event in one
+    INSERT … SELECT FROM unnest (known ids skipped), every delivery of the new ones in one
+    pipelined executemany. A round trip per event made intake the PostgreSQL node's limit.
+
+    A batch with a superseding delivery goes event by event (`submit`): a later event's
+    supersede must see the deliveries of an earlier one of the same batch.
+    """
+    if any(new.supersede for _, news in batch for new in news):
+        return [await submit(conn, event, news) for event, news in batch]
+    now = time.time()
+    inserted = await conn.fetch(
+        "INSERT INTO events (id, type, customer, order_id, event_time, received_at, source, "
+        "matched, body) SELECT i, t, c, o, e, $6, s, m, b FROM unnest($1::text[], $2::text[], "
+        "$3::text[], $4::text[], $5::text[], $7::text[], $8::boolean[], $9::bytea[]) "
+        "AS u(i, t, c, o, e, s, m, b) ON CONFLICT (id) DO NOTHING RETURNING id",
+        [event.id for event, _ in batch],
+        [event.type for event, _ in batch],
+        [event.customer for event, _ in batch],
+        [event.order_id for event, _ in batch],
+        [event.time for event, _ in batch],
+        now,
+        [event.source for event, _ in batch],
+        [bool(news) for _, news in batch],
+        [event.body for event, _ in batch],
+    )
+    new_ids = {row["id"] for row in inserted}
+    outcomes: list[SubmitOutcome] = []
+    rows: list[tuple[object, ...]] = []
+    for event, news in batch:
+        if event.id not in new_ids:  # stored before, or earlier in this batch
+            outcomes.append(SubmitOutcome(event.id, duplicate=True, deliveries=0))
+            continue
+        new_ids.discard(event.id)
+        outcomes.append(SubmitOutcome(event.id, False, len(news), 0))
+        rows.extend(delivery_row(event.id, new, now) for new in news)
+    await insert_deliveries(conn, rows)
+    return outcomes
+
+
+def delivery_row(event_id: str, new: NewDelivery, now: float) -> tuple[object, ...]:
+    failed = new.state is S.FAILED
+    return (
+        new.id,
+        event_id,
+        new.trigger,
+        new.plugin,
+        new.customer,
+        new.event_type,
+        new.order_id,
+        new.format,
+        new.content_type,
+        new.subject,
+        new.body,
+        new.render_error,
+        str(new.state),
+        new.held_reason,
+        new.ordered,
+        now,
+        now if new.next_attempt_at is None else new.next_attempt_at,
+        now,
+        now if failed else None,
+        new.render_error if failed else None,
+        new.destination,
+    )
+
+
+async def insert_deliveries(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+    if rows:
+        await conn.executemany(
+            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+            "destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+            "$15, $16, $17, $18, $19, $20, $21)",
+            rows,
+        )
+
+
 async def submit(
     conn: asyncpg.Connection, event: EventRow, deliveries: Sequence[NewDelivery]
 ) -> SubmitOutcome:
@@ -90,10 +172,8 @@ async def submit(
     if inserted is None:
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
     superseded = 0
-    rows = []
     for new in deliveries:
-        failed = new.state is S.FAILED
-        if new.supersede and new.order_id is not None and not failed:
+        if new.supersede and new.order_id is not None and new.state is not S.FAILED:
             status = await conn.execute(
                 "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
                 "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
@@ -103,40 +183,7 @@ async def submit(
                 new.trigger,
             )
             superseded += row_count(status)
-        rows.append(
-            (
-                new.id,
-                event.id,
-                new.trigger,
-                new.plugin,
-                new.customer,
-                new.event_type,
-                new.order_id,
-                new.format,
-                new.content_type,
-                new.subject,
-                new.body,
-                new.render_error,
-                str(new.state),
-                new.held_reason,
-                new.ordered,
-                now,
-                now if new.next_attempt_at is None else new.next_attempt_at,
-                now,
-                now if failed else None,
-                new.render_error if failed else None,
-                new.destination,
-            )
-        )
-    if rows:
-        await conn.executemany(
-            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
-            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
-            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-            "$15, $16, $17, $18, $19, $20, $21)",
-            rows,
-        )
+    await insert_deliveries(conn, [delivery_row(event.id, new, now) for new in deliveries])
     return SubmitOutcome(event.id, False, len(deliveries), superseded)
 
 
@@ -158,11 +205,20 @@ async def recover_own(conn: asyncpg.Connection, node: str) -> int:
     )
 
 
-async def record_attempt(conn: asyncpg.Connection, result: AttemptResult, node: str) -> bool:
+async def record_attempt(
+    conn: asyncpg.Connection,
+    result: AttemptResult,
+    node: str,
+    delivers: Collection[str] | None = None,
+    knows: Collection[str] = (),
+) -> bool:
     """Log an attempt and move its delivery on; False if the delivery is gone (purged).
 
     When another live node holds the delivery now (this node's lease ran out and it was claimed
-    again), the attempt is logged but the state is left to the node that holds it.
+    again), the attempt is logged but the state is left to the node that holds it. An attempt
+    that began before a reload removed or deactivated its trigger on this node (`delivers`: the
+    triggers it delivers now, `knows`: all it has) and is to be retried is settled as
+    `sync_triggers` would have settled it, had it been pending then (nobody may claim it now).
     """
     now = time.time()
     final = result.new_state in FINAL_STATES
@@ -207,7 +263,45 @@ async def record_attempt(conn: asyncpg.Connection, result: AttemptResult, node: 
     )
     if row is not None and final and row["ordered"] and row["order_id"] is not None:
         await wake_successor(conn, row["order_id"], row["trigger_name"], row["seq"], now)
+    if (
+        row is not None
+        and result.new_state is S.PENDING
+        and delivers is not None
+        and row["trigger_name"] not in delivers
+    ):
+        await _settle_skew(conn, row["trigger_name"], row["seq"], node, knows, now)
     return True
+
+
+async def _settle_skew(
+    conn: asyncpg.Connection,
+    trigger: str,
+    seq: int,
+    node: str,
+    knows: Collection[str],
+    now: float,
+) -> None:
+    """A pending delivery of a trigger this node does not deliver: left pending for a live node
+    that delivers it, held while some node has it inactive, cancelled when none has it."""
+    others_known, others_active = await nodes.others_triggers(conn, node)
+    if trigger in others_active:
+        return
+    if trigger in knows or trigger in others_known:
+        await conn.execute(
+            "UPDATE deliveries SET state = 'held', held_reason = $1, updated_at = $2 "
+            "WHERE seq = $3 AND state = 'pending'",
+            TRIGGER_INACTIVE,
+            now,
+            seq,
+        )
+        return
+    await conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', finished_at = $1, updated_at = $1, "
+        "last_error = 'trigger ' || trigger_name || ' was removed from the configuration' "
+        "WHERE seq = $2 AND state = 'pending'",
+        now,
+        seq,
+    )
 
 
 async def wake_successor(
@@ -296,11 +390,21 @@ async def set_rendered(
 
 
 async def sync_triggers(
-    conn: asyncpg.Connection, active: list[str], inactive: list[str]
+    conn: asyncpg.Connection, active: list[str], inactive: list[str], node: str
 ) -> TriggerSync:
     """Hold the pending deliveries of inactive triggers, resume reactivated ones, cancel those
-    of triggers that are gone (each statement through the trigger index)."""
+    of triggers that are gone (each statement through the trigger index) — for the fleet.
+
+    `active` and `inactive` are `node`'s triggers; the other live nodes' heartbeats count as
+    much: a trigger another live node delivers is not held, and one any live node knows is not
+    cancelled (configuration skew never cancels work, DESIGN §10).
+    """
     now = time.time()
+    others_known, others_active = await nodes.others_triggers(conn, node)
+    delivered = {*active, *others_active}
+    inactive = [name for name in inactive if name not in delivered]
+    active = sorted(delivered)
+    known = sorted({*active, *inactive, *others_known})
     held = row_count(
         await conn.execute(
             "UPDATE deliveries SET state = 'held', held_reason = $1, updated_at = $2 "
@@ -326,7 +430,7 @@ async def sync_triggers(
             "' was removed from the configuration' "
             "WHERE state IN ('pending', 'held') AND trigger_name <> ALL($2::text[])",
             now,
-            [*active, *inactive],
+            known,
         )
     )
     if resumed:

@@ -17,7 +17,8 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,9 @@ from postbackd.spool.model import (
     DeliverySummary,
     ListFilter,
     NewDelivery,
+    NodeBeat,
     SlaTimer,
+    SpoolError,
     SpoolStats,
     StoredDelivery,
     SubmitOutcome,
@@ -89,6 +92,7 @@ class SqliteSpool:
         self._closed = False
         self._browser: ConnectionThread | None = None
         self._browser_starting = asyncio.Lock()
+        self._beat: NodeBeat | None = None  # the one node: the daemon that owns this file
         self.verbs = OperatorVerbs(SqliteVerbStore(self._write, self._truncate_log))
         # Writes that arrive while the writer is busy share one operation (see `joined`).
         writing_error = functools.partial(storage_error, path, writing=True)
@@ -384,6 +388,20 @@ class SqliteSpool:
         sync: TriggerSync = await self._write(lambda conn: writes.sync_triggers(conn, on, off))
         return sync
 
+    # ------------------------------------------------------------------ the one node
+
+    async def heartbeat(self, beat: NodeBeat) -> None:
+        """A SQLite spool has one node, the daemon that owns it: kept in memory, not stored."""
+        self._beat = replace(beat, last_seen=time.time())
+
+    async def live_nodes(self) -> list[NodeBeat]:
+        """The daemon itself, once it has beaten; nobody else can share this file."""
+        return [] if self._beat is None else [self._beat]
+
+    async def leave_to_others(self, delivery_id: str, trigger: str) -> bool:
+        """No other node could deliver it: the caller settles the delivery itself."""
+        return False
+
     # ------------------------------------------------------------------ queries
 
     async def stats(self) -> SpoolStats:
@@ -434,27 +452,56 @@ class SqliteSpool:
 
     # ------------------------------------------------------------------ spool copy
 
-    async def dump(self, table: str, columns: str, order_by: str) -> list[tuple[Any, ...]]:
-        """Every row of `table` (a `postbackd.spool.copy` table), in write order."""
+    async def dump_batch(
+        self, table: str, columns: str, key: str, after: tuple[Any, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to `limit` rows of `table` (a `postbackd.spool.copy` table) past `after`, in key
+        order, each as (*key, *columns): one page of a keyset-paginated copy."""
+        where = "" if after is None else f"WHERE ({key}) > ({', '.join('?' for _ in after)})"
+        sql = f"SELECT {key}, {columns} FROM {table} {where} ORDER BY {key} LIMIT ?"
         rows: list[tuple[Any, ...]] = await self._read(
-            lambda conn: conn.execute(
-                f"SELECT {columns} FROM {table} ORDER BY {order_by}"
-            ).fetchall()
+            lambda conn: conn.execute(sql, (*(after or ()), limit)).fetchall()
         )
         return rows
 
-    async def load(self, tables: Sequence[TableRows]) -> None:
-        """Insert copied rows, every table in one transaction."""
+    async def load_batches(self, batches: AsyncIterator[TableRows]) -> None:
+        """Insert copied rows, every batch in one transaction on the writer thread, which pulls
+        the next batch from the event loop only once it has written the last."""
+        loop = asyncio.get_running_loop()
+
+        async def pull() -> TableRows | None:
+            return await anext(batches, None)
+
+        runs: list[BaseException | None] = []
 
         def insert(conn: sqlite3.Connection) -> None:
-            for rows in tables:
-                marks = ", ".join("?" for _ in rows.columns)
-                conn.executemany(
-                    f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
-                    rows.rows,
+            # The writer runs an operation again after a ROLLBACK (see `threads`); a stream
+            # cannot be read twice, so a second run fails the copy with the first one's error.
+            if runs:
+                raise runs[0] or SpoolError(
+                    f"copy into {self.path} was rolled back and nothing was copied; run it again"
                 )
+            runs.append(None)
+            try:
+                self._insert_stream(conn, loop, pull)
+            except BaseException as exc:
+                runs[0] = exc
+                raise
 
         await self._write(insert)
+
+    @staticmethod
+    def _insert_stream(
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        pull: Callable[[], Coroutine[Any, Any, TableRows | None]],
+    ) -> None:
+        while (rows := asyncio.run_coroutine_threadsafe(pull(), loop).result()) is not None:
+            marks = ", ".join("?" for _ in rows.columns)
+            conn.executemany(
+                f"INSERT INTO {rows.table} ({', '.join(rows.columns)}) VALUES ({marks})",
+                rows.rows,
+            )
 
     async def previous_event(
         self, customer: str, order_id: str, before_event_id: str
