@@ -63,6 +63,7 @@ class BenchConfig:
     retry_schedule: tuple[str, ...] = ("1s", "1s", "1s", "1s", "1s")
     breaker_cooldown: str = "30s"
     node: str = ""  # a fleet node's name (default: the host name)
+    workers: int = 1  # [daemon] workers: delivery worker processes in all (PostgreSQL)
 
     def settings(self) -> dict[str, object]:
         """What a result file records about the configuration."""
@@ -78,6 +79,7 @@ class BenchConfig:
             "file_per_customer": self.file_per_customer,
             "log_level": "warning",
             "spool": "postgresql" if str(self.spool).startswith("postgresql") else "sqlite",
+            "workers": self.workers,
         }
 
 
@@ -108,6 +110,7 @@ breaker_cooldown = "{config.breaker_cooldown}"
 grace = "10s"
 min_free = "16MiB"
 {f'node = "{config.node}"' if config.node else ""}
+workers = {config.workers}
 
 [sources.http]
 listen = "127.0.0.1:{config.port}"

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.procfs import cpu_seconds, memory_mb, thread_cpu_seconds
+from bench.procfs import family_cpu_seconds, memory_mb, thread_cpu_seconds
 
 # py-spy samples the thread holding the interpreter lock; BENCH_PROFILE=threads samples every
 # thread while it runs (SQLite's work without the lock included), one stack per thread.
@@ -84,7 +84,8 @@ class BenchDaemon:
         raise DaemonError(f"daemon not ready within {timeout:g}s:\n{self.logs()}")
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the daemon and its delivery workers (`[daemon] workers`)."""
+        return family_cpu_seconds(self.pid)
 
     def thread_cpu(self) -> dict[int, float]:
         return thread_cpu_seconds(self.pid)

@@ -1,5 +1,6 @@
-"""fleet: steady throughput of one SQLite node, one PostgreSQL node, and two PostgreSQL nodes
-on one database, in the same run (issue 15's targets: PostgreSQL ≥ 0.7 × SQLite, two nodes ≥
+"""fleet: steady throughput of one SQLite node, one PostgreSQL node, two PostgreSQL nodes on
+one database, and one PostgreSQL node with ``workers = 2`` (issue 16: a delivery worker
+process beside it), in the same run (issue 15's targets: PostgreSQL ≥ 0.7 × SQLite, two nodes ≥
 1.3 × one node; nothing lost; no delivery made twice while both nodes live).
 
 The same burst as steady (batches of 100 over HTTP, 1,000 customers, one receiver); with two
@@ -67,9 +68,11 @@ async def fresh_database(server: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def run_nodes(bench: Bench, name: str, spool: str | None, nodes: int) -> dict[str, Any]:
-    """Start `nodes` daemons on `spool` (None: each its own SQLite file), post one burst split
-    between them, and measure it."""
+async def run_nodes(
+    bench: Bench, name: str, spool: str | None, nodes: int, workers: int = 1
+) -> dict[str, Any]:
+    """Start `nodes` daemons on `spool` (None: each its own SQLite file), each with `workers`
+    processes, post one burst split between them, and measure it."""
     events = bench.sized(*FLEET_EVENTS)
     await bench.rx("reset", 0)
     async with AsyncExitStack() as stack:
@@ -79,6 +82,7 @@ async def run_nodes(bench: Bench, name: str, spool: str | None, nodes: int) -> d
             overrides: dict[str, Any] = {} if spool is None else {"spool": spool}
             if spool is not None:
                 overrides["node"] = f"bench-{index + 1}"
+                overrides["workers"] = workers
             run_dir, config = bench.config(f"{name}-{index + 1}", **overrides)
             settings = config.settings()
             daemons.append(await stack.enter_async_context(bench.daemon(run_dir, config)))
@@ -157,18 +161,31 @@ async def fleet(bench: Bench) -> Result:
         pg_one = await run_nodes(bench, "fleet-pg1", url, 1)
     async with fresh_database(server) as url:
         pg_two = await run_nodes(bench, "fleet-pg2", url, 2)
-    runs = {"sqlite_one_node": sqlite, "postgres_one_node": pg_one, "postgres_two_nodes": pg_two}
-    s, p1, p2 = (r["deliveries_per_s"] for r in runs.values())
+    async with fresh_database(server) as url:
+        pg_workers = await run_nodes(bench, "fleet-pg1w2", url, 1, workers=2)
+    runs = {
+        "sqlite_one_node": sqlite,
+        "postgres_one_node": pg_one,
+        "postgres_two_nodes": pg_two,
+        "postgres_one_node_two_workers": pg_workers,
+    }
+    s, p1, p2, pw = (r["deliveries_per_s"] for r in runs.values())
     pg_ratio = p1 / s if s else 0.0
     scale = p2 / p1 if p1 else 0.0
     duplicates = sum(r["duplicates"] for r in runs.values())
     lost = sum(
         lost_count(r["accepted"], r["delivered"], r["spool"]) + r["refused"] for r in runs.values()
     )
-    figures = {**runs, "postgres_over_sqlite": round(pg_ratio, 3), "two_over_one": round(scale, 3)}
+    figures = {
+        **runs,
+        "postgres_over_sqlite": round(pg_ratio, 3),
+        "two_over_one": round(scale, 3),
+        "two_workers_over_one": round(pw / p1 if p1 else 0.0, 3),
+    }
     return Result(
         "fleet",
-        f"SQLite {s:,.0f}/s, PostgreSQL {p1:,.0f}/s, two PostgreSQL nodes {p2:,.0f}/s; "
+        f"SQLite {s:,.0f}/s, PostgreSQL {p1:,.0f}/s, two PostgreSQL nodes {p2:,.0f}/s, "
+        f"one with workers = 2 {pw:,.0f}/s; "
         f"{duplicates} delivered twice",
         figures,
         {name: r.pop("settings") for name, r in runs.items()},
