@@ -23,7 +23,7 @@ import functools
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from postbackd.breaker import BreakerBoard
 from postbackd.config import Trigger
@@ -52,7 +52,18 @@ DEFAULT_ATTEMPT_TIMEOUT = 60.0
 TIMEOUT_MARGIN = 5.0  # beyond the plugin's own timeout, before we cut a hung attempt
 
 
+class AttemptWatch(Protocol):
+    """Who hears of breakers opening and deliveries dying (the operational alerts). Both
+    methods are synchronous and must not raise: the attempt has ended, nothing waits on them."""
+
+    def breaker_opened(self, destination: str, error: str | None) -> None: ...
+
+    def delivery_dead(self, delivery: Delivery, destination: str, error: str | None) -> None: ...
+
+
 class AttemptRunner:
+    watch: AttemptWatch | None = None  # set by the daemon once the alerts exist
+
     def __init__(
         self,
         spool: Spool,
@@ -253,6 +264,8 @@ class AttemptRunner:
                     destination=dest,
                     cooldown_s=self.breakers.open_destinations().get(dest, now) - now,
                 )
+                if self.watch is not None:
+                    self.watch.breaker_opened(dest, error)
         else:
             self.breakers.release_probe(dest, now)
         result = AttemptResult(
@@ -334,6 +347,8 @@ class AttemptRunner:
             next_attempt_in_s=round(next_at - now, 1) if next_at else None,
             ms=round(result.duration * 1000, 1),
         )
+        if state is DeliveryState.DEAD and self.watch is not None:
+            self.watch.delivery_dead(delivery, result.destination or "", result.error)
         self._observe(delivery, outcome, state)
 
     def _measure(self, plugin: str, customer: str, outcome: str, duration: float) -> None:

@@ -21,7 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from postbackd.attempt import TIMEOUT_MARGIN, attempt_timeout, call_plugin, observe
+from postbackd.attempt import (
+    TIMEOUT_MARGIN,
+    AttemptWatch,
+    attempt_timeout,
+    call_plugin,
+    observe,
+)
 from postbackd.batching import EXTENSIONS, file_name, window_end_of
 from postbackd.config import Trigger
 from postbackd.events import parse_event
@@ -31,6 +37,7 @@ from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind, SpoolUnavailable
 from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
+from postbackd.router import destination_of
 from postbackd.spool import (
     AttemptResult,
     BatchAttempt,
@@ -57,6 +64,8 @@ SHIPMENT_FILE = "shipment.file"  # the `event_type` a plugin sees for a file
 class Batcher:
     """Runs beside the dispatcher: `run()` until its task is cancelled at shutdown (a file
     being sent then is sent again after the restart: the same name and bytes)."""
+
+    watch: AttemptWatch | None = None  # the operational alerts: a dead file is told of there
 
     def __init__(
         self,
@@ -309,6 +318,8 @@ class Batcher:
         self.metrics.deliveries.labels(trigger.delivery, batch.customer, str(outcome.kind)).inc()
         self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)
         observe(self.hook, delivery, outcome, state)
+        if state is DeliveryState.DEAD and self.watch is not None:
+            self.watch.delivery_dead(delivery, destination_of(plugin, trigger), error)
         log.info(
             "shipment file attempt",
             trigger=batch.trigger,

@@ -26,6 +26,7 @@ class _Breaker:
     state: BreakerState = BreakerState.CLOSED
     cooldown: float = 0.0
     reopen_at: float = 0.0
+    opened_at: float = 0.0  # when it first opened: probes that fail do not restart the episode
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,12 @@ class BreakerBoard:
         self._breakers: dict[str, _Breaker] = {}
 
     def configure(self, failures: int, cooldown: float) -> None:
-        """Apply new settings (on reload); open breakers keep their current cooldown."""
+        """Apply new settings (on reload); open breakers keep their current cooldown, unless
+        breakers are turned off (0): then none is open any more (nor reported failing)."""
         self.threshold = failures
         self.base_cooldown = cooldown
+        if failures <= 0:
+            self._breakers.clear()
 
     def admit(self, destination: str, now: float) -> Admission:
         breaker = self._breakers.get(destination)
@@ -75,6 +79,7 @@ class BreakerBoard:
             breaker.cooldown = min(breaker.cooldown * 2, MAX_COOLDOWN)
         elif breaker.state is BreakerState.CLOSED and breaker.failures >= self.threshold:
             breaker.cooldown = min(self.base_cooldown, MAX_COOLDOWN)
+            breaker.opened_at = now
         else:
             return False
         breaker.state = BreakerState.OPEN
@@ -92,6 +97,15 @@ class BreakerBoard:
         """Destinations whose breaker is not closed, with when they may be probed next."""
         return {
             name: b.reopen_at
+            for name, b in self._breakers.items()
+            if b.state is not BreakerState.CLOSED
+        }
+
+    def open_since(self) -> dict[str, float]:
+        """Destinations whose breaker is not closed, with when it first opened (the episode
+        the operational alerts report: `postbackd.alerts`)."""
+        return {
+            name: b.opened_at
             for name, b in self._breakers.items()
             if b.state is not BreakerState.CLOSED
         }

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from postbackd.alerts import AlertMonitor
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
 from postbackd.batcher import Batcher
@@ -151,7 +152,13 @@ class Daemon:
         self._batcher_task = asyncio.create_task(batcher.run(), name="batcher")
         self._batcher_task.add_done_callback(self._dispatcher_ended)
         self._tasks.append(self._batcher_task)
-        if self.worker is None:  # delay alerts go out through the main process's intake
+        self.alerts = AlertMonitor(self.current, self.intake, self.breakers, self._source_states)
+        runner.watch = batcher.watch = self.alerts
+        self._tasks.extend(self.alerts.tasks())
+        if self.worker is None:
+            # a delivery worker reloads too, but a rejected reload is told of by the main
+            # process; delay alerts go out through the main process's intake
+            self.reloader.on_rejected = self.alerts.reload_rejected
             self._tasks.append(asyncio.create_task(self.sla_firing.run(), name="sla-firing"))
         self.housekeeping = Housekeeping(
             spool,
@@ -276,6 +283,12 @@ class Daemon:
         """Why the last reload was rejected (or a listener could not be rebuilt); None if not."""
         return self.reloader.last_error
 
+    def _source_states(self) -> tuple[dict[str, bool], dict[str, str]]:
+        """Each source's readiness and the errors of those not ready (for the alerts)."""
+        if self.sources is None:
+            return {}, {}
+        return self.sources.readiness(), self.sources.errors()
+
     def healthy(self) -> bool:
         """Whether systemd's watchdog should be fed: the loop turns and the dispatcher runs."""
         return self._dispatcher_task is not None and not self._dispatcher_task.done()
@@ -285,6 +298,8 @@ class Daemon:
             self.dispatcher.wake()
 
     async def refresh_gauges(self) -> object:
+        if self.sources is not None:
+            self.sources.readiness()  # postbackd_source_ready as of this scrape, not the last look
         return await self.housekeeping.refresh_gauges()
 
     async def _submit_alert(self, event: Event) -> SubmitResult:

@@ -40,6 +40,21 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "order.package_status_updated": ("Package Status Updated", "Package updated"),
     "order.delayed": ("Delayed Order", "Order delayed"),
 }
+SYSTEM_TYPE_PREFIX = "postbackd."
+"""The daemon's own events (operational alerts, `postbackd.alerts`): no source may send them."""
+
+SYSTEM_TYPES: tuple[str, ...] = (
+    "postbackd.destination_failing",
+    "postbackd.destination_recovered",
+    "postbackd.delivery_dead",
+    "postbackd.reload_rejected",
+    "postbackd.source_down",
+    "postbackd.source_recovered",
+)
+SYSTEM_EVENT_ID_PREFIX = "postbackd:"
+"""The ids of the daemon's own events; reserved so that no source can pre-empt an alert (an
+event with the id of a future alert would make that alert an idempotent duplicate)."""
+
 ALIASES: dict[str, str] = {
     alias.casefold(): canonical for canonical, names in _ALIASES.items() for alias in names
 }

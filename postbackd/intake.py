@@ -27,7 +27,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-from postbackd.events import Event, EventRejected
+from postbackd.events import (
+    SYSTEM_EVENT_ID_PREFIX,
+    SYSTEM_TYPE_PREFIX,
+    Event,
+    EventRejected,
+)
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
@@ -39,6 +44,7 @@ log = get_logger("postbackd.intake")
 
 RENDER_THREADS = 2
 MAX_EVENT_BYTES = 1024 * 1024
+OWN_SOURCE = "postbackd"  # the source label of the daemon's own events (its alerts)
 
 RejectReason = Literal["invalid", "unauthorized", "too_large", "unavailable"]
 """Why a source refused input; the ``reason`` label of postbackd_events_rejected_total."""
@@ -79,7 +85,21 @@ class Intake:
         return result
 
     async def submit_many(self, events: Sequence[Event], *, source: str) -> list[SubmitResult]:
-        """Route and commit a batch in one spool write: all are stored, or none (raises)."""
+        """Route and commit a batch in one spool write: all are stored, or none (raises).
+
+        The ``postbackd.*`` types and ``postbackd:`` ids are the daemon's own (its alerts): a
+        source that sends one is refused, so nobody can forge an alert or pre-empt a real one.
+        """
+        for index, event in enumerate(events):
+            _check_not_reserved(event, index if len(events) > 1 else None)
+        return await self._submit_many(events, source=source)
+
+    async def submit_own(self, event: Event) -> SubmitResult:
+        """Store one of the daemon's own events (an alert: `postbackd.alerts`)."""
+        (result,) = await self._submit_many([event], source=OWN_SOURCE)
+        return result
+
+    async def _submit_many(self, events: Sequence[Event], *, source: str) -> list[SubmitResult]:
         if self.closed:
             self.rejected(source, "unavailable", len(events))
             raise SpoolUnavailable("postbackd is shutting down; send the event again later")
@@ -196,6 +216,23 @@ class SourceSubmit:
 
     def rejected(self, reason: RejectReason, count: int = 1) -> None:
         self.intake.rejected(self.source, reason, count)
+
+
+def _check_not_reserved(event: Event, index: int | None) -> None:
+    """Refuse an event that claims to be one of the daemon's own (see `Intake.submit_many`)."""
+    where = f"[{index}]" if index is not None else None
+    if event.type.casefold().startswith(SYSTEM_TYPE_PREFIX):
+        raise EventRejected(
+            f"event {event.id!r}: the types {SYSTEM_TYPE_PREFIX}* are reserved for postbackd's "
+            "own alerts; no source may send them",
+            f"{where}.type" if where else "type",
+        )
+    if event.id.casefold().startswith(SYSTEM_EVENT_ID_PREFIX):
+        raise EventRejected(
+            f"ids starting with {SYSTEM_EVENT_ID_PREFIX!r} are reserved for postbackd's own "
+            "alerts: give the event another id",
+            f"{where}.id" if where else "id",
+        )
 
 
 def _check_size(event: Event, index: int | None) -> None:

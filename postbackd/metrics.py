@@ -76,6 +76,13 @@ class Metrics:
             registry=r,
         )
 
+        self.alerts = Counter(
+            "postbackd_alerts",
+            "Operational alerts raised, by type and outcome: stored (routed to a trigger), "
+            "duplicate (the episode was raised before), unrouted (no trigger), dropped",
+            ["type", "outcome"],
+            registry=r,
+        )
         self.source_restarts = Counter(
             "postbackd_source_restarts",
             "Sources started again after their start raised or their task ended",

@@ -71,6 +71,8 @@ class Reloader:
         self.lock = asyncio.Lock()
         self.closing = False
         self._generation: Generation | None = None
+        # told of every rejection (the operational alerts); must not raise
+        self.on_rejected: Callable[[list[str], str], None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
 
     @property
@@ -140,7 +142,7 @@ class Reloader:
         self, reason: str, followers: Followers, answer: asyncio.Future[ReloadResult]
     ) -> None:
         async with self.lock:
-            if self.closing:
+            if self.closing:  # not a configuration problem: nobody is alerted
                 answer.set_result(self._rejected(reason, ["postbackd is shutting down"]))
                 return
             self.notifier.reloading()
@@ -150,7 +152,7 @@ class Reloader:
                 try:
                     generation, replaced = await self._validate_and_swap(number, followers)
                 except ReloadRejected as exc:
-                    answer.set_result(self._rejected(reason, exc.errors))
+                    answer.set_result(self._rejected(reason, exc.errors, alert=True))
                     return
                 self.last_error = None
                 self.metrics.config_reloads.labels("applied").inc()
@@ -206,7 +208,7 @@ class Reloader:
         except PluginError as exc:
             raise ReloadRejected([str(exc)], redactor) from exc
 
-    def _rejected(self, reason: str, errors: list[str]) -> ReloadResult:
+    def _rejected(self, reason: str, errors: list[str], *, alert: bool = False) -> ReloadResult:
         running = self.current().config.redactor
         errors = [running.text(error) for error in errors]
         self.last_error = "\n".join(errors)
@@ -218,4 +220,6 @@ class Reloader:
                 generation=self.current().number,
                 error=error,
             )
+        if alert and self.on_rejected is not None:
+            self.on_rejected(errors, reason)
         return {"ok": False, "generation": self.current().number, "error": self.last_error}

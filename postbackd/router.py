@@ -87,6 +87,14 @@ class Router:
         self._triggers = {customer: tuple(ts) for customer, ts in by_customer.items()}
         self._matching: dict[tuple[str, str], tuple[Trigger, ...]] = {}
 
+    def triggers_at(self, destination: str) -> list[Trigger]:
+        """The triggers whose postbacks go to `destination` (what an alert about it names)."""
+        return [
+            self.config.triggers[name]
+            for name, found in self._destinations.items()
+            if found == destination
+        ]
+
     def matching_triggers(self, event: Event) -> list[Trigger]:
         """The customer's active triggers whose event patterns match the event's type."""
         key = (event.customer, event.type)

@@ -69,3 +69,24 @@ def test_zero_disables_and_destinations_are_independent():
     board = BreakerBoard(failures=1, cooldown=30)
     fail(board, 1)
     assert board.admit("https://other.example:443", 0).allowed
+
+
+def test_an_episode_keeps_the_time_it_began_through_failed_probes():
+    board = BreakerBoard(failures=2, cooldown=10)
+    fail(board, 2, now=100)
+    assert board.open_since() == {DEST: 100}
+    probe_at = board.open_destinations()[DEST]
+    assert board.admit(DEST, probe_at).probe
+    board.record(DEST, False, probe_at)
+    assert board.open_since() == {DEST: 100}  # reopened: the same episode
+    board.record(DEST, True, probe_at + 30)
+    assert board.open_since() == {}
+
+
+def test_turning_breakers_off_on_reload_closes_the_open_ones():
+    board = BreakerBoard(failures=1, cooldown=30)
+    fail(board, 1)
+    assert DEST in board.open_since()
+    board.configure(0, 30)
+    assert board.open_since() == {} and board.open_destinations() == {}
+    assert board.admit(DEST, 0).allowed

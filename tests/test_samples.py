@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from postbackd.alerts import Alert
 from postbackd.cli import main
-from postbackd.events import CANONICAL_TYPES, parse_event
+from postbackd.events import CANONICAL_TYPES, SYSTEM_TYPES, parse_event
 from postbackd.samples import (
     UnknownSample,
     fresh_event_id,
@@ -44,8 +45,21 @@ ORDER_FIELDS = {
 }
 
 
-def test_there_is_a_sample_for_every_canonical_type() -> None:
-    assert sample_types() == list(CANONICAL_TYPES)
+def test_there_is_a_sample_for_every_canonical_type_and_every_alert() -> None:
+    assert sample_types() == [*CANONICAL_TYPES, *SYSTEM_TYPES]
+
+
+@pytest.mark.parametrize("event_type", SYSTEM_TYPES)
+def test_each_alert_sample_has_the_shape_the_daemon_raises(event_type: str) -> None:
+    raw = load_sample(event_type)
+    data = raw["data"]
+    shape = Alert(event_type, data["episode"], data["status"], "", 0.0, {}).data("node")
+    assert set(data) == set(shape)
+    assert raw["id"] == f"postbackd:{event_type.removeprefix('postbackd.')}:{data['episode']}"
+    assert data["alert"] == event_type.removeprefix("postbackd.")
+    assert raw["customer"] == "postbackd"
+    assert data["status"] == ("resolved" if event_type.endswith("recovered") else "firing")
+    assert sample_event(event_type).type == event_type
 
 
 @pytest.mark.parametrize("event_type", CANONICAL_TYPES)
@@ -100,7 +114,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
     assert isinstance(caught.value, KeyError)
     assert str(caught.value) == (
         "no sample event of type 'order.teleported'; samples exist for: "
-        + ", ".join(CANONICAL_TYPES)
+        + ", ".join([*CANONICAL_TYPES, *SYSTEM_TYPES])
     )
 
 
@@ -109,7 +123,7 @@ def test_unknown_type_lists_the_known_ones() -> None:
 
 def test_command_lists_types(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["samples"]) == 0
-    assert capsys.readouterr().out.splitlines() == list(CANONICAL_TYPES)
+    assert capsys.readouterr().out.splitlines() == [*CANONICAL_TYPES, *SYSTEM_TYPES]
 
 
 def test_command_prints_one_sample_as_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,7 +202,7 @@ def test_samples_ship_in_the_wheel(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("postbackd-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for event_type in CANONICAL_TYPES:
+    for event_type in (*CANONICAL_TYPES, *SYSTEM_TYPES):
         assert f"postbackd/samples/{event_type}.json" in names
     # The operating guide the systemd unit's Documentation= points at, under <venv>/share/doc.
     assert any(n.endswith(".data/data/share/doc/postbackd/operating.md") for n in names), names
@@ -204,4 +218,4 @@ def test_samples_ship_in_the_wheel(tmp_path: Path) -> None:
     )
     loaded_from, count = result.stdout.splitlines()
     assert loaded_from.startswith(str(wheel))
-    assert count == str(len(CANONICAL_TYPES))
+    assert count == str(len(CANONICAL_TYPES) + len(SYSTEM_TYPES))

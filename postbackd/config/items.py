@@ -35,7 +35,7 @@ from postbackd.config.model import (
 from postbackd.config.reader import kind_of
 from postbackd.config.report import did_you_mean
 from postbackd.config.table import Table
-from postbackd.events import ALIASES, CANONICAL_TYPES, canonical_type
+from postbackd.events import ALIASES, CANONICAL_TYPES, SYSTEM_TYPES, canonical_type
 from postbackd.redaction import Redactor
 from postbackd.units import parse_duration
 
@@ -63,7 +63,8 @@ LOOKUP_KEYS = ("name", "key", "customer", "values")
 SLA_KEYS = ("name", "customer", "after", "expect", "within", "emit")
 BUILTIN_PREFIX = "builtin:"
 _GLOB_CHARS = "*?["
-_EVENT_NAMES = (*CANONICAL_TYPES, *ALIASES)
+_EVENT_NAMES = (*CANONICAL_TYPES, *SYSTEM_TYPES, *ALIASES)
+_KNOWN_TYPES = (*CANONICAL_TYPES, *SYSTEM_TYPES)
 
 
 def build_customer(table: Table) -> Customer | None:
@@ -234,10 +235,10 @@ def _event(table: Table, index: int, name: str) -> str | None:
         table.error("empty event name", "events", index)
         return None
     canonical = canonical_type(stripped)
-    if canonical in CANONICAL_TYPES:
+    if canonical in _KNOWN_TYPES:
         return canonical
     if any(ch in stripped for ch in _GLOB_CHARS):
-        if not any(fnmatch.fnmatchcase(known, stripped) for known in CANONICAL_TYPES):
+        if not any(fnmatch.fnmatchcase(known, stripped) for known in _KNOWN_TYPES):
             table.warning(f'no known source emits events matching "{stripped}"', "events", index)
         return stripped
     hint = did_you_mean(stripped.casefold(), _EVENT_NAMES)

@@ -60,9 +60,15 @@ from postbackd.config.plugin_tables import (
 )
 from postbackd.config.report import ConfigError, Diagnostic, Reporter, did_you_mean
 from postbackd.config.secrets import SchemeResolver, SecretResolver
-from postbackd.config.sections import build_daemon, build_smtp, build_ui, check_admin_listener
+from postbackd.config.sections import (
+    build_alerts,
+    build_daemon,
+    build_smtp,
+    build_ui,
+    check_admin_listener,
+)
 from postbackd.config.table import Built, ConfFile, Table
-from postbackd.events import type_matches
+from postbackd.events import SYSTEM_TYPE_PREFIX, type_matches
 from postbackd.redaction import Redactor
 
 __all__ = [
@@ -85,11 +91,13 @@ BUILTIN_TEMPLATE_NAMES = frozenset(
         "builtin:order-status-xml",
         "builtin:shipped-email",
         "builtin:gelato-status-v2",
+        "builtin:alert-json",
+        "builtin:alert-email",
         "builtin:cxml-ship-notice",
         "builtin:shipment-csv",
     }
 )
-SINGLE_TABLES = ("daemon", "smtp", "ui")
+SINGLE_TABLES = ("daemon", "smtp", "ui", "alerts")
 TABLE_FORMS = {
     **{key: f"[{key}]" for key in SINGLE_TABLES},
     **{key: f"[{key}.NAME]" for key in PLUGIN_TABLES},
@@ -313,6 +321,12 @@ class _Loader:
         for table, lookup in lookups.values():
             if lookup.customer is not None:
                 self.check_reference(table, "customer", lookup.customer, customers)
+        alerts_table = self.singles.get("alerts")
+        alerts = build_alerts(alerts_table)
+        if alerts_table is not None and "customer" in alerts_table.data:
+            self.check_reference(alerts_table, "customer", alerts.customer, customers)
+        for table, trigger in triggers.values():
+            _check_alert_events(table, trigger, alerts.customer)
         for table in self.items["sla"]:
             customer = table.data.get("customer")
             if isinstance(customer, str):
@@ -326,6 +340,7 @@ class _Loader:
             deliveries=deliveries,
             smtp=build_smtp(self.singles.get("smtp")),
             ui=build_ui(self.singles.get("ui")),
+            alerts=alerts,
             customers=_values(customers),
             templates=_values(templates),
             triggers=_values(triggers),
@@ -438,6 +453,21 @@ class _Loader:
 
     def known_deliveries(self) -> str:
         return ", ".join(sorted(self.deliveries or ())) or "none registered"
+
+
+def _check_alert_events(table: Table, trigger: Trigger, alerts_customer: str) -> None:
+    """Warn of a trigger that names the alert types for a customer that never has them."""
+    if trigger.customer == alerts_customer:
+        return
+    for index, pattern in enumerate(trigger.events):
+        if pattern.casefold().startswith(SYSTEM_TYPE_PREFIX):
+            table.warning(
+                f'"{pattern}": the postbackd.* events belong to the [alerts] customer '
+                f'"{alerts_customer}" alone; this trigger of "{trigger.customer}" never receives '
+                f'them (set customer = "{alerts_customer}")',
+                "events",
+                index,
+            )
 
 
 _OPTION_PATH = re.compile(r"[\w-]+(?:\.[\w-]+|\[\d+\])*")

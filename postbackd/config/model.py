@@ -188,6 +188,21 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """The `[alerts]` table: when the daemon's own events (`postbackd.*`) are raised.
+
+    `customer` is the customer those events belong to: triggers of that customer route them,
+    and no other customer's trigger ever sees them.
+    """
+
+    customer: str = "postbackd"
+    destination_failing_after: float = 15 * 60.0  # breaker open this long: one alert
+    source_down_after: float = 60.0  # a source not ready this long: one alert
+    delivery_dead_window: float = 60.0  # dead deliveries of a destination, gathered this long
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class Customer:
     id: str
     name: str
@@ -280,6 +295,7 @@ class Config:
     templates: Mapping[str, TemplateConfig]
     triggers: Mapping[str, Trigger]
     lookups: Mapping[str, Lookup]
+    alerts: AlertsConfig = AlertsConfig()
     sla: Mapping[str, SlaRule] = field(default_factory=dict)
     # every secret of the directory, for messages and log lines; `shared_redactor` holds only
     # those of the settings tables ([daemon], [smtp], sources, deliveries), which any attempt

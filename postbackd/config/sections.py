@@ -1,5 +1,5 @@
-"""The single tables of a configuration: `[daemon]`, `[smtp]` and `[ui]`, each read from a
-`Table` into its frozen value (``[sources.NAME]`` and ``[deliveries.NAME]`` belong to their
+"""The single tables of a configuration: `[daemon]`, `[smtp]`, `[ui]` and `[alerts]`, each read
+from a `Table` into its frozen value (``[sources.NAME]`` and ``[deliveries.NAME]`` belong to their
 plugins: `postbackd.config.plugin_tables`).
 """
 
@@ -13,6 +13,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from postbackd.config.model import (
+    AlertsConfig,
     AllowedDestination,
     DaemonConfig,
     Network,
@@ -28,6 +29,13 @@ from postbackd.config.table import Table
 DAEMON_KEYS = frozenset(f.name for f in fields(DaemonConfig))
 SMTP_KEYS = frozenset(f.name for f in fields(SmtpConfig)) - {"location"}
 UI_KEYS = frozenset(f.name for f in fields(UiConfig))
+ALERTS_KEYS = frozenset(f.name for f in fields(AlertsConfig)) - {"location"}
+MIN_ALERT_DELAY = 1.0  # the monitor looks once a second: a shorter setting would promise more
+ALERT_DELAY_EXAMPLES = {
+    "destination_failing_after": "15m",
+    "source_down_after": "1m",
+    "delivery_dead_window": "1m",
+}
 TLS_MODES = ("starttls", "implicit", "none")
 SYNCHRONOUS = ("FULL", "NORMAL")
 MIN_LEASE = 1.0
@@ -282,3 +290,28 @@ def build_ui(table: Table | None) -> UiConfig:
         return UiConfig()
     table.check_keys(UI_KEYS)
     return UiConfig(enabled=table.boolean("enabled", UiConfig().enabled))
+
+
+def build_alerts(table: Table | None) -> AlertsConfig:
+    """The `[alerts]` table (see docs/operating.md, "Alerts"), or the defaults; whether its
+    customer is declared is checked by the loader, which knows the customers."""
+    if table is None:
+        return AlertsConfig()
+    table.check_keys(ALERTS_KEYS)
+    d = AlertsConfig()
+    delays = {}
+    for key, example in ALERT_DELAY_EXAMPLES.items():
+        value = table.duration(key, getattr(d, key))
+        if value < MIN_ALERT_DELAY:
+            table.error(
+                f"must be at least {MIN_ALERT_DELAY:g}s (alerts are looked for once a second), "
+                f'e.g. "{example}"',
+                key,
+            )
+            value = getattr(d, key)
+        delays[key] = value
+    return AlertsConfig(
+        customer=table.string("customer", d.customer) or d.customer,
+        location=table.location,
+        **delays,
+    )

@@ -1,4 +1,5 @@
-"""Example events, one per canonical event type, as an order platform sends them.
+"""Example events, one per canonical event type, as an order platform sends them, and one per
+type of the daemon's own alerts (``postbackd.*``: `postbackd.alerts`).
 
 They are what `postbackd samples` prints, what `postbackd render` uses when no event file is
 given, and what `postbackd check` renders every template against. The files ship inside the
@@ -13,7 +14,7 @@ import time
 from importlib import resources
 from typing import Any
 
-from postbackd.events import CANONICAL_TYPES, Event, canonical_type, parse_event
+from postbackd.events import CANONICAL_TYPES, SYSTEM_TYPES, Event, canonical_type, parse_event
 
 
 class UnknownSample(KeyError):
@@ -34,9 +35,13 @@ class UnknownSample(KeyError):
 
 
 def sample_types() -> list[str]:
-    """The event types that have a sample, in the order of the canonical types."""
+    """The event types that have a sample: the canonical types in their order, then the alerts."""
     folder = resources.files(__name__)
-    return [name for name in CANONICAL_TYPES if folder.joinpath(f"{name}.json").is_file()]
+    return [
+        name
+        for name in (*CANONICAL_TYPES, *SYSTEM_TYPES)
+        if folder.joinpath(f"{name}.json").is_file()
+    ]
 
 
 def load_sample(type_or_alias: str) -> dict[str, Any]:

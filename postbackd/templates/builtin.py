@@ -224,6 +224,64 @@ _GELATO_STATUS_V2 = """\
 }
 """
 
+# The operational alerts (postbackd.* events, `postbackd.alerts`): their data is the same shape
+# for every type — alert, status (firing | resolved), summary, episode, since, node, details.
+_ALERT_JSON = """\
+{
+  "alert": {{ alert | tojson }},
+  "type": {{ event.type | tojson }},
+  "status": {{ status | tojson }},
+  "summary": {{ summary | tojson }},
+  "eventId": {{ event.id | tojson }},
+  "episode": {{ episode | tojson }},
+  "time": {{ event.time | tojson }},
+  "since": {{ since | tojson }},
+  "node": {{ node | tojson }},
+  "details": {{ details | tojson }}
+}
+"""
+
+_ALERT_EMAIL_SUBJECT = "[postbackd {{ node }}] {{ summary }}"
+
+_ALERT_EMAIL_TEXT = """\
+{%- set advice = {
+    "destination_failing": "Its postbacks wait behind the circuit breaker and go out once it "
+        ~ "answers again; nothing is lost. Check the receiver, or its URL in the trigger.",
+    "destination_recovered": "The postbacks that waited are going out now.",
+    "delivery_dead": "These postbacks will not be retried. Fix the cause, then send them "
+        ~ "again: postbackd queue retry ID ...",
+    "reload_rejected": "The running configuration stays in force. Fix the files named above; "
+        ~ "postbackd check shows every error.",
+    "source_down": "Events from this source are not being received. See /readyz and the log.",
+    "source_recovered": "Events from this source are received again.",
+} -%}
+{{ summary }}
+
+Alert:    {{ event.type }} ({{ status }})
+Node:     {{ node }}
+Since:    {{ since }}
+Event id: {{ event.id }}
+{% for key, value in details | dictsort %}
+{%- if key == "deliveries" %}
+deliveries:
+{%- for d in value %}
+  - {{ d.deliveryId }}: trigger {{ d.trigger }}, customer {{ d.customer }}, \
+event {{ d.eventId }}{% if d.orderId %}, order {{ d.orderId }}{% endif %}
+    {{ d.error | default("", true) }}
+{%- endfor %}
+{%- elif value is sequence and value is not string %}
+{{ key }}:
+{%- for item in value %}
+  - {{ item }}
+{%- endfor %}
+{%- else %}
+{{ key }}: {{ "-" if value is none else value }}
+{%- endif %}
+{%- endfor %}
+
+{{ advice.get(alert, "") }}
+"""
+
 
 _CXML_SHIP_NOTICE = """\
 {#- A cXML 1.2 ShipNoticeRequest (advance ship notice) for the parcels that left with this event
@@ -324,6 +382,8 @@ BUILTIN_TEMPLATES: dict[str, TemplateConfig] = {
         _builtin("order-status-xml", "xml", _ORDER_STATUS_XML),
         _builtin("shipped-email", "html", _SHIPPED_EMAIL_HTML, _SHIPPED_EMAIL_SUBJECT),
         _builtin("gelato-status-v2", "json", _GELATO_STATUS_V2),
+        _builtin("alert-json", "json", _ALERT_JSON),
+        _builtin("alert-email", "text", _ALERT_EMAIL_TEXT, _ALERT_EMAIL_SUBJECT),
         _builtin("cxml-ship-notice", "xml", _CXML_SHIP_NOTICE),
         _builtin("shipment-csv", "csv", _SHIPMENT_CSV),
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from postbackd.config.model import Customer
-from postbackd.events import type_matches
+from postbackd.events import SYSTEM_TYPE_PREFIX, type_matches
 from postbackd.samples import sample_event, sample_types
 from postbackd.templates.engine import Rendered, RenderError, TemplateEngine
 from postbackd.templates.shipment import FileFrame, compose_file
@@ -50,13 +50,20 @@ def render_samples(
 ) -> list[SampleRender]:
     """Render `name` against each sample event whose type matches `event_types`.
 
-    `event_types` are trigger patterns (``order.*``, aliases); None means every sample.
+    `event_types` are trigger patterns (``order.*``, aliases); None means every order sample.
+    The alert samples (``postbackd.*``) are used only for patterns that name that prefix: an
+    order template under ``events = ["*"]`` never sees an alert (alerts belong to the
+    ``[alerts] customer`` alone), so checking it against one would only report noise.
     With a `customer`, the samples are rendered as that customer's events (its lookups).
     """
     patterns = None if event_types is None else list(event_types)
+    alert_patterns = [p for p in patterns or () if p.casefold().startswith(SYSTEM_TYPE_PREFIX)]
     results: list[SampleRender] = []
     for event_type in sample_types():
-        if patterns is not None and not any(type_matches(p, event_type) for p in patterns):
+        if event_type.startswith(SYSTEM_TYPE_PREFIX):
+            if not any(type_matches(p, event_type) for p in alert_patterns):
+                continue
+        elif patterns is not None and not any(type_matches(p, event_type) for p in patterns):
             continue
         event = sample_event(event_type)
         if customer is not None:

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from postbackd.events import CANONICAL_TYPES
+from postbackd.events import CANONICAL_TYPES, SYSTEM_TYPES
 from postbackd.spool import (
     MIN_ID_PREFIX,
     RETRYABLE,
@@ -106,7 +106,7 @@ class RequestsPages:
             error=error,
             customers=_suggestions(config.customers),
             triggers=_suggestions(config.triggers),
-            event_types=CANONICAL_TYPES,
+            event_types=(*CANONICAL_TYPES, *SYSTEM_TYPES),  # alerts are deliveries too
             states=[str(state) for state in DeliveryState],
         )
 

@@ -56,7 +56,7 @@ def test_example_configuration_checks_from_another_directory(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     result = postbackd("check", "-c", str(example), cwd=tmp_path / "elsewhere")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 customers, 9 triggers, 6 templates, 2 lookups" in result.stdout
+    assert "4 customers, 10 triggers, 6 templates, 2 lookups" in result.stdout
     assert result.stdout.strip().endswith("ok")
 
 

@@ -329,7 +329,7 @@ def test_unknown_tables_and_top_level_keys(conf: Conf) -> None:
     conf.write("a.toml", 'spool = "x"\n\n[deamon]\ngrace = "1s"\n\n[[triger]]\nname = "x"\n')
     errors = conf.errors()
     allowed = (
-        "a file may hold [daemon], [smtp], [ui], [sources.NAME], [deliveries.NAME], "
+        "a file may hold [daemon], [smtp], [ui], [alerts], [sources.NAME], [deliveries.NAME], "
         "[[customer]], [[template]], [[trigger]], [[lookup]], [[sla]]"
     )
     assert errors == [

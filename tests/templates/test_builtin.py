@@ -32,9 +32,18 @@ def with_data(event_type: str, **changes: Any) -> Event:
     return parse_event(raw)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_TEMPLATES))
-@pytest.mark.parametrize("event_type", sample_types())
-def test_every_builtin_renders_every_sample_cleanly(
+ALERT_TEMPLATES = ("builtin:alert-email", "builtin:alert-json")
+PAIRS = [
+    (event_type, name)
+    for event_type in sample_types()
+    for name in sorted(BUILTIN_TEMPLATES)
+    # the alert templates are for the postbackd.* events, the others for the orders'
+    if (name in ALERT_TEMPLATES) == event_type.startswith("postbackd.")
+]
+
+
+@pytest.mark.parametrize(("event_type", "name"), PAIRS)
+def test_every_builtin_renders_every_sample_of_its_kind_cleanly(
     engine: TemplateEngine, name: str, event_type: str
 ) -> None:
     event = sample_event(event_type)
@@ -58,6 +67,8 @@ def test_builtins_are_named_with_the_prefix_and_located_as_builtin() -> None:
         "builtin:order-status-xml",
         "builtin:shipped-email",
         "builtin:gelato-status-v2",
+        "builtin:alert-email",
+        "builtin:alert-json",
         "builtin:cxml-ship-notice",
         "builtin:shipment-csv",
     }

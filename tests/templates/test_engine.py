@@ -615,6 +615,8 @@ def test_names_and_has_include_the_built_ins() -> None:
     assert engine.names() == [
         "alpha",
         "zeta",
+        "builtin:alert-email",
+        "builtin:alert-json",
         "builtin:cxml-ship-notice",
         "builtin:gelato-status-v2",
         "builtin:order-status-json",

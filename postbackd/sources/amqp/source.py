@@ -92,6 +92,7 @@ class AmqpSource:
         self._stopping = asyncio.Event()
         self._connected = False
         self._unavailable_streak = 0
+        self._cannot_consume: str | None = None  # why the last try to consume failed
         self._turns = OrderTurns()
 
     @classmethod
@@ -108,6 +109,11 @@ class AmqpSource:
             and connection is not None
             and not connection.is_closed
         )
+
+    @property
+    def problem(self) -> str | None:
+        """Why the source is not consuming, for /readyz and the source_down alert."""
+        return None if self.ready else self._cannot_consume
 
     async def start(self, submit: Submit) -> None:
         """Begin connecting and consuming in the background; returns at once."""
@@ -154,10 +160,12 @@ class AmqpSource:
         while not self._stopping.is_set():
             try:
                 await self._connect_and_consume()
+                self._cannot_consume = None
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._cannot_consume = f"cannot consume: {_describe(exc, self.settings)}"
                 log.warning(
                     "amqp: cannot consume; retrying",
                     url=self.settings.safe_url,
@@ -216,6 +224,8 @@ class AmqpSource:
                 url=self.settings.safe_url,
                 error=str(exc) if exc else None,
             )
+            lost = exc or "closed"
+            self._cannot_consume = f"connection to the broker lost ({lost}); reconnecting"
         self._connected = False
 
     def _on_reconnected(self, _sender: Any) -> None:

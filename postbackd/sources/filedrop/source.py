@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 from watchdog.observers.api import BaseObserver
@@ -62,6 +64,7 @@ RETRY_MAX = 60.0
 STOP_GRACE = 10.0
 SUBMIT_BATCH = 500  # events of one file committed together (a file of 100,000 lines is many)
 READ_STUCK_SECONDS = 30.0  # a read unfinished for this long makes the source not ready
+DIRECTORY_CHECK_SECONDS = 2.0  # how often the watched directory is checked to still be there
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class FileDropSource:
         self._worker: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._in_hand: ReadInHand | None = None
+        self._watched_id: tuple[int, int] | None = None  # (device, inode) the watch is on
+        self._directory_gone: str | None = None
         self.read_file = files.read_drop  # how a file is read (a test may make it hang)
 
     @classmethod
@@ -125,7 +130,10 @@ class FileDropSource:
 
     @property
     def problem(self) -> str | None:
-        """Why the source is stuck, for /readyz: a read that has not finished for long."""
+        """Why the source is stuck, for /readyz: its directory gone, or a read that has not
+        finished for long."""
+        if self._directory_gone is not None:
+            return self._directory_gone
         in_hand = self._in_hand
         if in_hand is None or in_hand.stuck_for() < READ_STUCK_SECONDS:
             return None
@@ -189,7 +197,43 @@ class FileDropSource:
             self.directory / files.REJECTED,
         ):
             folder.mkdir(parents=True, exist_ok=True)
+        found = self.directory.stat()
+        self._watched_id = (found.st_dev, found.st_ino)
         return start_watching(self.directory, loop, self._on_fs_event)
+
+    async def _check_directory(self) -> None:
+        """Notice the directory removed (the watch, on its old inode, would see nothing more
+        while /readyz said ready) and, once it is there again, watch the new one."""
+        try:
+            found = await asyncio.to_thread(os.stat, self.directory)
+            present = (found.st_dev, found.st_ino) if S_ISDIR(found.st_mode) else None
+        except OSError:
+            present = None
+        if present is None:
+            if self._directory_gone is None:
+                self._directory_gone = (
+                    f"[sources.filedrop] directory {self.directory} is gone: files dropped now "
+                    "are not seen; create it again (it is watched again by itself)"
+                )
+                log.error("filedrop: the directory is gone", directory=str(self.directory))
+            return
+        if present != self._watched_id:
+            await self._watch_again()
+
+    async def _watch_again(self) -> None:
+        old, self._observer = self._observer, None
+        if old is not None:
+            await asyncio.to_thread(stop_watching, old)
+        try:
+            self._observer = await asyncio.to_thread(
+                self._start_observer, asyncio.get_running_loop()
+            )
+        except OSError as exc:
+            self._directory_gone = f"[sources.filedrop] directory {self.directory}: {exc}"
+            return
+        self._directory_gone = None
+        log.info("filedrop: watching the directory again", directory=str(self.directory))
+        await self._rescan()
 
     def _on_fs_event(self, complete: bool | None, path: Path) -> None:
         """`complete`: True = closed or renamed in; False = maybe still written; None = gone."""
@@ -212,11 +256,14 @@ class FileDropSource:
 
     async def _tick(self) -> None:
         """Settle-checks, due retries, and now and then a rescan and a sweep of processed/."""
-        last_rescan = last_sweep = time.monotonic()
+        last_rescan = last_sweep = last_check = time.monotonic()
         await self._sweep()
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
+            if now - last_check >= DIRECTORY_CHECK_SECONDS:
+                last_check = now
+                await self._check_directory()
             for path, (due, attempts) in list(self._retry.items()):
                 if due <= now:
                     self._retry[path] = (math.inf, attempts)  # queued: not due again
