@@ -1,10 +1,10 @@
 """The operator's verbs over HTTP: hold, release, retry, resend and purge by id or by filter,
 backfill, and erase — what `postbackd queue` and `postbackd erase` do, for scripts and the UI.
 
-Kept apart from `postbackd.api` (the read routes, render, reload) so that module stays about
+Kept apart from `postbackd.api.routes` (the read routes, render, reload) so that module stays about
 the daemon's state. Every route here changes the spool, answers JSON and says what it did; a
 filter route with ``"dry_run": true`` only counts. The request bodies are read against
-`BODY_FIELDS`, the same table the OpenAPI document (`postbackd.openapi`) describes them from,
+`BODY_FIELDS`, the same table the OpenAPI document (`postbackd.api.openapi`) describes them from,
 so what is accepted and what is documented cannot drift apart.
 """
 
@@ -75,7 +75,7 @@ BODY_FIELDS: dict[str, tuple[BodyField, ...]] = {
 """The keys each verb's body may have; anything else is refused with a 400 naming it."""
 REQUIRED = {"backfill": ("trigger", "since"), "erase": ("order",)}
 SINGLE_ACTIONS = ("hold", "release", "resend")
-"""What `POST /v1/deliveries/{id}/{action}` does here (retry by id is `postbackd.api`'s)."""
+"""What `POST /v1/deliveries/{id}/{action}` does here (retry by id is `postbackd.api.routes`'s)."""
 
 
 class BadBody(ValueError):

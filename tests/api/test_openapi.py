@@ -20,7 +20,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from postbackd.api import AdminApi
-from postbackd.openapi import openapi_document, render
+from postbackd.api.openapi import openapi_document, render
 from postbackd.plugin import PluginContext
 from postbackd.router import delivery_id
 from postbackd.sources.http import HttpSource
@@ -56,7 +56,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 def test_the_committed_copy_is_current() -> None:
     assert COMMITTED.read_text() == render(), (
-        "docs/openapi.json is stale: run `python -m postbackd.openapi > docs/openapi.json`"
+        "docs/openapi.json is stale: run `python -m postbackd.api.openapi > docs/openapi.json`"
     )
 
 

@@ -1,9 +1,9 @@
 """The admin API described as an OpenAPI 3.1 document: served at ``GET /v1/openapi.json`` and
-committed as docs/openapi.json (``python -m postbackd.openapi > docs/openapi.json``).
+committed as docs/openapi.json (``python -m postbackd.api.openapi > docs/openapi.json``).
 
 This module is the one source. The verbs' request bodies come from the table their handlers
-read them with (`postbackd.api_verbs.BODY_FIELDS`); the response schemas are checked against
-real answers of every route by tests/test_openapi.py, which also fails for a route the
+read them with (`postbackd.api.verbs.BODY_FIELDS`); the response schemas are checked against
+real answers of every route by tests/api/test_openapi.py, which also fails for a route the
 document does not describe. The web UI's pages (``/ui/…``: HTML behind their own login) are
 not part of this API.
 """
@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from postbackd import __version__
-from postbackd.api_verbs import BODY_FIELDS, REQUIRED, BodyField
+from postbackd.api.verbs import BODY_FIELDS, REQUIRED, BodyField
 from postbackd.spool.model import DeliveryState
 
 JSON = "application/json"

@@ -1,5 +1,5 @@
 """The admin HTTP API: health, readiness, metrics, the request log, retry, render, reload,
-the operator's verbs (`postbackd.api_verbs`) and the API's own description (`/v1/openapi.json`).
+the operator's verbs (`postbackd.api.verbs`) and the API's own description (`/v1/openapi.json`).
 
 Served on the HTTP source's listener (it adds these routes to its own), or, with no HTTP
 source, on ``[daemon] admin_listen`` — so health and metrics always exist. Every route but
@@ -17,13 +17,13 @@ from typing import Any, Protocol, cast
 from aiohttp import web
 
 from postbackd import jsoncodec
-from postbackd.api_verbs import AdminVerbs, delivery_id_error
+from postbackd.api.openapi import openapi_document
+from postbackd.api.verbs import AdminVerbs, delivery_id_error
 from postbackd.breaker import BreakerBoard
 from postbackd.events import EventRejected, parse_event
 from postbackd.fleet import fleet_status
 from postbackd.generation import Generation, Plugins
 from postbackd.metrics import Metrics
-from postbackd.openapi import openapi_document
 from postbackd.samples import load_sample
 from postbackd.spool import DeliveryIdError, ListFilter, Spool, TimerState, parse_state
 from postbackd.templates import RenderError, render_budget
@@ -227,5 +227,5 @@ class AdminApi:
         return json_response(status)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        """This API described (OpenAPI 3.1; `postbackd.openapi`, also in docs/openapi.json)."""
+        """This API described (OpenAPI 3.1; `postbackd.api.openapi`, also in docs/openapi.json)."""
         return json_response(openapi_document())
