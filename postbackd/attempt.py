@@ -401,21 +401,8 @@ class AttemptRunner:
         )
         await asyncio.shield(
             self.spool.record_attempt(
-                AttemptResult(
-                    delivery_id=stored.id,
-                    number=stored.logged_attempts,  # no attempt: the last one's number
-                    started_at=time.time(),
-                    duration=0.0,
-                    outcome="fail",
-                    new_state=state,
-                    next_attempt_at=None,
-                    status=None,
-                    error=reason,
-                    request=None,
-                    response=None,
-                    destination=None,
-                    counted=False,
-                )
+                # no attempt: the last one's number
+                AttemptResult.decided(stored.id, stored.logged_attempts, state, reason, time.time())
             )
         )
 

@@ -253,21 +253,7 @@ class Batcher:
         now = time.time()
         for row in window.rows:
             await self.spool.record_attempt(
-                AttemptResult(
-                    delivery_id=row.delivery_id,
-                    number=0,
-                    started_at=now,
-                    duration=0.0,
-                    outcome="fail",
-                    new_state=state,
-                    next_attempt_at=None,
-                    status=None,
-                    error=reason,
-                    request=None,
-                    response=None,
-                    destination=None,
-                    counted=False,
-                )
+                AttemptResult.decided(row.delivery_id, 0, state, reason, now)
             )
 
     # ------------------------------------------------------------------ sending a file

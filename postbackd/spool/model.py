@@ -168,6 +168,28 @@ class AttemptResult:
     destination: str | None
     counted: bool = True
 
+    @classmethod
+    def decided(
+        cls, delivery_id: str, number: int, state: DeliveryState, reason: str, at: float
+    ) -> AttemptResult:
+        """A state decided without sending anything (its trigger gone or inactive, a file that
+        cannot be made): logged with `reason`, not counted as an attempt."""
+        return cls(
+            delivery_id=delivery_id,
+            number=number,
+            started_at=at,
+            duration=0.0,
+            outcome="fail",
+            new_state=state,
+            next_attempt_at=None,
+            status=None,
+            error=reason,
+            request=None,
+            response=None,
+            destination=None,
+            counted=False,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitOutcome:
