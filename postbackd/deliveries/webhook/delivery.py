@@ -13,6 +13,7 @@ and proxy, cached, fetched again once when the receiver answers 401).
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import time
@@ -527,8 +528,10 @@ def _explain(exc: BaseException, options: WebhookOptions) -> tuple[str, bool]:
         return f"the proxy answered {exc.status} {exc.message} for {url}", False
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid url {url}: {exc.description}", True
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        message = f"{where} closed the connection before answering"
+    reset = isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET
+    if isinstance(exc, aiohttp.ServerDisconnectedError) or reset:
+        # the same refusal comes as either, depending on when the receiver's close lands
+        message = f"{where} {'reset' if reset else 'closed'} the connection before answering"
         if options.url.scheme == "https" and (options.tls is None or not options.tls.client_cert):
             # TLS 1.3 sends "certificate required" after the handshake, and the alert does not
             # reach aiohttp: the likeliest cause is said, since no other is seen

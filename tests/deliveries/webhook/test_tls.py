@@ -3,16 +3,20 @@ certificate; the CA, server and client certificates are made by the test (`tests
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from postbackd.config.model import Config
 from postbackd.deliveries.webhook import WebhookDelivery
+from postbackd.deliveries.webhook.delivery import _explain
+from postbackd.deliveries.webhook.options import WebhookOptions
 from postbackd.deliveries.webhook.tls import TlsOptions, check_files
 from postbackd.plugin import OutcomeKind, PluginContext
 from postbackd.testing import WebhookReceiver
@@ -176,3 +180,24 @@ async def test_a_certificate_renewed_in_place_is_used_after_a_reload(
     shutil.copy(pki.client_key, key)  # fixed in place; a reload builds new option mappings
     second = await webhook.deliver(DELIVERY, {"url": tls_receiver.url(), "tls": dict(tls)})
     assert second.succeeded, second.error
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
+    ],
+)
+def test_a_refusal_after_the_handshake_is_explained_however_it_arrives(
+    refusal: Exception,
+) -> None:
+    """TLS 1.3 refuses a missing client certificate after the handshake; the close reaches
+    aiohttp as a disconnect or as a reset, depending on timing — both get the hint."""
+    without, _ = WebhookOptions.parse({"url": "https://receiver.example/hook"})
+    assert without is not None
+    message, permanent = _explain(refusal, without)
+    assert "client certificate" in message and not permanent, message
+    plain, _ = WebhookOptions.parse({"url": "http://receiver.example/hook"})
+    assert plain is not None
+    assert "client certificate" not in _explain(refusal, plain)[0]
