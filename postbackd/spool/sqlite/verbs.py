@@ -11,8 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
-from postbackd.spool.sqlite import timers
+from postbackd.spool.model import ErasedCounts, NewDelivery, Selection, StoredEvent
+from postbackd.spool.sqlite import timers, writes
 from postbackd.spool.sqlite.rows import id_list, selection_sql
 from postbackd.spool.sqlite.threads import Operation
 from postbackd.spool.verbs import UNBIND_FINISHED_FILE
@@ -150,44 +150,7 @@ def add_deliveries(conn: sqlite3.Connection, rows: Sequence[tuple[str, NewDelive
     for event_id, new in rows:
         if conn.execute("SELECT 1 FROM deliveries WHERE id = ?", (new.id,)).fetchone():
             continue
-        failed = new.state is DeliveryState.FAILED
-        if new.supersede and new.order_id is not None and not failed:
-            conn.execute(
-                "UPDATE deliveries SET state = 'cancelled', last_error = ?, finished_at = ?, "
-                "updated_at = ? WHERE order_id = ? AND trigger_name = ? AND state = 'pending'",
-                (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
-            )
-        conn.execute(
-            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
-            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
-            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination, batch_window) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.id,
-                event_id,
-                new.trigger,
-                new.plugin,
-                new.customer,
-                new.event_type,
-                new.order_id,
-                new.format,
-                new.content_type,
-                new.subject,
-                new.body,
-                new.render_error,
-                str(new.state),
-                new.held_reason,
-                int(new.ordered),
-                now,
-                now if new.next_attempt_at is None else new.next_attempt_at,  # a batch window
-                now,
-                now if failed else None,
-                new.render_error if failed else None,
-                new.destination,
-                new.batch_window,
-            ),
-        )
+        writes.insert_delivery(conn, event_id, new, now)
         conn.execute("UPDATE events SET matched = 1 WHERE id = ? AND matched = 0", (event_id,))
         added += 1
     return added

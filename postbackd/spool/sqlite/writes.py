@@ -197,46 +197,7 @@ def submit(
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
     if event.timers:
         timers.apply_timers(conn, event.timers, now)
-    superseded = 0
-    for new in deliveries:
-        if new.supersede and new.order_id is not None and new.state is not DeliveryState.FAILED:
-            superseded += conn.execute(
-                "UPDATE deliveries SET state = 'cancelled', last_error = ?, finished_at = ?, "
-                "updated_at = ? WHERE order_id = ? AND trigger_name = ? AND state = 'pending'",
-                (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
-            ).rowcount
-        failed = new.state is DeliveryState.FAILED
-        conn.execute(
-            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
-            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
-            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination, batch_window) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.id,
-                event.id,
-                new.trigger,
-                new.plugin,
-                new.customer,
-                new.event_type,
-                new.order_id,
-                new.format,
-                new.content_type,
-                new.subject,
-                new.body,
-                new.render_error,
-                str(new.state),
-                new.held_reason,
-                int(new.ordered),
-                now,
-                now if new.next_attempt_at is None else new.next_attempt_at,
-                now,
-                now if failed else None,
-                new.render_error if failed else None,
-                new.destination,
-                new.batch_window,
-            ),
-        )
+    superseded = sum(insert_delivery(conn, event.id, new, now) for new in deliveries)
     return SubmitOutcome(event.id, False, len(deliveries), superseded)
 
 
@@ -461,3 +422,48 @@ def _trigger_names(conn: sqlite3.Connection) -> Iterator[str]:
             "WHERE trigger_name > ?",
             (current,),
         ).fetchone()[0]
+
+
+def insert_delivery(conn: sqlite3.Connection, event_id: str, new: NewDelivery, now: float) -> int:
+    """Store one new delivery of `event_id` (its `supersede` first: the order's older pending
+    statuses of the trigger cancelled); returns how many it superseded."""
+    superseded = 0
+    if new.supersede and new.order_id is not None and new.state is not DeliveryState.FAILED:
+        superseded = conn.execute(
+            "UPDATE deliveries SET state = 'cancelled', last_error = ?, finished_at = ?, "
+            "updated_at = ? WHERE order_id = ? AND trigger_name = ? AND state = 'pending'",
+            (f"superseded by {new.id}", now, now, new.order_id, new.trigger),
+        ).rowcount
+    failed = new.state is DeliveryState.FAILED
+    conn.execute(
+        "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+        "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+        "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+        "destination, batch_window) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.id,
+            event_id,
+            new.trigger,
+            new.plugin,
+            new.customer,
+            new.event_type,
+            new.order_id,
+            new.format,
+            new.content_type,
+            new.subject,
+            new.body,
+            new.render_error,
+            str(new.state),
+            new.held_reason,
+            int(new.ordered),
+            now,
+            now if new.next_attempt_at is None else new.next_attempt_at,
+            now,
+            now if failed else None,
+            new.render_error if failed else None,
+            new.destination,
+            new.batch_window,
+        ),
+    )
+    return superseded
