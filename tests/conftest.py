@@ -22,12 +22,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow soak test: run with --run-slow")
+    if not config.getoption("--run-slow"):
+        skip_slow = pytest.mark.skip(reason="slow soak test: run with --run-slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: other tests run beside this one
+        _in_parallel(items)
+
+
+# Started first on their worker so that no long test is left to run alone at the end: the
+# benchmark's smoke test (~40 s), then the daemons and the browser. Order within each is kept.
+LONG_FIRST = ("tests/test_bench_quick.py", "tests/integration/", "tests/faults/", "tests/ui/")
+
+
+def _in_parallel(items: list[pytest.Item]) -> None:
+    """Skip the `serial` tests (they stop a server the tests beside them use) and put the long
+    tests first. The order only changes here, so every worker collects the same one."""
+    skip_serial = pytest.mark.skip(
+        reason="stops a server other tests share: run alone with `pytest -m serial` "
+        "(scripts/test does, after its parallel phase)"
+    )
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "serial" in item.keywords:
+            item.add_marker(skip_serial)
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next(
+            (i for i, prefix in enumerate(LONG_FIRST) if path.startswith(prefix)), len(LONG_FIRST)
+        )
+
+    items.sort(key=rank)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.parallel import in_worker, one_at_a_time
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "postgres.sh"
 URL_FILE = Path(os.environ.get("POSTGRES_TEST_DIR", "/tmp/postbackd-postgres")) / "url"
 START_TIMEOUT = 300  # an apt-get install on a fresh machine included
@@ -84,11 +86,16 @@ def pg_cluster() -> Iterator[PgCluster]:
         import asyncpg  # noqa: F401
     except ImportError:
         _unavailable("asyncpg is not installed (pip install 'postbackd[postgres]')")
-    url = _known_url()
-    if url is not None and asyncio.run(_answers(url)):
+    # parallel workers: one starts it, the others find it running
+    with one_at_a_time(f"postgres-{URL_FILE.parent.name}"):
+        url = _known_url()
+        running = url is not None and asyncio.run(_answers(url))
+        if not running:
+            started = _script("start", timeout=START_TIMEOUT)
+    if running:
+        assert url is not None
         yield PgCluster(url)
         return
-    started = _script("start", timeout=START_TIMEOUT)
     url = _known_url()
     if started.returncode != 0 or url is None:
         _unavailable(started.stderr.strip() or "scripts/postgres.sh start wrote no URL")
@@ -96,7 +103,8 @@ def pg_cluster() -> Iterator[PgCluster]:
     try:
         yield PgCluster(url)
     finally:
-        _script("stop", timeout=60)
+        if not in_worker():  # other workers may still use it: it stays (scripts/test stops it)
+            _script("stop", timeout=60)
 
 
 @contextlib.contextmanager

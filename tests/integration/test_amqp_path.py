@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import pytest
 
 from postbackd.testing import PostbackdDaemon, WebhookReceiver, free_port
 from tests.configs import event, webhook_config
@@ -193,6 +194,8 @@ async def test_malformed_messages_are_dead_lettered(
     assert "amqp message rejected" in logs and '"message_id": "bad-json"' in logs
 
 
+# stops the broker every RabbitMQ test of the run uses
+@pytest.mark.serial
 async def test_broker_outage_mid_stream_loses_nothing_and_readyz_says_so(
     rabbitmq, amqp_channel, queue_name, receiver, daemon_factory, tmp_path
 ):

@@ -7,6 +7,7 @@ Where the broker cannot be had the tests are skipped with the reason — except 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import aio_pika
 import pytest
 
+from tests.parallel import in_worker, one_at_a_time
 from tests.paths import REPO
 
 SCRIPT = REPO / "scripts" / "rabbitmq.sh"
@@ -53,19 +55,37 @@ def _script(command: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def _answers(url: str) -> bool:
+    """Whether a broker takes an AMQP connection at `url` — quicker than the script's
+    `rabbitmqctl ping`, an Erlang VM started per call, which every parallel worker would pay."""
+    try:
+        connection = await aio_pika.connect(url, timeout=5)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+        return False
+    await connection.close()
+    return True
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[Broker]:
     """Ensures the broker runs for the session; stops it afterwards only if this session
     started it (``start`` says ``started``): a node already running is left running."""
     port = os.environ.get("RABBITMQ_NODE_PORT", "5672")
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    if asyncio.run(_answers(url)):  # running (scripts/test started it): not ours to stop
+        yield Broker(url=url)
+        return
     try:
-        started = _script("start", timeout=START_TIMEOUT)
+        # parallel workers: one starts it, the others find it running
+        with one_at_a_time(f"rabbitmq-{port}"):
+            started = _script("start", timeout=START_TIMEOUT)
         if started.returncode != 0:
             _unavailable(f"{SCRIPT} start exited {started.returncode}: {started.stderr.strip()}")
     except (OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(f"{SCRIPT} did not finish: {exc}")
-    yield Broker(url=f"amqp://guest:guest@127.0.0.1:{port}/")
-    if started.stdout.strip() == "started":
+    yield Broker(url=url)
+    # in a parallel worker others may still use it: it stays (scripts/test stops it)
+    if started.stdout.strip() == "started" and not in_worker():
         _script("stop", timeout=120)
 
 

@@ -142,6 +142,8 @@ async def test_spool_unavailable_requeues_the_message_until_it_is_stored(
     assert await depth(amqp_channel, queue_name) == 0
 
 
+# stops the broker every RabbitMQ test of the run uses
+@pytest.mark.serial
 async def test_a_broker_restart_mid_stream_loses_nothing(
     rabbitmq: Broker, amqp_channel: Channel, queue_name: str, make_source: MakeSource
 ) -> None:
