@@ -31,7 +31,7 @@ from typing import Any
 from postbackd.alerts import AlertMonitor
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
-from postbackd.batcher import Batcher
+from postbackd.batching.batcher import Batcher
 from postbackd.breaker import BreakerBoard
 from postbackd.config import Config, ConfigError, ConfigWatcher
 from postbackd.dispatcher import Dispatcher
@@ -45,7 +45,7 @@ from postbackd.plugin import SubmitResult
 from postbackd.plugins import PluginError
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
-from postbackd.sla_firing import SLA_SOURCE, SlaFiring
+from postbackd.sla import SLA_SOURCE, SlaFiring
 from postbackd.spool import NodeBeat, Spool, SpoolError, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable

@@ -2,10 +2,10 @@
 of the shipment files they close into.
 
 A batching trigger does not send each delivery on its own: the router stamps every delivery
-with the window it falls in (`BatchWindow.key`), and when that window ends the batcher
-(`postbackd.batcher`) writes its deliveries into one file. Windows are aligned to the clock,
-not to the first delivery, so every node of a fleet and every restart agrees on which window a
-delivery belongs to, and a file re-sent after a crash carries the same name.
+with the window it falls in (`window_key`), and when that window ends the batcher
+(`postbackd.batching.batcher`) writes its deliveries into one file. Windows are aligned to the
+clock, not to the first delivery, so every node of a fleet and every restart agrees on which
+window a delivery belongs to, and a file re-sent after a crash carries the same name.
 
 An interval (``"15m"``, ``"1h"``, ``"1d"``) is aligned to the epoch in UTC; a daily time
 (``"daily 18:00"``) is the host's local time, which is what an operator means when they say
