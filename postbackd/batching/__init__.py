@@ -5,18 +5,17 @@ The loop that closes windows into files and sends them is `postbackd.batching.ba
 imported from there by the daemon: it is not named here, so that loading a configuration
 (`postbackd.config` reads ``batch`` and ``batch_file`` through this face) does not import the
 spool, the attempt path and the plugins.
+
+Inside: `windows` (a window's bounds and key), `file_names` (the files' names), `batcher`.
 """
 
-from postbackd.batching.windows import (
+from postbackd.batching.file_names import (
     DEFAULT_FILE_NAME,
     EXTENSIONS,
-    BatchWindow,
     check_file_name,
     file_name,
-    parse_batch,
-    window_end_of,
-    window_key,
 )
+from postbackd.batching.windows import BatchWindow, parse_batch, window_end_of, window_key
 
 __all__ = [
     "DEFAULT_FILE_NAME",

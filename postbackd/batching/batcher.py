@@ -28,7 +28,8 @@ from postbackd.attempt import (
     call_plugin,
     observe,
 )
-from postbackd.batching.windows import EXTENSIONS, file_name, window_end_of
+from postbackd.batching.file_names import EXTENSIONS, file_name
+from postbackd.batching.windows import window_end_of
 from postbackd.config import Trigger
 from postbackd.events import parse_event
 from postbackd.generation import Generation

@@ -1,11 +1,11 @@
-"""Batch windows of a trigger with ``batch = "1h"`` or ``batch = "daily 18:00"``, and the names
-of the shipment files they close into.
+"""Batch windows of a trigger with ``batch = "1h"`` or ``batch = "daily 18:00"``.
 
 A batching trigger does not send each delivery on its own: the router stamps every delivery
 with the window it falls in (`window_key`), and when that window ends the batcher
 (`postbackd.batching.batcher`) writes its deliveries into one file. Windows are aligned to the
 clock, not to the first delivery, so every node of a fleet and every restart agrees on which
-window a delivery belongs to, and a file re-sent after a crash carries the same name.
+window a delivery belongs to, and a file re-sent after a crash carries the same name
+(`postbackd.batching.file_names`).
 
 An interval (``"15m"``, ``"1h"``, ``"1d"``) is aligned to the epoch in UTC; a daily time
 (``"daily 18:00"``) is the host's local time, which is what an operator means when they say
@@ -15,20 +15,13 @@ An interval (``"15m"``, ``"1h"``, ``"1d"``) is aligned to the epoch in UTC; a da
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from postbackd.units import parse_duration
 
 MIN_INTERVAL = 1.0
-DEFAULT_FILE_NAME = "{trigger}-{end:%Y%m%dT%H%M%SZ}{part}.{ext}"
-FILE_NAME_FIELDS = ("trigger", "customer", "start", "end", "part", "ext")
-FILE_NAME_LIMIT = 200
 _DAILY = re.compile(r"daily\s+([01]?\d|2[0-3]):([0-5]\d)")
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._+=@,-]+")
-EXTENSIONS = {"json": "jsonl", "xml": "xml", "text": "txt", "html": "html", "csv": "csv"}
 
 
 @dataclass(frozen=True)
@@ -86,63 +79,3 @@ def window_key(trigger: str, end: float) -> str:
 def window_end_of(key: str) -> float:
     """The end of the window a `window_key` names."""
     return int(key.rpartition("@")[2]) / 1000
-
-
-def check_file_name(
-    pattern: str, trigger: str = "trigger", customer: str = "customer"
-) -> str | None:
-    """Why `pattern` (``batch_file``) cannot name the files of `trigger`, or None when it can."""
-    try:
-        parsed = list(string.Formatter().parse(pattern))
-    except ValueError as exc:
-        return f"invalid file name pattern {pattern!r}: {exc}"
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        if field not in FILE_NAME_FIELDS:
-            return f"unknown field {{{field}}} in file name pattern {pattern!r}; use " + ", ".join(
-                f"{{{name}}}" for name in FILE_NAME_FIELDS
-            )
-    try:
-        sample = file_name(
-            pattern, trigger=trigger, customer=customer, end=86400.0, start=0.0, part=1
-        )
-    except ValueError as exc:
-        return str(exc)
-    if not sample:
-        return f"file name pattern {pattern!r} gives an empty name"
-    return None
-
-
-def file_name(
-    pattern: str,
-    *,
-    trigger: str,
-    customer: str,
-    start: float,
-    end: float,
-    part: int,
-    ext: str = "txt",
-) -> str:
-    """The name of the `part`-th file (from 1) of a window; ValueError for a name that is not
-    one plain file name (a path separator, ``..``, characters a share may refuse)."""
-    fields: dict[str, Any] = {
-        "trigger": trigger,
-        "customer": customer,
-        "start": datetime.fromtimestamp(start, UTC),
-        "end": datetime.fromtimestamp(end, UTC),
-        "part": "" if part <= 1 else f"-{part}",
-        "ext": ext,
-    }
-    try:
-        name = pattern.format(**fields)
-    except (KeyError, ValueError, IndexError, AttributeError) as exc:
-        raise ValueError(f"file name pattern {pattern!r} cannot be filled in: {exc}") from None
-    if not _SAFE_NAME.fullmatch(name) or name in {".", ".."} or name.startswith("."):
-        raise ValueError(
-            f"file name pattern {pattern!r} gives {name!r}: a file name may hold only letters, "
-            "digits and . _ + = @ , - (no path, no leading dot)"
-        )
-    if len(name) > FILE_NAME_LIMIT:
-        raise ValueError(f"file name pattern {pattern!r} gives a name over {FILE_NAME_LIMIT} chars")
-    return name
