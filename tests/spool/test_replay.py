@@ -161,6 +161,7 @@ async def test_a_backfill_racing_another_nodes_for_one_delivery_stores_it_once(
 
     spool = await open_spool(pg_url, exclusive=True, node="node-a")
     other = await asyncpg.connect(pg_url)
+    observer = await asyncpg.connect(pg_url)  # outside any transaction: a fresh view each time
     try:
         await spool.submit(make_event("e1"), [], source="test")
         late = new_delivery("late", trigger="late", order=None)
@@ -170,9 +171,9 @@ async def test_a_backfill_racing_another_nodes_for_one_delivery_stores_it_once(
         assert stored == writes.Inserted(stored=True, superseded=0)
         racing = asyncio.ensure_future(spool.verbs.add_deliveries([("e1", late)]))
         for _ in range(200):  # until its insert waits on the other transaction (≤ 10 s)
-            waiting = await other.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO deliveries%'"
+            waiting = await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO deliveries%'"
             )
             if waiting or racing.done():
                 break
@@ -184,6 +185,7 @@ async def test_a_backfill_racing_another_nodes_for_one_delivery_stores_it_once(
         (claimed,) = await spool.claim_due(soon(), 10)
         assert (claimed.id, claimed.event_id) == ("late", "e1")
     finally:
+        await observer.close()
         await other.close()
         await spool.close()
 
