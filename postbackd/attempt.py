@@ -380,7 +380,8 @@ class AttemptRunner:
             error=result.error,
             next_attempt_in_s=round(next_at - now, 1) if next_at else None,
             ms=round(result.duration * 1000, 1),
-            worker=attempted.worker,
+            # the worker that made it (absent: this process, whose lines may name it already)
+            **({} if attempted.worker is None else {"worker": attempted.worker}),
         )
         if state is DeliveryState.DEAD and self.watch is not None:
             self.watch.delivery_dead(delivery, result.destination or "", result.error)

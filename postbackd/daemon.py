@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from postbackd.alerts import AlertMonitor
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
@@ -118,6 +120,8 @@ class Daemon:
         return self._exit_code
 
     async def startup(self) -> None:
+        if self.worker is not None:  # every line of this process says which worker wrote it
+            structlog.contextvars.bind_contextvars(worker=self.worker)
         self._install_signals()
         generation = await self.reloader.load_first(
             lambda config: [] if self.worker else self._source_problems(config)

@@ -49,10 +49,10 @@ async def test_attempts_go_to_a_worker_only_once_it_is_ready(trigger: Trigger) -
     made = asyncio.ensure_future(attempts.attempt("gen-1", trigger, delivery(), None))
     (call,) = await asyncio.wait_for(worker.receive(), 5) or []
     assert isinstance(call, Call)
-    assert (call.identity, call.trigger, call.delivery.id, call.options) == (
+    assert (call.identity, call.trigger, call.delivery, call.options) == (
         "gen-1",
         "acme-all",
-        "d-1",
+        delivery(),
         None,
     )
     worker.send(Answer(call.number, Outcome.ok(status=200), 100.0, 0.05))

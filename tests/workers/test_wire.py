@@ -10,23 +10,12 @@ import threading
 import pytest
 
 from postbackd.plugin import Delivery, Outcome
+from postbackd.testing import make_delivery, make_event
 from postbackd.workers.wire import HEADER, MOST, Answer, Call, Channel, FrameError, Ready
 
 
 def delivery(n: int = 1) -> Delivery:
-    return Delivery(
-        id=f"d-{n}",
-        event_id=f"e-{n}",
-        event_type="order.shipped",
-        customer="acme",
-        trigger="acme-all",
-        attempt=1,
-        format="json",
-        content_type="application/json",
-        subject=None,
-        body=b'{"orderId": "o-1"}',
-        order_id="o-1",
-    )
+    return make_delivery(make_event(f"e-{n}"), trigger="acme-all")
 
 
 async def pair() -> tuple[Channel, Channel]:
