@@ -63,7 +63,7 @@ class BenchConfig:
     retry_schedule: tuple[str, ...] = ("1s", "1s", "1s", "1s", "1s")
     breaker_cooldown: str = "30s"
     node: str = ""  # a fleet node's name (default: the host name)
-    workers: int = 1  # [daemon] workers: delivery worker processes in all (PostgreSQL)
+    workers: int = 1  # [daemon] workers: processes in all (the main one and its workers)
 
     def settings(self) -> dict[str, object]:
         """What a result file records about the configuration."""

@@ -168,7 +168,7 @@ class BenchDaemon:
         output = self.profile.with_name(f"{self.profile.name}-{self._starts}.txt")
         self._profiler = subprocess.Popen(
             [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-             "--nonblocking", *_SPY_MODE, "-o", str(output)],
+             "--nonblocking", "--subprocesses", *_SPY_MODE, "-o", str(output)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -36,6 +36,7 @@ class Bench:
     scale: float = 1.0
     profile_dir: Path | None = None
     latency_rate: float | None = None  # --latency-rate: the latency scenario's fixed load
+    workers: int = 1  # --workers: [daemon] workers of every daemon a scenario does not set
     results: dict[str, Result] = field(default_factory=dict)
     receiver: Child | None = None
     loadgen: Child | None = None
@@ -84,7 +85,7 @@ class Bench:
         self._runs += 1
         run_dir = self.workdir / f"{self._runs:02d}-{name}"
         spool = overrides.pop("spool", run_dir / "spool.db")
-        settings = {"receiver_url": self.receiver_url, **overrides}
+        settings = {"receiver_url": self.receiver_url, "workers": self.workers, **overrides}
         config = BenchConfig(port=free_port(), spool=spool, **settings)
         write_config(run_dir / "conf.d", config)
         return run_dir, config

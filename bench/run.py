@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="offer this many events/s in the latency scenario (default: half of steady's rate)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="[daemon] workers of each daemon (the fleet scenario sets its own); default 1",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, spools)")
     return parser.parse_args(argv)
 
@@ -76,13 +82,20 @@ async def run(args: argparse.Namespace) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="postbackd-bench-"))
     about = machine()
-    run_info = {"quick": args.quick, "scale": args.scale, "note": args.note, "scenarios": names}
+    run_info = {
+        "quick": args.quick,
+        "scale": args.scale,
+        "note": args.note,
+        "scenarios": names,
+        "workers": args.workers,
+    }
     bench = Bench(
         quick=args.quick,
         workdir=workdir,
         scale=args.scale,
         profile_dir=args.profile,
         latency_rate=args.latency_rate,
+        workers=args.workers,
     )
     failed: list[str] = []
     started = time.monotonic()

@@ -22,7 +22,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from postbackd.breaker import BreakerBoard
@@ -61,8 +61,35 @@ class AttemptWatch(Protocol):
     def delivery_dead(self, delivery: Delivery, destination: str, error: str | None) -> None: ...
 
 
+@dataclass(frozen=True)
+class Attempted:
+    """What a delivery plugin made of one attempt (secrets masked), and when it ran: the same
+    whether this process made it or a delivery worker did (`postbackd.workers`)."""
+
+    outcome: Outcome
+    started: float
+    duration: float
+    worker: int | None = None  # the delivery worker that made it; None: this process
+
+
+class RemoteAttempts(Protocol):
+    """Delivery workers that make attempts for this process (`postbackd.workers.remote`)."""
+
+    async def attempt(
+        self,
+        identity: str,
+        trigger: Trigger,
+        delivery: Delivery,
+        options: Mapping[str, Any] | None,
+    ) -> Attempted | None:
+        """The attempt made by a worker that runs the configuration `identity`, with `options`
+        (None: the trigger's own); None when no worker can (then this process makes it)."""
+        ...
+
+
 class AttemptRunner:
     watch: AttemptWatch | None = None  # set by the daemon once the alerts exist
+    remote: RemoteAttempts | None = None  # set by the daemon when it has delivery workers
 
     def __init__(
         self,
@@ -170,11 +197,13 @@ class AttemptRunner:
             body=stored.body or b"",
             order_id=stored.order_id,
         )
-        started = time.time()
-        outcome = await call_plugin(plugin, trigger, delivery, options)
-        outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
-        duration = time.time() - started
-        self._record(trigger, delivery, stored.attempts + 1, outcome, started, duration, dest)
+        attempted = None
+        if self.remote is not None:  # a delivery worker of this daemon makes it, if one can
+            custom = None if options is trigger.options else options
+            attempted = await self.remote.attempt(generation.identity, trigger, delivery, custom)
+        if attempted is None:
+            attempted = await make_attempt(generation, trigger, plugin, delivery, options)
+        self._record(trigger, delivery, stored.attempts + 1, attempted, dest)
 
     async def _rendered_options(
         self, generation: Generation, trigger: Trigger, plugin: Any, stored: StoredDelivery
@@ -237,12 +266,11 @@ class AttemptRunner:
         trigger: Trigger,
         delivery: Delivery,
         in_schedule: int,
-        outcome: Outcome,
-        started: float,
-        duration: float,
+        attempted: Attempted,
         dest: str,
     ) -> None:
         now = time.time()
+        outcome = attempted.outcome
         next_at: float | None = None
         error = outcome.error
         if outcome.kind is OutcomeKind.OK:
@@ -271,8 +299,8 @@ class AttemptRunner:
         result = AttemptResult(
             delivery_id=delivery.id,
             number=delivery.attempt,
-            started_at=started,
-            duration=duration,
+            started_at=attempted.started,
+            duration=attempted.duration,
             outcome=str(outcome.kind),
             new_state=state,
             next_attempt_at=next_at,
@@ -282,10 +310,15 @@ class AttemptRunner:
             response=outcome.response,
             destination=dest,
         )
-        self._hand_to_spool(trigger.delivery, delivery, outcome, result, now)
+        self._hand_to_spool(trigger.delivery, delivery, attempted, result, now)
 
     def _hand_to_spool(
-        self, plugin: str, delivery: Delivery, outcome: Outcome, result: AttemptResult, now: float
+        self,
+        plugin: str,
+        delivery: Delivery,
+        attempted: Attempted,
+        result: AttemptResult,
+        now: float,
     ) -> None:
         if self.spool.closed:
             log.warning(
@@ -298,25 +331,26 @@ class AttemptRunner:
         written = self.spool.record_attempt(result)
         self._recording.add(written)
         written.add_done_callback(
-            functools.partial(self._recorded, plugin, delivery, outcome, result, now)
+            functools.partial(self._recorded, plugin, delivery, attempted, result, now)
         )
 
     def _recorded(
         self,
         plugin: str,
         delivery: Delivery,
-        outcome: Outcome,
+        attempted: Attempted,
         result: AttemptResult,
         now: float,
         written: asyncio.Future[bool],
     ) -> None:
         """The outcome is committed (or could not be): log, measure, tell the observers."""
+        outcome = attempted.outcome
         self._recording.discard(written)
         problem = "shutting down" if written.cancelled() else written.exception()
         if isinstance(problem, SpoolUnavailable) and not self.spool.closed:
             delay = self._outcome_trouble.failed(problem, delivery_id=delivery.id)
             asyncio.get_running_loop().call_later(
-                delay, self._hand_to_spool, plugin, delivery, outcome, result, now
+                delay, self._hand_to_spool, plugin, delivery, attempted, result, now
             )
             return
         if problem is None:
@@ -346,6 +380,8 @@ class AttemptRunner:
             error=result.error,
             next_attempt_in_s=round(next_at - now, 1) if next_at else None,
             ms=round(result.duration * 1000, 1),
+            # the worker that made it (absent: this process, whose lines may name it already)
+            **({} if attempted.worker is None else {"worker": attempted.worker}),
         )
         if state is DeliveryState.DEAD and self.watch is not None:
             self.watch.delivery_dead(delivery, result.destination or "", result.error)
@@ -431,6 +467,20 @@ def observe(hook: Any, delivery: Delivery, outcome: Outcome, state: DeliveryStat
                 delivery_id=delivery.id,
                 error=f"{type(exc).__name__}: {exc}",
             )
+
+
+async def make_attempt(
+    generation: Generation,
+    trigger: Trigger,
+    plugin: Any,
+    delivery: Delivery,
+    options: Mapping[str, Any],
+) -> Attempted:
+    """One call of the plugin, timed, its outcome masked of the configuration's secrets."""
+    started = time.time()
+    outcome = await call_plugin(plugin, trigger, delivery, options)
+    outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
+    return Attempted(outcome, started, time.time() - started)
 
 
 async def call_plugin(

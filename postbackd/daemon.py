@@ -10,10 +10,11 @@ A reload is the transaction of `postbackd.reload`; the daemon gives it the check
 running sources can make and what must follow a swap (breakers, the spool's trigger states,
 replaced plugins closed, sources rebuilt).
 
-With ``[daemon] workers`` above 1 (PostgreSQL only), the main process also starts delivery
-workers (`postbackd.workers`): the same daemon with `worker` set, which claims and delivers
-as a node of the fleet but runs no sources and no admin API, and stops when its standard input
-— a pipe from the main process — ends.
+With ``[daemon] workers`` above 1, the main process also starts delivery workers
+(`postbackd.workers`). With PostgreSQL each is the same daemon with `worker` set, which claims
+and delivers as a node of the fleet but runs no sources and no admin API, and stops when its
+standard input — a pipe from the main process — ends. With SQLite they are attempt workers:
+the dispatcher's attempts are made there (`AttemptRunner.remote`), the rest stays here.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from postbackd.alerts import AlertMonitor
 from postbackd.api import AdminApi
 from postbackd.attempt import AttemptRunner
-from postbackd.batcher import Batcher
+from postbackd.batching.batcher import Batcher
 from postbackd.breaker import BreakerBoard
 from postbackd.config import Config, ConfigError, ConfigWatcher
 from postbackd.dispatcher import Dispatcher
@@ -42,14 +45,14 @@ from postbackd.intake import Intake
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import SubmitResult
-from postbackd.plugins import PluginError
+from postbackd.plugins import PluginError, close_replaced
 from postbackd.reload import Reloader, ReloadRejected, ReloadResult
 from postbackd.sdnotify import Notifier
-from postbackd.sla_firing import SLA_SOURCE, SlaFiring
-from postbackd.spool import NodeBeat, Spool, SpoolError, open_spool
+from postbackd.sla import SLA_SOURCE, SlaFiring
+from postbackd.spool import NodeBeat, Spool, SpoolError, is_database_url, open_spool
 from postbackd.supervisor import SourceSet, source_problems
 from postbackd.web import ListenerUnavailable
-from postbackd.workers import DeliveryWorkers, worker_node
+from postbackd.workers import DeliveryWorkers, WorkerAttempts, worker_node
 
 log = get_logger("postbackd.daemon")
 
@@ -117,6 +120,8 @@ class Daemon:
         return self._exit_code
 
     async def startup(self) -> None:
+        if self.worker is not None:  # every line of this process says which worker wrote it
+            structlog.contextvars.bind_contextvars(worker=self.worker)
         self._install_signals()
         generation = await self.reloader.load_first(
             lambda config: [] if self.worker else self._source_problems(config)
@@ -137,6 +142,8 @@ class Daemon:
         runner = AttemptRunner(
             spool, self.plugins.deliveries, self.breakers, self.metrics, self.plugins.host.hook
         )
+        if self.workers is not None and not is_database_url(daemon.spool):
+            runner.remote = self.workers.attempts = WorkerAttempts()
         self.dispatcher = Dispatcher(spool, self.current, self.breakers, runner)
         spool.on_new_work(self.wake)  # another node's intake, a retry from elsewhere
         self.sla_firing = SlaFiring(spool, self.current, self._submit_alert)
@@ -378,7 +385,7 @@ class Daemon:
             log.error("trigger states not synced to the spool", error=str(exc))
         self.wake()
         for plugin in replaced:
-            self._tasks.append(asyncio.create_task(_close_later(plugin)))
+            self._tasks.append(asyncio.create_task(close_replaced(plugin)))
         if self.workers is not None:
             self.workers.reload()
             self._tasks.append(asyncio.create_task(self.workers.resize(daemon.workers)))
@@ -427,12 +434,3 @@ class Daemon:
 
 async def _nothing() -> None:
     """An awaitable that does nothing, for a `gather` whose other part may be missing."""
-
-
-async def _close_later(plugin: Any, delay: float = 60.0) -> None:
-    """Close a replaced delivery plugin once attempts already using it are over."""
-    await asyncio.sleep(delay)
-    try:
-        await plugin.close()
-    except Exception as exc:
-        log.error("replaced delivery plugin failed to close", error=str(exc))

@@ -37,6 +37,9 @@ class Generation:
     router: Router
     loaded_at: str
     fingerprint: str = ""  # the loaded files' hash: a fleet's nodes compare theirs
+    # the same, node-local tables and resolved secret values included: a delivery worker makes
+    # an attempt for its main process only when both have loaded exactly this
+    identity: str = ""
 
 
 @dataclass
@@ -183,29 +186,44 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     if broken:
         raise ConfigError([replace(d, message=config.redactor.text(d.message)) for d in broken])
     router = Router(config, engine, plugins.deliveries)
-    fingerprint = config_fingerprint(plugins.config_cache.tables(), config)
-    return Generation(number, config, router, now_iso(), fingerprint)
+    tables = plugins.config_cache.tables()
+    fingerprint = config_fingerprint(tables, config)
+    identity = config_fingerprint(
+        tables, config, leave_out=frozenset(), secrets=sorted(config.redactor.values)
+    )
+    return Generation(number, config, router, now_iso(), fingerprint, identity)
 
 
 NODE_LOCAL_TABLES = frozenset({"daemon", "sources", "ui"})
 """Tables that may differ between a fleet's nodes by design: node name, spool, listeners, UI."""
 
 
-def config_fingerprint(tables: Iterable[tuple[str, Any]], config: Config) -> str:
+def config_fingerprint(
+    tables: Iterable[tuple[str, Any]],
+    config: Config,
+    *,
+    leave_out: frozenset[str] = NODE_LOCAL_TABLES,
+    secrets: Iterable[str] = (),
+) -> str:
     """A short stable hash of what a fleet's nodes must agree on: every table as written (secret
     references, not their values) except the node-local ones, and every template's source
     (a ``body_file`` included). The same configuration gives the same hash on every node,
-    whatever its directory's path, its file names or its order of files."""
+    whatever its directory's path, its file names or its order of files.
+
+    With `leave_out` empty and the resolved `secrets`, the hash of everything an attempt
+    depends on (`Generation.identity`): a rotated secret file changes no table, but it does
+    change what a delivery worker would sign with."""
     chunks = sorted(
         json.dumps({key: item}, sort_keys=True, default=str)
         for key, value in tables
-        if key not in NODE_LOCAL_TABLES
+        if key not in leave_out
         for item in (value if isinstance(value, list) else [value])  # [[trigger]] one by one
     )
     chunks += sorted(
         f"template {name}\0{template.subject or ''}\0{template.body}"
         for name, template in config.templates.items()
     )
+    chunks += [f"secret {value}" for value in secrets]
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(len(chunk).to_bytes(8, "big"))

@@ -10,6 +10,7 @@ raises, and a source or delivery name registered by two plugins (naming both).
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import importlib
 import importlib.util
@@ -394,3 +395,15 @@ def _registrar(
         table[name] = Registered(name, value, plugin_name)
 
     return register
+
+
+REPLACED_CLOSE_DELAY = 60.0
+
+
+async def close_replaced(plugin: Any, delay: float = REPLACED_CLOSE_DELAY) -> None:
+    """Close a delivery plugin a reload replaced, once attempts already using it are over."""
+    await asyncio.sleep(delay)
+    try:
+        await plugin.close()
+    except Exception as exc:
+        log.error("replaced delivery plugin failed to close", error=str(exc))

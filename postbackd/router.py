@@ -160,7 +160,7 @@ class Router:
         window = None
         if trigger.batch is not None and rendered is not None:
             # a batching trigger's delivery waits for the end of its window, then goes out in
-            # that window's file (postbackd.batcher); it is never attempted on its own
+            # that window's file (postbackd.batching); it is never attempted on its own
             end = trigger.batch.end_after(time.time())
             window = (window_key(trigger.name, end), end)
         return NewDelivery(

@@ -103,6 +103,10 @@ async def measure_burst(
         "cpu_s_per_1000": round(cpu_used / max(1, stats["delivered"]) * 1000, 3),
         "cpu_s_per_1000_main_thread": round(threads[0] / max(1, stats["delivered"]) * 1000, 3),
         "cpu_s_per_1000_other_threads": round(threads[1] / max(1, stats["delivered"]) * 1000, 3),
+        # [daemon] workers: what the worker processes used (the family less the main process)
+        "cpu_s_per_1000_workers": round(
+            (cpu_used - sum(threads)) / max(1, stats["delivered"]) * 1000, 3
+        ),
         "receiver_cpu_s_per_1000": round(helpers["receiver"] / max(1, stats["requests"]) * 1000, 3),
         "loadgen_cpu_s_per_1000": round(helpers["loadgen"] / max(1, events) * 1000, 3),
         "rss_mb": round(rss, 1),

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from postbackd.commands.common import add_conf_dir_option, add_plugin_options, open_or_report
 
@@ -17,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_plugin_options(parser)
     # internal: how the main process starts its delivery workers (`[daemon] workers`)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--attempt-worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -27,11 +29,16 @@ def run(args: argparse.Namespace) -> int:
     if opened is None:
         return 1
     conf_dir, plugins = opened
-    daemon = Daemon(
-        conf_dir, plugins, worker_argv=worker_arguments(args, conf_dir), worker=args.worker
-    )
+    if args.attempt_worker is not None:
+        from postbackd.workers.serve import AttemptWorker
+
+        process: Any = AttemptWorker(conf_dir, plugins, args.attempt_worker)
+    else:
+        process = Daemon(
+            conf_dir, plugins, worker_argv=worker_arguments(args, conf_dir), worker=args.worker
+        )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(daemon.run())
+        return runner.run(process.run())
 
 
 def worker_arguments(args: argparse.Namespace, conf_dir: Path) -> list[str]:

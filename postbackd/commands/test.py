@@ -105,8 +105,8 @@ def _as_test_file(generation: Generation, trigger: Trigger, delivery: Delivery) 
     """A batching trigger is tried with a file of one row — this event's — framed like the
     current window's file and named like it with ``test-`` in front, so it cannot replace a
     real shipment file on the receiving side."""
-    from postbackd.batcher import SHIPMENT_FILE
     from postbackd.batching import EXTENSIONS, file_name
+    from postbackd.batching.batcher import SHIPMENT_FILE
     from postbackd.templates import FileFrame, compose_file
 
     assert trigger.batch is not None

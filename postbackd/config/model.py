@@ -153,8 +153,8 @@ class DaemonConfig:
     # unless renewed (a dead node's deliveries go out from another one after that)
     node: str = field(default_factory=socket.gethostname)
     lease: float = 30.0
-    # processes in all: this one and workers - 1 delivery workers beside it (PostgreSQL only:
-    # a SQLite file has one writer, and its owner is this process)
+    # processes in all: this one and workers - 1 delivery workers beside it (with PostgreSQL
+    # nodes of the fleet; with SQLite, whose file has one owner, they make attempts for this one)
     workers: int = 1
 
 

@@ -79,7 +79,7 @@ def build_daemon(table: Table | None, default_spool: Path) -> DaemonConfig:
         synchronous=cast(Any, table.choice("synchronous", SYNCHRONOUS, d.synchronous)),
         node=_node(table) or d.node,
         lease=_lease(table, d.lease),
-        workers=_workers(table, spool, d.workers),
+        workers=table.integer("workers", d.workers, minimum=1, maximum=MAX_WORKERS),
     )
 
 
@@ -110,18 +110,6 @@ def _lease(table: Table, default: float) -> float:
         )
         return default
     return lease
-
-
-def _workers(table: Table, spool: Path | str, default: int) -> int:
-    workers = table.integer("workers", default, minimum=1, maximum=MAX_WORKERS)
-    if workers > 1 and not is_database_url(spool):
-        table.error(
-            f"workers = {workers} needs the PostgreSQL spool: a SQLite spool file has one "
-            'writer, this process. Set spool = "postgresql://…" (DESIGN §10), or workers = 1',
-            "workers",
-        )
-        return default
-    return workers
 
 
 def check_admin_listener(

@@ -162,7 +162,7 @@ class Spool(Protocol):
         self, active: Collection[str], inactive: Collection[str]
     ) -> TriggerSync: ...
 
-    # shipment files (postbackd.batcher) ---------------------------------------------------
+    # shipment files (postbackd.batching) --------------------------------------------------
     async def closed_windows(self, now: float, limit: int = 0) -> list[OpenWindow]:
         """Batch windows that ended by `now` with deliveries not yet in a file (at most
         `limit` windows; 0: a backend's default)."""

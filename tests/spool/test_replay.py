@@ -3,6 +3,7 @@ dry runs that count, and a backfill that routes stored events again (idempotent)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -12,13 +13,16 @@ from postbackd.backfill import BackfillRefused, backfill
 from postbackd.events import Event
 from postbackd.generation import Generation, load_generation, open_plugins
 from postbackd.router import delivery_id
-from postbackd.spool import ListFilter, Spool
+from postbackd.spool import ListFilter, Spool, open_spool
 from postbackd.spool.model import DeliveryState
 from tests.configs import webhook_config
+from tests.pg_fixtures import pg_cluster, pg_url
 from tests.spool.helpers import add, make_event, new_delivery, result, soon, state_of
 from tests.spool.test_verbs import make_dead
 
 S = DeliveryState
+
+__all__ = ["pg_cluster", "pg_url"]
 
 
 async def make_done(spool: Spool, delivery_id: str, **options: object) -> None:
@@ -126,6 +130,64 @@ async def test_add_deliveries_for_stored_events_is_idempotent(spool: Spool) -> N
     assert (await spool.stats()).unmatched_events == 1  # e1 is matched now; globex's is not
     (claimed,) = await spool.claim_due(soon(), 10)
     assert (claimed.id, claimed.event_id) == ("new", "e1")
+
+
+async def test_add_deliveries_supersedes_as_intake_does(spool: Spool) -> None:
+    # Backfill stores through intake's insert: a superseding delivery cancels the order's
+    # older pending status of the trigger, and only that one.
+    await add(spool, "e1", new_delivery("shipped", supersede=True))
+    await add(spool, "e2", new_delivery("other-order", order="o2", supersede=True), order="o2")
+    await spool.submit(make_event("e3", order="o1"), [], source="test")
+    late = new_delivery("delivered", supersede=True)
+    assert await spool.verbs.add_deliveries([("e3", late)]) == 1
+    assert await state_of(spool, "shipped") is S.CANCELLED
+    detail = await spool.get_delivery("shipped")
+    assert detail is not None and detail.summary.last_error == "superseded by delivered"
+    assert await state_of(spool, "other-order") is S.PENDING
+    assert await state_of(spool, "delivered") is S.PENDING
+    assert await spool.verbs.add_deliveries([("e3", late)]) == 0  # stored: nothing cancelled
+    assert await state_of(spool, "delivered") is S.PENDING
+
+
+async def test_a_backfill_racing_another_nodes_for_one_delivery_stores_it_once(
+    pg_url: str,
+) -> None:
+    # Another node's backfill has inserted the delivery, not yet committed: this node's
+    # look-up misses it, its insert waits for that transaction, then leaves the row as it is
+    # (the same delivery, by its id) instead of failing the whole backfill.
+    import asyncpg
+
+    from postbackd.spool.postgres import writes
+
+    spool = await open_spool(pg_url, exclusive=True, node="node-a")
+    other = await asyncpg.connect(pg_url)
+    observer = await asyncpg.connect(pg_url)  # outside any transaction: a fresh view each time
+    try:
+        await spool.submit(make_event("e1"), [], source="test")
+        late = new_delivery("late", trigger="late", order=None)
+        other_backfill = other.transaction()
+        await other_backfill.start()
+        stored = await writes.insert_delivery(other, "e1", late, time.time(), skip_stored=True)
+        assert stored == writes.Inserted(stored=True, superseded=0)
+        racing = asyncio.ensure_future(spool.verbs.add_deliveries([("e1", late)]))
+        for _ in range(200):  # until its insert waits on the other transaction (≤ 10 s)
+            waiting = await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO deliveries%'"
+            )
+            if waiting or racing.done():
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == 1 and not racing.done()
+        await other_backfill.commit()
+        assert await asyncio.wait_for(racing, 10) == 0  # stored by the other node, not here
+        assert await spool.verbs.missing_ids(["late"]) == []
+        (claimed,) = await spool.claim_due(soon(), 10)
+        assert (claimed.id, claimed.event_id) == ("late", "e1")
+    finally:
+        await observer.close()
+        await other.close()
+        await spool.close()
 
 
 async def test_add_deliveries_refuses_a_state_a_new_delivery_cannot_have(spool: Spool) -> None:

@@ -146,7 +146,7 @@ _V3 = (
     """,
 )
 
-# step 4: shipment files (postbackd.batcher); see the SQLite spool's schema for the why.
+# step 4: shipment files (postbackd.batching); see the SQLite spool's schema for the why.
 _V4 = (
     "ALTER TABLE deliveries ADD COLUMN batch_window text",
     "ALTER TABLE deliveries ADD COLUMN batch_id text",

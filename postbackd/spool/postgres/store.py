@@ -261,7 +261,7 @@ class PostgresSpool:
         changes = timer_changes_by_event(timers)
 
         async def run(conn: asyncpg.Connection) -> list[SubmitOutcome]:
-            await writes.lock_orders(conn, batch)
+            await writes.lock_orders(conn, (new for _, news in batch for new in news))
             await timer_sql.lock_orders(conn, timers)
             outcomes = await writes.submit_batch(conn, batch)
             now = time.time()

@@ -12,9 +12,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from postbackd.spool.model import DeliveryState, ErasedCounts, NewDelivery, Selection, StoredEvent
+from postbackd.spool.model import ErasedCounts, NewDelivery, Selection, StoredEvent
 from postbackd.spool.postgres import timers
-from postbackd.spool.postgres.writes import notify_work, order_key, row_count
+from postbackd.spool.postgres.writes import (
+    insert_delivery,
+    lock_orders,
+    notify_work,
+    row_count,
+)
 from postbackd.spool.verbs import UNBIND_FINISHED_FILE
 
 T = TypeVar("T")
@@ -178,64 +183,18 @@ async def add_deliveries(conn: asyncpg.Connection, rows: Sequence[tuple[str, New
     The (trigger, order) advisory locks are taken first, as at intake, so a backfilled
     delivery and one another node routes at the same moment keep their order.
     """
-    keys = sorted(
-        {
-            order_key(new.trigger, new.order_id)
-            for _, new in rows
-            if (new.ordered or new.supersede) and new.order_id is not None
-        }
-    )
-    for key in keys:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+    await lock_orders(conn, (new for _, new in rows))
     now = time.time()
     added = 0
     for event_id, new in rows:
-        failed = new.state is DeliveryState.FAILED
         if await conn.fetchval("SELECT 1 FROM deliveries WHERE id = $1", new.id):
             continue
-        if new.supersede and new.order_id is not None and not failed:
-            await conn.execute(
-                "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
-                "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
-                f"superseded by {new.id}",
-                now,
-                new.order_id,
-                new.trigger,
-            )
-        added += row_count(
-            await conn.execute(
-                "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, "
-                "event_type, order_id, format, content_type, subject, body, render_error, state, "
-                "held_reason, ordered, created_at, next_attempt_at, updated_at, finished_at, "
-                "last_error, destination, batch_window) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                "$9, $10, $11, $12, $13, $14, $15, $16, $20, $16, $17, $18, $19, $21) "
-                "ON CONFLICT (id) DO NOTHING",
-                new.id,
-                event_id,
-                new.trigger,
-                new.plugin,
-                new.customer,
-                new.event_type,
-                new.order_id,
-                new.format,
-                new.content_type,
-                new.subject,
-                new.body,
-                new.render_error,
-                str(new.state),
-                new.held_reason,
-                new.ordered,
-                now,
-                now if failed else None,
-                new.render_error if failed else None,
-                new.destination,
-                now if new.next_attempt_at is None else new.next_attempt_at,  # a batch window
-                new.batch_window,
-            )
-        )
+        if not (await insert_delivery(conn, event_id, new, now, skip_stored=True)).stored:
+            continue  # another node's backfill stored it meanwhile
         await conn.execute(
             "UPDATE events SET matched = true WHERE id = $1 AND NOT matched", event_id
         )
+        added += 1
     if added:
         await notify_work(conn)
     return added

@@ -9,7 +9,7 @@ outcome never overrides a claim another live node holds now.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -48,10 +48,9 @@ def order_key(trigger: str, order_id: str) -> str:
     return f"{trigger}\x1f{order_id}"
 
 
-async def lock_orders(
-    conn: asyncpg.Connection, batch: Sequence[tuple[EventRow, Sequence[NewDelivery]]]
-) -> None:
-    """Serialise intake per (trigger, order) for ordered and superseding deliveries.
+async def lock_orders(conn: asyncpg.Connection, deliveries: Iterable[NewDelivery]) -> None:
+    """Serialise intake (and backfill) per (trigger, order) for ordered and superseding
+    deliveries.
 
     Taken before any delivery is inserted, so a later status gets a later `seq` than an
     earlier one committed by another node, and a claim never sees the later one without the
@@ -60,8 +59,7 @@ async def lock_orders(
     keys = sorted(
         {
             order_key(new.trigger, new.order_id)
-            for _, news in batch
-            for new in news
+            for new in deliveries
             if (new.ordered or new.supersede) and new.order_id is not None
         }
     )
@@ -107,11 +105,26 @@ async def submit_batch(
         new_ids.discard(event.id)
         outcomes.append(SubmitOutcome(event.id, False, len(news), 0))
         rows.extend(delivery_row(event.id, new, now) for new in news)
-    await insert_deliveries(conn, rows)
+    if rows:
+        await conn.executemany(INSERT_DELIVERY, rows)
     return outcomes
 
 
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
+    "order_id, format, content_type, subject, body, render_error, state, held_reason, "
+    "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
+    "destination, batch_window) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+)
+"""The one statement that stores a new delivery, its parameters from `delivery_row`: run
+once by `insert_delivery`, or pipelined over many rows by `submit_batch`. An id already
+stored fails it (and with it the intake transaction: the batch is stored whole or not at
+all), unless the caller asks `insert_delivery` to skip it."""
+
+
 def delivery_row(event_id: str, new: NewDelivery, now: float) -> tuple[object, ...]:
+    """The parameters of `INSERT_DELIVERY` for one new delivery of `event_id`."""
     failed = new.state is S.FAILED
     return (
         new.id,
@@ -130,7 +143,7 @@ def delivery_row(event_id: str, new: NewDelivery, now: float) -> tuple[object, .
         new.held_reason,
         new.ordered,
         now,
-        now if new.next_attempt_at is None else new.next_attempt_at,
+        now if new.next_attempt_at is None else new.next_attempt_at,  # a batch window
         now,
         now if failed else None,
         new.render_error if failed else None,
@@ -139,16 +152,47 @@ def delivery_row(event_id: str, new: NewDelivery, now: float) -> tuple[object, .
     )
 
 
-async def insert_deliveries(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
-    if rows:
-        await conn.executemany(
-            "INSERT INTO deliveries (id, event_id, trigger_name, plugin, customer, event_type, "
-            "order_id, format, content_type, subject, body, render_error, state, held_reason, "
-            "ordered, created_at, next_attempt_at, updated_at, finished_at, last_error, "
-            "destination, batch_window) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-            "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
-            rows,
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What `insert_delivery` did: whether it stored the row (False only with `skip_stored`,
+    for an id already there) and how many older statuses it superseded."""
+
+    stored: bool
+    superseded: int
+
+
+async def insert_delivery(
+    conn: asyncpg.Connection,
+    event_id: str,
+    new: NewDelivery,
+    now: float,
+    *,
+    skip_stored: bool = False,
+) -> Inserted:
+    """Store one new delivery of `event_id` (its `supersede` first: the order's older pending
+    statuses of the trigger cancelled).
+
+    Intake (`submit`) and backfill (`verbs.add_deliveries`) both come through here, so the
+    supersede rule is the same for both; `submit_batch` pipelines the same statement for a
+    batch that supersedes nothing. `skip_stored` is backfill's: it looked the id up first,
+    but another node backfilling the same events may commit it in between (the advisory
+    locks serialise only ordered and superseding deliveries); that row is this very delivery
+    (`router.delivery_id`), so it is left as it is rather than failing the transaction."""
+    superseded = 0
+    if new.supersede and new.order_id is not None and new.state is not S.FAILED:
+        superseded = row_count(
+            await conn.execute(
+                "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
+                "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
+                f"superseded by {new.id}",
+                now,
+                new.order_id,
+                new.trigger,
+            )
         )
+    conflict = " ON CONFLICT (id) DO NOTHING" if skip_stored else ""
+    status = await conn.execute(INSERT_DELIVERY + conflict, *delivery_row(event_id, new, now))
+    return Inserted(stored=row_count(status) == 1, superseded=superseded)
 
 
 async def submit(
@@ -174,17 +218,7 @@ async def submit(
         return SubmitOutcome(event.id, duplicate=True, deliveries=0)
     superseded = 0
     for new in deliveries:
-        if new.supersede and new.order_id is not None and new.state is not S.FAILED:
-            status = await conn.execute(
-                "UPDATE deliveries SET state = 'cancelled', last_error = $1, finished_at = $2, "
-                "updated_at = $2 WHERE order_id = $3 AND trigger_name = $4 AND state = 'pending'",
-                f"superseded by {new.id}",
-                now,
-                new.order_id,
-                new.trigger,
-            )
-            superseded += row_count(status)
-    await insert_deliveries(conn, [delivery_row(event.id, new, now) for new in deliveries])
+        superseded += (await insert_delivery(conn, event.id, new, now)).superseded
     return SubmitOutcome(event.id, False, len(deliveries), superseded)
 
 

@@ -120,7 +120,7 @@ _V2 = (
     "CREATE INDEX sla_timers_finished ON sla_timers(finished_at) WHERE finished_at IS NOT NULL",
 )
 
-# step 3: shipment files (postbackd.batcher). A delivery of a batching trigger carries the window
+# step 3: shipment files (postbackd.batching). A delivery of a batching trigger carries the window
 # it falls in (`batch_window`) and, once the window is closed, the file it went into
 # (`batch_id`); the claim indexes leave such rows out, as they are never attempted alone.
 _V3 = (

@@ -23,7 +23,7 @@ from postbackd.events import Event, EventRejected
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.plugin import SpoolUnavailable, SubmitResult
-from postbackd.sla import alert_event
+from postbackd.sla.rules import alert_event
 from postbackd.spool import SlaTimer, Spool
 
 log = get_logger("postbackd.sla")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from postbackd.batcher import Batcher
+from postbackd.batching.batcher import Batcher
 from postbackd.generation import ConfigHolder, Plugins, load_generation
 from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery

@@ -2,7 +2,7 @@
 becomes.
 
 Pure functions: intake asks `timer_changes` for each batch and the spool applies them in the
-batch's transaction; the firing loop (`postbackd.sla_firing`) turns a due timer into an event
+batch's transaction; the firing loop (`postbackd.sla.firing`) turns a due timer into an event
 with `alert_event` and submits it like any source's, so every trigger can send it.
 
 An alert's id is derived from rule, customer and order (`alert_id`): a timer fired twice — a

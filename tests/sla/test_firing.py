@@ -14,8 +14,7 @@ import pytest
 from postbackd.config.model import Location, SlaRule
 from postbackd.events import Event
 from postbackd.plugin import SubmitResult
-from postbackd.sla import alert_id, timer_changes
-from postbackd.sla_firing import SlaFiring
+from postbackd.sla import SlaFiring, alert_id, timer_changes
 from postbackd.spool import Spool, open_spool
 from tests.spool.helpers import make_event
 

@@ -1,15 +1,21 @@
 """Delivery workers: the processes `[daemon] workers` starts beside the main one.
 
-One Python process runs its event loop on one core. With the PostgreSQL spool every process
-pointed at the database is a node of the fleet (DESIGN §10), so a second core is had by a
-second node on the same machine: ``workers = 2`` makes `postbackd run` start one child,
-``postbackd run … --worker 2``, that claims and delivers like any node but has no sources and
-no admin API — intake, the API, the UI and systemd's notifications stay with the main process.
+One Python process runs its event loop on one core; ``workers = N`` makes `postbackd run` start
+N - 1 more, each ``postbackd run …`` with a hidden option naming its number. What a worker does
+depends on the spool:
+
+- **PostgreSQL** (``--worker K``): every process pointed at the database is a node of the fleet
+  (DESIGN §10), so a worker claims and delivers like any node but has no sources and no admin
+  API — intake, the API, the UI and systemd's notifications stay with the main process. Its
+  standard input is a pipe from the parent.
+- **SQLite** (``--attempt-worker K``): the spool file has one owner, the main process, so a
+  worker only makes attempts the main process sends it over a socket (its standard input;
+  `postbackd.workers.remote`, `postbackd.workers.serve`).
 
 The main process owns its workers:
-- each child's standard input is a pipe from the parent, its *lifeline*: when the parent
-  exits, however it exits (``kill -9`` included), the child reads end-of-file and stops, so a
-  worker never outlives its daemon;
+- each child's standard input is its *lifeline*: when the parent exits, however it exits
+  (``kill -9`` included), the child reads end-of-file and stops, so a worker never outlives its
+  daemon;
 - a worker that exits on its own is logged and started again, after a pause that grows with
   repeated failures (1 s, doubling to 30 s);
 - a reload of the main process (SIGHUP, the API, a file change) is passed on as SIGHUP, and a
@@ -17,7 +23,8 @@ The main process owns its workers:
 - stop sends SIGTERM and waits for the workers' own grace, then kills what is left.
 
 Each worker's node name is ``NODE.wK`` (K = 2…workers), so the request log says which process
-made an attempt. Bounds (`concurrency`, `per_destination`) and breakers are per process.
+made an attempt. Bounds (`concurrency`, `per_destination`) and breakers are per process for a
+PostgreSQL node worker, and the main process's alone for attempt workers.
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from postbackd.logs import get_logger
+from postbackd.workers.remote import WorkerAttempts
 
 log = get_logger("postbackd.workers")
 
@@ -47,10 +56,12 @@ def worker_node(node: str, worker: int) -> str:
     return f"{node}.w{worker}"
 
 
-def worker_command(argv: Sequence[str], worker: int) -> list[str]:
+def worker_command(argv: Sequence[str], worker: int, *, attempts: bool = False) -> list[str]:
     """The command line of worker `worker`: the interpreter running this daemon, with the
-    same arguments (configuration directory, log level, plugin options) and ``--worker``."""
-    return [sys.executable, "-m", "postbackd", *argv, "--worker", str(worker)]
+    same arguments (configuration directory, log level, plugin options) and ``--worker`` —
+    ``--attempt-worker`` for one that makes attempts for the main process (SQLite)."""
+    option = "--attempt-worker" if attempts else "--worker"
+    return [sys.executable, "-m", "postbackd", *argv, option, str(worker)]
 
 
 @dataclass
@@ -67,6 +78,8 @@ class DeliveryWorkers:
 
     def __init__(self, argv: Sequence[str]) -> None:
         self._argv = list(argv)
+        # set (SQLite spool): the workers make attempts for this process, over a socket each
+        self.attempts: WorkerAttempts | None = None
         self._children: dict[int, _Child] = {}
         self._wanted = 1
         self._failures: dict[int, int] = {}
@@ -97,17 +110,31 @@ class DeliveryWorkers:
         self._closed = True
         children = list(self._children.values())
         await asyncio.gather(*(self._stop_child(child, grace) for child in children))
+        if self.attempts is not None:
+            await self.attempts.close()
 
     async def _start(self, number: int) -> None:
         environment = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
-        process = await asyncio.create_subprocess_exec(
-            *worker_command(self._argv, number),
-            stdin=asyncio.subprocess.PIPE,  # the lifeline: end-of-file when this process exits
-            env=environment,
-            # out of the terminal's process group: Ctrl-C reaches the main process, which
-            # stops its workers in order (a second signal would make a worker exit at once)
-            start_new_session=True,
-        )
+        ours, theirs = socket.socketpair() if self.attempts is not None else (None, None)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *worker_command(self._argv, number, attempts=self.attempts is not None),
+                # the lifeline: end-of-file when this process exits (and the attempts' socket)
+                stdin=theirs.fileno() if theirs is not None else asyncio.subprocess.PIPE,
+                env=environment,
+                # out of the terminal's process group: Ctrl-C reaches the main process, which
+                # stops its workers in order (a second signal would make a worker exit at once)
+                start_new_session=True,
+            )
+        except BaseException:
+            if ours is not None:
+                ours.close()
+            raise
+        finally:
+            if theirs is not None:
+                theirs.close()  # the child has its copy: its exit must end our reads
+        if ours is not None and self.attempts is not None:
+            await self.attempts.connect(number, ours)
         child = _Child(number, process)
         self._children[number] = child
         child.watcher = asyncio.create_task(self._watch(child), name=f"worker-{number}")

@@ -25,17 +25,17 @@ from postbackd.attempt import (
     TIMEOUT_MARGIN,
     AttemptWatch,
     attempt_timeout,
-    call_plugin,
+    make_attempt,
     observe,
 )
-from postbackd.batching import EXTENSIONS, file_name, window_end_of
+from postbackd.batching.file_names import EXTENSIONS, file_name
+from postbackd.batching.windows import window_end_of
 from postbackd.config import Trigger
 from postbackd.events import parse_event
 from postbackd.generation import Generation
 from postbackd.logs import get_logger
 from postbackd.metrics import Metrics
 from postbackd.plugin import Delivery, Outcome, OutcomeKind, SpoolUnavailable
-from postbackd.redaction import masked_outcome
 from postbackd.retry import decide
 from postbackd.router import destination_of
 from postbackd.spool import (
@@ -295,11 +295,9 @@ class Batcher:
             body=batch.body,
             file_name=batch.file_name,
         )
-        started = time.time()
-        outcome = await call_plugin(plugin, trigger, delivery, trigger.options)
-        outcome = masked_outcome(outcome, trigger.redactor, generation.config.shared_redactor)
+        attempted = await make_attempt(generation, trigger, plugin, delivery, trigger.options)
+        outcome, duration = attempted.outcome, attempted.duration
         state, next_at, error = _decide(trigger, batch.attempts + 1, outcome)
-        duration = time.time() - started
         await self._record(batch, state, next_at, outcome, duration, error)
         self.metrics.deliveries.labels(trigger.delivery, batch.customer, str(outcome.kind)).inc()
         self.metrics.delivery_duration.labels(trigger.delivery).observe(duration)

@@ -1,4 +1,5 @@
-"""`postbackd.sla`: which timers a batch starts and cancels, and what a due timer's alert says."""
+"""`postbackd.sla.rules`: which timers a batch starts and cancels, and what a due timer's alert
+says."""
 
 from __future__ import annotations
 
