@@ -13,12 +13,14 @@ that listener's graceful shutdown. Reloads never overlap (`lock`, which shutdown
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from postbackd.config import Config, ConfigError
+from postbackd.config import Config, ConfigError, config_files
 from postbackd.generation import Generation, Plugins, load_generation
 from postbackd.logs import get_logger, mask_secret_values
 from postbackd.metrics import Metrics
@@ -28,6 +30,10 @@ from postbackd.sdnotify import Notifier
 from postbackd.units import plural
 
 log = get_logger("postbackd.reload")
+
+SETTLE = 0.25
+"""A configuration file changed less than this long ago may be half-written: a reload waits."""
+SETTLE_MOST = 2.0  # ... but never longer than this (a file rewritten again and again)
 
 ReloadResult = dict[str, Any]
 """``{"ok", "generation", "error"}``: what ``POST /v1/reload`` and ``postbackd reload`` answer."""
@@ -183,6 +189,7 @@ class Reloader:
         self, number: int, followers: Followers
     ) -> tuple[Generation, list[Any]]:
         """The transaction: nothing is changed unless every check passed."""
+        await files_settled(self.conf_dir)
         try:
             generation = await asyncio.to_thread(
                 load_generation, self.conf_dir, self.plugins, number
@@ -223,3 +230,31 @@ class Reloader:
         if alert and self.on_rejected is not None:
             self.on_rejected(errors, reason)
         return {"ok": False, "generation": self.current().number, "error": self.last_error}
+
+
+async def files_settled(conf_dir: Path) -> None:
+    """Return once no configuration file has changed for `SETTLE` seconds (at most
+    `SETTLE_MOST`).
+
+    A script or an editor that saves in place truncates the file and then writes it. A reload
+    that read it in between — a SIGHUP or an API call right after the save, or a busy machine
+    that paused the writer — would apply that customer without its triggers, and events posted
+    meanwhile would match nothing. The watch of the directory waits for quiet already; this
+    makes every other reload wait too. The inode's change time is used, not the modification
+    time, which any tool may set to the past or the future.
+    """
+    deadline = time.monotonic() + SETTLE_MOST
+    while True:
+        newest = await asyncio.to_thread(_newest_change, conf_dir)
+        wait = min(newest + SETTLE - time.time(), SETTLE)  # a clock set back: wait once
+        if wait <= 0 or time.monotonic() + wait > deadline:
+            return
+        await asyncio.sleep(wait)
+
+
+def _newest_change(conf_dir: Path) -> float:
+    newest = 0.0
+    for path in config_files(conf_dir):
+        with contextlib.suppress(OSError):  # gone meanwhile: the load will see it gone
+            newest = max(newest, os.stat(path).st_ctime)
+    return newest
