@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from postbackd.testing import PostbackdDaemon, free_port
@@ -209,10 +208,6 @@ async def test_sighup_reloads_and_editor_files_do_not(receiver, daemon_factory):
     assert await generation(daemon) == second["generation"]
 
 
-# Alone until a reload cannot apply a half-written file: on a loaded machine the debounced
-# reload of one edit read acme.toml while the next edit had just truncated it, applied
-# "customers": 0 and dropped the events posted meanwhile ("the customer is not configured").
-@pytest.mark.serial
 async def test_events_during_rapid_reloads_are_all_delivered(receiver, daemon_factory):
     daemon = daemon_factory(receiver.url("/hook"))
     daemon.launch()
