@@ -163,10 +163,6 @@ async def test_a_database_restart_loses_nothing_and_the_node_stays(
     assert node.process is not None and node.process.poll() is None
 
 
-# Alone until the claim's lost wakeup is fixed: under load a node can defer an ordered delivery
-# by BLOCKED_RECHECK (60 s) while the other node's outcome of the earlier one is not yet
-# committed, and that outcome's wake_successor finds nothing deferred to wake (claim.py).
-@pytest.mark.serial
 async def test_ordered_statuses_posted_alternately_to_two_nodes_arrive_in_order(
     tmp_path: Path, pg_url: str, fleet: list[PostbackdDaemon], receiver: WebhookReceiver
 ) -> None:

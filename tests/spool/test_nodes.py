@@ -3,13 +3,16 @@ one PostgreSQL fleet (two daemon-mode spools on one fresh database)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from postbackd.spool import TRIGGER_INACTIVE, NodeBeat, Spool, TriggerSync, open_spool
+from postbackd.spool.postgres.store import PostgresSpool
 from tests.pg_fixtures import pg_cluster, pg_url
 from tests.spool.helpers import S, add, new_delivery, state_of
 
@@ -96,3 +99,29 @@ async def test_nodes_see_each_others_configuration(two_nodes: tuple[Spool, Spool
     seen = await a.live_nodes()
     assert [(n.node, n.fingerprint) for n in seen] == [("node-a", "f1"), ("node-b", "f2")]
     assert seen == await b.live_nodes()
+
+
+async def test_a_claim_waits_for_an_earlier_deliverys_outcome_being_committed(
+    two_nodes: tuple[Spool, Spool],
+) -> None:
+    """Node B is committing the outcome of an order's first delivery while node A claims the
+    second. A waits for that commit and takes the second at once — it does not put it off by
+    the blocked-recheck minute, which B's wake-up (in the same commit) could not have reached."""
+    a, b = two_nodes
+    await add(a, "e1", new_delivery("first", ordered=True))
+    await add(a, "e2", new_delivery("second", ordered=True))
+    assert [d.id for d in await b.claim_due(time.time() + 1, 1)] == ["first"]
+    assert isinstance(b, PostgresSpool)
+    outcome = await asyncpg.connect(b.url)  # B's outcome transaction, not yet committed
+    try:
+        transaction = outcome.transaction()
+        await transaction.start()
+        await outcome.execute("UPDATE deliveries SET state = 'done' WHERE id = 'first'")
+        claim = asyncio.ensure_future(a.claim_due(time.time() + 1, 10))
+        await asyncio.sleep(0.5)
+        assert not claim.done()  # waiting for B's commit, not reading around it
+        await transaction.commit()
+        claimed = await asyncio.wait_for(claim, 10)
+    finally:
+        await outcome.close()
+    assert [d.id for d in claimed] == ["second"]

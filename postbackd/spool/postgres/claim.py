@@ -130,9 +130,19 @@ async def next_due_at(
 
 
 async def _defer_if_blocked(conn: asyncpg.Connection, delivery: StoredDelivery, now: float) -> bool:
+    """Put `delivery` off while an earlier delivery of its order is open; True if it was.
+
+    The earlier one is read ``FOR SHARE``: if another node is committing its outcome right now,
+    this waits for that commit and sees it ended. Read without the lock, it looked in flight,
+    and the other node's wake-up of its successor (in the same commit) came before this claim's
+    deferral existed to be woken: the successor waited the whole `BLOCKED_RECHECK`. Holding the
+    share lock the other way round makes that node's outcome wait for this claim's commit, and
+    its wake-up then finds the deferral.
+    """
     blocker = await conn.fetchrow(
         "SELECT state, next_attempt_at FROM deliveries WHERE order_id = $1 AND trigger_name = $2 "
-        "AND seq < $3 AND state IN ('pending', 'inflight', 'held') ORDER BY seq LIMIT 1",
+        "AND seq < $3 AND state IN ('pending', 'inflight', 'held') ORDER BY seq LIMIT 1 "
+        "FOR SHARE",
         delivery.order_id,
         delivery.trigger,
         delivery.seq,
