@@ -188,9 +188,7 @@ def load_generation(conf_dir: Path, plugins: Plugins, number: int) -> Generation
     router = Router(config, engine, plugins.deliveries)
     tables = plugins.config_cache.tables()
     fingerprint = config_fingerprint(tables, config)
-    identity = config_fingerprint(
-        tables, config, leave_out=frozenset(), secrets=sorted(config.redactor.values)
-    )
+    identity = process_identity(fingerprint, tables, config)
     return Generation(number, config, router, now_iso(), fingerprint, identity)
 
 
@@ -198,32 +196,38 @@ NODE_LOCAL_TABLES = frozenset({"daemon", "sources", "ui"})
 """Tables that may differ between a fleet's nodes by design: node name, spool, listeners, UI."""
 
 
-def config_fingerprint(
-    tables: Iterable[tuple[str, Any]],
-    config: Config,
-    *,
-    leave_out: frozenset[str] = NODE_LOCAL_TABLES,
-    secrets: Iterable[str] = (),
-) -> str:
+def config_fingerprint(tables: Iterable[tuple[str, Any]], config: Config) -> str:
     """A short stable hash of what a fleet's nodes must agree on: every table as written (secret
     references, not their values) except the node-local ones, and every template's source
     (a ``body_file`` included). The same configuration gives the same hash on every node,
-    whatever its directory's path, its file names or its order of files.
-
-    With `leave_out` empty and the resolved `secrets`, the hash of everything an attempt
-    depends on (`Generation.identity`): a rotated secret file changes no table, but it does
-    change what a delivery worker would sign with."""
+    whatever its directory's path, its file names or its order of files."""
     chunks = sorted(
         json.dumps({key: item}, sort_keys=True, default=str)
         for key, value in tables
-        if key not in leave_out
+        if key not in NODE_LOCAL_TABLES
         for item in (value if isinstance(value, list) else [value])  # [[trigger]] one by one
     )
     chunks += sorted(
         f"template {name}\0{template.subject or ''}\0{template.body}"
         for name, template in config.templates.items()
     )
-    chunks += [f"secret {value}" for value in secrets]
+    return _digest(chunks)
+
+
+def process_identity(fingerprint: str, tables: Iterable[tuple[str, Any]], config: Config) -> str:
+    """The fingerprint with what it leaves out added: the node-local tables and the resolved
+    secret values (`Generation.identity`). A rotated secret file changes no table, but it does
+    change what a delivery worker would sign with. Cheap beside the fingerprint: those tables
+    are few, whatever the number of customers."""
+    local = sorted(
+        json.dumps({key: value}, sort_keys=True, default=str)
+        for key, value in tables
+        if key in NODE_LOCAL_TABLES
+    )
+    return _digest([fingerprint, *local, *sorted(config.redactor.values)])
+
+
+def _digest(chunks: list[str]) -> str:
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(len(chunk).to_bytes(8, "big"))

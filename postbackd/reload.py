@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from postbackd.config import Config, ConfigError, config_files
+from postbackd.config import Config, ConfigError, config_paths
 from postbackd.generation import Generation, Plugins, load_generation
 from postbackd.logs import get_logger, mask_secret_values
 from postbackd.metrics import Metrics
@@ -254,7 +254,7 @@ async def files_settled(conf_dir: Path) -> None:
 
 def _newest_change(conf_dir: Path) -> float:
     newest = 0.0
-    for path in config_files(conf_dir):
+    for path in config_paths(conf_dir):
         with contextlib.suppress(OSError):  # gone meanwhile: the load will see it gone
             newest = max(newest, os.stat(path).st_ctime)
     return newest
