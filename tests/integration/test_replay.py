@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from postbackd.router import delivery_id
+from postbackd.testing.waiting import until_async
 from tests.configs import event
 from tests.integration.test_operator_cli import cli, started
 
@@ -44,6 +45,11 @@ async def test_resend_retry_and_backfill_by_query(receiver, daemon_factory, tmp_
     assert third.headers["webhook-id"] == original.headers["webhook-id"]
     assert third.body == original.body
     one = delivery_id("evt-1", "acme-all")
+
+    async def both_attempts_logged() -> bool:  # the receiver answers before the outcome commits
+        return len((await daemon.delivery(one))["attempts"]) >= 2
+
+    await until_async(both_attempts_logged, 10, "the resent attempt in the request log")
     detail = await daemon.delivery(one)
     assert [a["number"] for a in detail["attempts"]] == [1, 2]  # numbered after the first
 
